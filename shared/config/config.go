@@ -1,0 +1,179 @@
+// Package config is the lanes configuration schema: typed structs decoded and
+// validated once from HCL, with defaults in one place. Nothing outside this
+// package reads config strings; durations are time.Duration, sizes are bytes.
+package config
+
+import (
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Config is a fully decoded and validated lanes configuration.
+type Config struct {
+	// File is the path the config was loaded from.
+	File string
+
+	Listen          string
+	DebugHeaders    bool
+	ShutdownTimeout time.Duration
+
+	Front Front
+	Admin Admin
+	Log   Log
+	App   App
+
+	// Themes, Fetchd and AutoMap are decoded and validated so that configs
+	// written for later releases are checked now; the supervisor does not act
+	// on them yet.
+	Themes  []Theme
+	Fetchd  *Fetchd
+	AutoMap *AutoMap
+
+	// Lanes in file order. A lane named "default" always exists: if the file
+	// does not declare one it is added with default settings.
+	Lanes []Lane
+}
+
+// Lane returns the lane named name, or nil.
+func (c *Config) Lane(name string) *Lane {
+	for i := range c.Lanes {
+		if c.Lanes[i].Name == name {
+			return &c.Lanes[i]
+		}
+	}
+	return nil
+}
+
+// Front holds the client-facing listener's limits (block "front", optional).
+type Front struct {
+	ReadTimeout   time.Duration // whole request, headers and body (slowloris)
+	WriteTimeout  time.Duration // whole response write
+	IdleTimeout   time.Duration // keep-alive wait between requests
+	MaxHeaderSize int           // bytes; larger request headers get 431
+	MaxBodySize   int           // bytes; larger request bodies get 413
+	MaxConns      int           // concurrent client connections (0: unlimited)
+}
+
+// Admin is the admin listener (block "admin").
+type Admin struct {
+	Listen    string
+	TokenFile string
+	// Token is the trimmed content of TokenFile, read at load time; empty
+	// when TokenFile is unset.
+	Token string
+}
+
+// Log configures logging (block "log").
+type Log struct {
+	Level     hclog.Level
+	JSON      bool // format = "json"
+	AccessLog bool
+}
+
+// App is what the built-in worker serves (block "app").
+type App struct {
+	Upstream        string // "http://host:port" (or https); empty when Demo
+	UpstreamTimeout time.Duration
+	Theme           string
+	Demo            bool
+}
+
+// Theme is a theme block; decoded and validated, not yet acted on.
+type Theme struct {
+	Name  string
+	URL   string
+	Rules []ThemeRule
+	Range hcl.Range
+}
+
+// ThemeRule is one rule inside a theme block.
+type ThemeRule struct {
+	Kind    string // replace, title, append, drop
+	Theme   string // CSS selector in the theme page
+	Content string // CSS selector in the content page
+}
+
+// Fetchd configures the fetch daemon; decoded and validated, not yet acted on.
+type Fetchd struct {
+	CacheDir     string
+	Workers      int
+	FetchTimeout time.Duration
+	MinRefresh   time.Duration
+	StaleWait    time.Duration
+	MaxStale     time.Duration
+}
+
+// AutoMap configures automatic remapping of slow requests; decoded and
+// validated, not yet acted on.
+type AutoMap struct {
+	Threshold   time.Duration
+	Lane        string
+	From        []string
+	ForgetAfter time.Duration
+	MaxEntries  int
+}
+
+// Lane is one lane block.
+type Lane struct {
+	Name           string
+	MinWorkers     int
+	MaxWorkers     int
+	Concurrency    int
+	MaxQueue       int
+	QueueTimeout   time.Duration
+	RequestTimeout time.Duration
+	IdleTimeout    time.Duration
+	MaxRequests    int
+	MaxRSS         int64 // bytes; 0: no limit
+	Map            []Pattern
+	// Command runs a custom worker built on worker.Serve; empty means the
+	// built-in app (lanesd's own worker subcommand).
+	Command []string
+	// Range is where the lane block is declared, for later diagnostics.
+	Range hcl.Range
+}
+
+// Pattern is one "METHOD PATH" mapping. Method is "*" for any method; in
+// Path, "*" matches any run of characters.
+type Pattern struct {
+	Method string
+	Path   string
+}
+
+// String returns the pattern as written: "METHOD PATH".
+func (p Pattern) String() string { return p.Method + " " + p.Path }
+
+// Defaults. Every default lives here and nowhere else.
+const (
+	DefaultListen          = "127.0.0.1:8080"
+	DefaultAdminListen     = "127.0.0.1:8081"
+	DefaultShutdownTimeout = 30 * time.Second
+
+	DefaultReadTimeout   = 10 * time.Second
+	DefaultWriteTimeout  = 60 * time.Second
+	DefaultIdleTimeout   = 60 * time.Second
+	DefaultMaxHeaderSize = 8 << 10
+	DefaultMaxBodySize   = 16 << 20
+
+	DefaultUpstreamTimeout = 60 * time.Second
+
+	DefaultLaneName       = "default"
+	DefaultMinWorkers     = 2
+	DefaultConcurrency    = 1
+	DefaultMaxQueue       = 100
+	DefaultQueueTimeout   = 5 * time.Second
+	DefaultRequestTimeout = 30 * time.Second
+	DefaultLaneIdle       = 60 * time.Second
+
+	DefaultFetchdCacheDir     = "./data/fetchd"
+	DefaultFetchdWorkers      = 2
+	DefaultFetchdFetchTimeout = 10 * time.Second
+	DefaultFetchdMinRefresh   = 5 * time.Second
+	DefaultFetchdStaleWait    = 100 * time.Millisecond
+	DefaultFetchdMaxStale     = 720 * time.Hour
+
+	DefaultAutoMapForgetAfter = 10 * time.Minute
+	DefaultAutoMapMaxEntries  = 10000
+)

@@ -1,0 +1,531 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+)
+
+// Load reads, decodes and validates the config file at path. It reports every
+// problem it finds, not only the first, each with the range of the offending
+// value; on any error it returns a nil Config. Warnings, if any, come back
+// alongside a usable Config. Load never panics on bad input.
+func Load(path string) (*Config, hcl.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{readError(path, err)}
+	}
+	file, diags := hclparse.NewParser().ParseHCL(src, path)
+	if diags.HasErrors() {
+		// A body with syntax errors decodes into noise; stop here.
+		sortDiagnostics(diags)
+		return nil, diags
+	}
+	d := &decoder{
+		dir:    filepath.Dir(path),
+		lanes:  newNames(),
+		themes: newNames(),
+		mapped: map[string]mapping{},
+	}
+	cfg := d.config(file.Body, path)
+	diags = append(diags, d.diags...)
+	sortDiagnostics(diags)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return cfg, diags
+}
+
+func readError(path string, err error) *hcl.Diagnostic {
+	detail := err.Error() + "."
+	if errors.Is(err, fs.ErrNotExist) {
+		detail = "The file does not exist."
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Cannot read config file",
+		Detail:   detail,
+		// A range with no line: the problem is the whole file.
+		Subject: &hcl.Range{Filename: path},
+	}
+}
+
+// nameRE is what lane and theme names look like: they appear in URLs of the
+// admin API, metrics labels and log lines.
+var nameRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
+
+// decoder collects diagnostics while one config is decoded.
+type decoder struct {
+	dir    string // the config file's directory, for relative paths
+	diags  hcl.Diagnostics
+	lanes  *names
+	themes *names
+	// mapped is every static pattern ("METHOD PATH") seen so far.
+	mapped map[string]mapping
+	// refs are names used before all declarations are known; checked last.
+	refs []ref
+}
+
+type mapping struct {
+	lane string
+	at   hcl.Range
+}
+
+// ref is a use of a lane or theme name, at the range of the value naming it.
+type ref struct {
+	kind string // "lane" or "theme"
+	name string
+	at   hcl.Range
+}
+
+// names is a set of declared names in declaration order.
+type names struct {
+	order []string
+	at    map[string]hcl.Range
+}
+
+func newNames() *names { return &names{at: map[string]hcl.Range{}} }
+
+// declare records name at r. If name was declared before it returns where,
+// and true.
+func (n *names) declare(name string, r hcl.Range) (hcl.Range, bool) {
+	if first, dup := n.at[name]; dup {
+		return first, true
+	}
+	n.at[name] = r
+	n.order = append(n.order, name)
+	return hcl.Range{}, false
+}
+
+func attrSchemas(names ...string) []hcl.AttributeSchema {
+	s := make([]hcl.AttributeSchema, len(names))
+	for i, n := range names {
+		s[i] = hcl.AttributeSchema{Name: n}
+	}
+	return s
+}
+
+var (
+	rootSchema = &hcl.BodySchema{
+		Attributes: attrSchemas("listen", "debug_headers", "shutdown_timeout"),
+		Blocks: []hcl.BlockHeaderSchema{
+			{Type: "front"},
+			{Type: "admin"},
+			{Type: "log"},
+			{Type: "app"},
+			{Type: "theme", LabelNames: []string{"name"}},
+			{Type: "fetchd"},
+			{Type: "lane", LabelNames: []string{"name"}},
+			{Type: "auto_map"},
+		},
+	}
+	frontSchema = &hcl.BodySchema{
+		Attributes: attrSchemas("read_timeout", "write_timeout", "idle_timeout", "max_header_size", "max_body_size", "max_conns"),
+	}
+	adminSchema = &hcl.BodySchema{Attributes: attrSchemas("listen", "token_file")}
+	logSchema   = &hcl.BodySchema{Attributes: attrSchemas("level", "format", "access_log")}
+	appSchema   = &hcl.BodySchema{Attributes: attrSchemas("upstream", "upstream_timeout", "theme", "demo")}
+	themeSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "url", Required: true}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "rule", LabelNames: []string{"kind"}}},
+	}
+	ruleSchema   = &hcl.BodySchema{Attributes: attrSchemas("theme", "content")}
+	fetchdSchema = &hcl.BodySchema{
+		Attributes: attrSchemas("cache_dir", "workers", "fetch_timeout", "min_refresh", "stale_wait", "max_stale"),
+	}
+	laneSchema = &hcl.BodySchema{
+		Attributes: attrSchemas("min_workers", "max_workers", "concurrency", "max_queue", "queue_timeout",
+			"request_timeout", "idle_timeout", "max_requests", "max_rss", "map", "command"),
+	}
+	autoMapSchema = &hcl.BodySchema{
+		Attributes: append([]hcl.AttributeSchema{
+			{Name: "threshold", Required: true},
+			{Name: "lane", Required: true},
+		}, attrSchemas("from", "forget_after", "max_entries")...),
+	}
+)
+
+func (d *decoder) content(body hcl.Body, schema *hcl.BodySchema) *hcl.BodyContent {
+	c, diags := body.Content(schema)
+	d.diags = append(d.diags, diags...)
+	return c
+}
+
+func (d *decoder) config(body hcl.Body, path string) *Config {
+	cfg := &Config{
+		File:            path,
+		Listen:          DefaultListen,
+		ShutdownTimeout: DefaultShutdownTimeout,
+		Front: Front{
+			ReadTimeout:   DefaultReadTimeout,
+			WriteTimeout:  DefaultWriteTimeout,
+			IdleTimeout:   DefaultIdleTimeout,
+			MaxHeaderSize: DefaultMaxHeaderSize,
+			MaxBodySize:   DefaultMaxBodySize,
+		},
+		Admin: Admin{Listen: DefaultAdminListen},
+		Log:   Log{Level: hclog.Info, AccessLog: true},
+		App:   App{UpstreamTimeout: DefaultUpstreamTimeout},
+	}
+	c := d.content(body, rootSchema)
+	listenAttr, listenOK := d.listenAddr(c.Attributes, "listen", &cfg.Listen)
+	d.boolean(c.Attributes, "debug_headers", &cfg.DebugHeaders)
+	d.duration(c.Attributes, "shutdown_timeout", &cfg.ShutdownTimeout, false)
+
+	blocks := c.Blocks.ByType()
+	for _, b := range blocks["theme"] {
+		cfg.Themes = append(cfg.Themes, d.theme(b))
+	}
+	for _, b := range blocks["lane"] {
+		cfg.Lanes = append(cfg.Lanes, d.lane(b))
+	}
+	if b := d.single(blocks["front"]); b != nil {
+		d.front(b, &cfg.Front)
+	}
+	var adminListenAttr *hcl.Attribute
+	adminListenOK := true
+	if b := d.single(blocks["admin"]); b != nil {
+		adminListenAttr, adminListenOK = d.admin(b, &cfg.Admin)
+	}
+	if b := d.single(blocks["log"]); b != nil {
+		d.log(b, &cfg.Log)
+	}
+	if b := d.single(blocks["app"]); b != nil {
+		d.app(b, &cfg.App)
+	} else {
+		d.errorf(body.MissingItemRange(), "Missing app block",
+			"An app block is required: add app { upstream = \"http://127.0.0.1:9000\" } to proxy to your application, or app { demo = true } for the built-in demo site.")
+	}
+	if b := d.single(blocks["fetchd"]); b != nil {
+		cfg.Fetchd = d.fetchd(b)
+	} else if cfg.App.Theme != "" {
+		cfg.Fetchd = defaultFetchd()
+	}
+	if b := d.single(blocks["auto_map"]); b != nil {
+		cfg.AutoMap = d.autoMap(b)
+	}
+
+	if cfg.Lane(DefaultLaneName) == nil {
+		cfg.Lanes = append(cfg.Lanes, defaultLane(DefaultLaneName))
+		d.lanes.declare(DefaultLaneName, hcl.Range{})
+	}
+	d.resolve()
+
+	// Both addresses are known (valid or default) and one was written. Port
+	// 0 asks the kernel for a free port each time, so it cannot clash.
+	listenOK = listenOK || listenAttr == nil
+	if listenOK && adminListenOK && (listenAttr != nil || adminListenAttr != nil) && cfg.Listen == cfg.Admin.Listen && !strings.HasSuffix(cfg.Listen, ":0") {
+		a := adminListenAttr
+		if a == nil {
+			a = listenAttr
+		}
+		d.errorf(a.Expr.Range(), "Address used twice",
+			"listen and admin.listen are both %q; the admin listener needs its own address.", cfg.Listen)
+	}
+	return cfg
+}
+
+// single returns the first of blocks, reporting any further ones.
+func (d *decoder) single(blocks []*hcl.Block) *hcl.Block {
+	if len(blocks) == 0 {
+		return nil
+	}
+	for _, b := range blocks[1:] {
+		d.errorf(b.DefRange, "Duplicate "+b.Type+" block",
+			"Only one %s block is allowed; the first is at %s.", b.Type, at(blocks[0].DefRange))
+	}
+	return blocks[0]
+}
+
+// resolve checks every lane and theme name used against those declared.
+func (d *decoder) resolve() {
+	for _, r := range d.refs {
+		declared := d.lanes
+		if r.kind == "theme" {
+			declared = d.themes
+		}
+		if _, ok := declared.at[r.name]; ok {
+			continue
+		}
+		list := "none"
+		if len(declared.order) > 0 {
+			q := make([]string, len(declared.order))
+			for i, n := range declared.order {
+				q[i] = `"` + n + `"`
+			}
+			list = strings.Join(q, ", ")
+		}
+		d.errorf(r.at, "Undeclared "+r.kind, "No %s %q is declared (declared: %s); add a %s %q block or use a declared name.",
+			r.kind, r.name, list, r.kind, r.name)
+	}
+}
+
+// checkName reports a lane or theme label that is malformed or declared twice.
+func (d *decoder) checkName(b *hcl.Block, kind string, declared *names) {
+	name, r := b.Labels[0], b.LabelRanges[0]
+	if !nameRE.MatchString(name) {
+		d.errorf(r, "Invalid "+kind+" name",
+			"%q is not a valid %s name: use lowercase letters, digits, \"_\" and \"-\".", name, kind)
+	}
+	if first, dup := declared.declare(name, r); dup {
+		d.errorf(r, "Duplicate "+kind,
+			"A %s named %q is already declared at %s; give each %s a unique name.", kind, name, at(first), kind)
+	}
+}
+
+func (d *decoder) front(b *hcl.Block, f *Front) {
+	a := d.content(b.Body, frontSchema).Attributes
+	d.duration(a, "read_timeout", &f.ReadTimeout, false)
+	d.duration(a, "write_timeout", &f.WriteTimeout, false)
+	d.duration(a, "idle_timeout", &f.IdleTimeout, false)
+	d.intSize(a, "max_header_size", &f.MaxHeaderSize)
+	d.intSize(a, "max_body_size", &f.MaxBodySize)
+	d.integer(a, "max_conns", &f.MaxConns, 0)
+}
+
+// admin decodes the admin block and reads its token file. It returns the
+// listen attribute and whether it was valid, for the address clash check.
+func (d *decoder) admin(b *hcl.Block, adm *Admin) (*hcl.Attribute, bool) {
+	a := d.content(b.Body, adminSchema).Attributes
+	listen, listenOK := d.listenAddr(a, "listen", &adm.Listen)
+	var tf string
+	if attr, ok := d.str(a, "token_file", &tf); ok && tf != "" {
+		if !filepath.IsAbs(tf) {
+			tf = filepath.Join(d.dir, tf)
+		}
+		data, err := os.ReadFile(tf)
+		token := strings.TrimSpace(string(data))
+		switch {
+		case err != nil:
+			d.errorf(attr.Expr.Range(), "Cannot read token file", "%s; create it with the admin token, or remove token_file.", err)
+		case token == "":
+			d.errorf(attr.Expr.Range(), "Empty token file", "%s is empty; write the admin token in it, or remove token_file.", tf)
+		default:
+			adm.TokenFile, adm.Token = tf, token
+		}
+	}
+	return listen, listen == nil || listenOK
+}
+
+func (d *decoder) log(b *hcl.Block, l *Log) {
+	a := d.content(b.Body, logSchema).Attributes
+	var s string
+	if attr, ok := d.str(a, "level", &s); ok {
+		if lvl := hclog.LevelFromString(s); lvl != hclog.NoLevel {
+			l.Level = lvl
+		} else {
+			d.errorf(attr.Expr.Range(), "Invalid log level", "%q is not a log level: use trace, debug, info, warn, error or off.", s)
+		}
+	}
+	if attr, ok := d.str(a, "format", &s); ok {
+		switch s {
+		case "text":
+			l.JSON = false
+		case "json":
+			l.JSON = true
+		default:
+			d.errorf(attr.Expr.Range(), "Invalid log format", "%q is not a log format: use \"text\" or \"json\".", s)
+		}
+	}
+	d.boolean(a, "access_log", &l.AccessLog)
+}
+
+func (d *decoder) app(b *hcl.Block, app *App) {
+	a := d.content(b.Body, appSchema).Attributes
+	var s string
+	upstream, _ := d.str(a, "upstream", &s)
+	if upstream != nil {
+		if u, err := url.Parse(s); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			d.errorf(upstream.Expr.Range(), "Invalid upstream",
+				"%q is not an upstream URL: write \"http://HOST:PORT\" or \"https://HOST:PORT\".", s)
+		} else if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			d.errorf(upstream.Expr.Range(), "Invalid upstream",
+				"%q has more than a scheme, host and port: write %q; requests keep their own path.", s, u.Scheme+"://"+u.Host)
+		} else {
+			app.Upstream = u.Scheme + "://" + u.Host
+		}
+	}
+	d.duration(a, "upstream_timeout", &app.UpstreamTimeout, false)
+	if attr, ok := d.str(a, "theme", &app.Theme); ok && app.Theme != "" {
+		d.refs = append(d.refs, ref{"theme", app.Theme, attr.Expr.Range()})
+	}
+	demo, demoOK := d.boolean(a, "demo", &app.Demo)
+	if demo != nil && !demoOK {
+		return // already reported; which mode is meant is unknown
+	}
+	switch {
+	case upstream == nil && !app.Demo:
+		d.errorf(b.DefRange, "Invalid app block",
+			"Set either upstream = \"http://HOST:PORT\" to proxy to your application, or demo = true for the built-in demo site.")
+	case upstream != nil && app.Demo:
+		d.errorf(b.DefRange, "Invalid app block",
+			"Set only one of upstream and demo = true: the built-in worker either proxies or serves the demo site.")
+	}
+}
+
+func (d *decoder) theme(b *hcl.Block) Theme {
+	t := Theme{Name: b.Labels[0], Range: b.DefRange}
+	d.checkName(b, "theme", d.themes)
+	c := d.content(b.Body, themeSchema)
+	if attr, ok := d.str(c.Attributes, "url", &t.URL); ok {
+		u, err := url.Parse(t.URL)
+		valid := err == nil && (((u.Scheme == "http" || u.Scheme == "https") && u.Host != "") ||
+			(u.Scheme == "file" && u.Path != ""))
+		if !valid {
+			d.errorf(attr.Expr.Range(), "Invalid theme URL",
+				"%q is not a theme URL: use http://, https:// or file:///, such as \"http://127.0.0.1:9001/theme.html\".", t.URL)
+		}
+	}
+	for _, rb := range c.Blocks {
+		r := ThemeRule{Kind: rb.Labels[0]}
+		ra := d.content(rb.Body, ruleSchema).Attributes
+		themeAttr, _ := d.str(ra, "theme", &r.Theme)
+		contentAttr, _ := d.str(ra, "content", &r.Content)
+		var needs string
+		switch r.Kind {
+		case "replace", "append":
+			if themeAttr == nil || contentAttr == nil {
+				needs = "theme = \"SELECTOR\" and content = \"SELECTOR\""
+			}
+		case "drop":
+			if themeAttr == nil {
+				needs = "theme = \"SELECTOR\""
+			}
+		case "title":
+		default:
+			d.errorf(rb.LabelRanges[0], "Invalid rule kind",
+				"%q is not a rule kind: use replace, title, append or drop.", r.Kind)
+		}
+		if needs != "" {
+			d.errorf(rb.DefRange, "Incomplete rule", "A %q rule needs %s.", r.Kind, needs)
+		}
+		t.Rules = append(t.Rules, r)
+	}
+	return t
+}
+
+func defaultFetchd() *Fetchd {
+	return &Fetchd{
+		CacheDir:     DefaultFetchdCacheDir,
+		Workers:      DefaultFetchdWorkers,
+		FetchTimeout: DefaultFetchdFetchTimeout,
+		MinRefresh:   DefaultFetchdMinRefresh,
+		StaleWait:    DefaultFetchdStaleWait,
+		MaxStale:     DefaultFetchdMaxStale,
+	}
+}
+
+func (d *decoder) fetchd(b *hcl.Block) *Fetchd {
+	f := defaultFetchd()
+	a := d.content(b.Body, fetchdSchema).Attributes
+	var dir string
+	if attr, ok := d.str(a, "cache_dir", &dir); ok {
+		if dir == "" {
+			d.errorf(attr.Expr.Range(), "Invalid cache_dir", "cache_dir must not be empty; name a directory such as %q.", DefaultFetchdCacheDir)
+		} else {
+			f.CacheDir = dir
+		}
+	}
+	d.integer(a, "workers", &f.Workers, 1)
+	d.duration(a, "fetch_timeout", &f.FetchTimeout, false)
+	d.duration(a, "min_refresh", &f.MinRefresh, false)
+	d.duration(a, "stale_wait", &f.StaleWait, true) // 0: serve a stale copy at once
+	d.duration(a, "max_stale", &f.MaxStale, false)
+	return f
+}
+
+func defaultLane(name string) Lane {
+	return Lane{
+		Name:           name,
+		MinWorkers:     DefaultMinWorkers,
+		MaxWorkers:     DefaultMinWorkers,
+		Concurrency:    DefaultConcurrency,
+		MaxQueue:       DefaultMaxQueue,
+		QueueTimeout:   DefaultQueueTimeout,
+		RequestTimeout: DefaultRequestTimeout,
+		IdleTimeout:    DefaultLaneIdle,
+	}
+}
+
+func (d *decoder) lane(b *hcl.Block) Lane {
+	l := defaultLane(b.Labels[0])
+	l.Range = b.DefRange
+	d.checkName(b, "lane", d.lanes)
+	a := d.content(b.Body, laneSchema).Attributes
+
+	// The default lane takes every unmapped request, so it can never be
+	// empty; another lane may be (its requests then wait for a resize).
+	minFloor := 0
+	if l.Name == DefaultLaneName {
+		minFloor = 1
+	}
+	minAttr, minOK := d.integer(a, "min_workers", &l.MinWorkers, minFloor)
+	maxAttr, maxOK := d.integer(a, "max_workers", &l.MaxWorkers, 1)
+	switch {
+	case maxAttr == nil && minOK:
+		l.MaxWorkers = max(l.MinWorkers, 1)
+	case minAttr == nil && maxOK:
+		l.MinWorkers = min(DefaultMinWorkers, l.MaxWorkers)
+	case minOK && maxOK && l.MinWorkers > l.MaxWorkers:
+		d.errorf(minAttr.Expr.Range(), "Invalid worker counts",
+			"min_workers = %d is more than max_workers = %d; raise max_workers or lower min_workers.", l.MinWorkers, l.MaxWorkers)
+	}
+
+	d.integer(a, "concurrency", &l.Concurrency, 1)
+	d.integer(a, "max_queue", &l.MaxQueue, 0)
+	d.duration(a, "queue_timeout", &l.QueueTimeout, false)
+	d.duration(a, "request_timeout", &l.RequestTimeout, false)
+	d.duration(a, "idle_timeout", &l.IdleTimeout, false)
+	d.integer(a, "max_requests", &l.MaxRequests, 0)
+	d.size(a, "max_rss", &l.MaxRSS, true)
+
+	if _, pats, ranges, _ := d.strList(a, "map"); pats != nil {
+		for i, s := range pats {
+			p, err := ParsePattern(s)
+			if err != nil {
+				d.errorf(ranges[i], "Invalid pattern", "%s.", err)
+				continue
+			}
+			if m, dup := d.mapped[p.String()]; dup {
+				d.errorf(ranges[i], "Duplicate mapping",
+					"%q is already mapped to lane %q at %s; map each pattern to one lane only.", p.String(), m.lane, at(m.at))
+				continue
+			}
+			d.mapped[p.String()] = mapping{l.Name, ranges[i]}
+			l.Map = append(l.Map, p)
+		}
+	}
+	if _, cmd, ranges, ok := d.strList(a, "command"); ok && len(cmd) > 0 {
+		if cmd[0] == "" {
+			d.errorf(ranges[0], "Invalid command", "The first element of command is the program to run; it must not be empty.")
+		}
+		l.Command = cmd
+	}
+	return l
+}
+
+func (d *decoder) autoMap(b *hcl.Block) *AutoMap {
+	m := &AutoMap{ForgetAfter: DefaultAutoMapForgetAfter, MaxEntries: DefaultAutoMapMaxEntries}
+	a := d.content(b.Body, autoMapSchema).Attributes
+	d.duration(a, "threshold", &m.Threshold, false)
+	if attr, ok := d.str(a, "lane", &m.Lane); ok {
+		d.refs = append(d.refs, ref{"lane", m.Lane, attr.Expr.Range()})
+	}
+	if _, from, ranges, _ := d.strList(a, "from"); from != nil {
+		for i, name := range from {
+			d.refs = append(d.refs, ref{"lane", name, ranges[i]})
+		}
+		m.From = from
+	}
+	d.duration(a, "forget_after", &m.ForgetAfter, false)
+	d.integer(a, "max_entries", &m.MaxEntries, 1)
+	return m
+}

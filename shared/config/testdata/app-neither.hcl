@@ -1,0 +1,3 @@
+app {
+  upstream_timeout = "10s"
+}

@@ -1,0 +1,5 @@
+app {
+  demo = true
+
+lane "fast" {
+  min_workers = 2

@@ -1,0 +1,7 @@
+admin {
+  token_file = "token-empty.txt"
+}
+
+app {
+  demo = true
+}

@@ -1,0 +1,7 @@
+admin {
+  token_file = "no-such-token"
+}
+
+app {
+  demo = true
+}

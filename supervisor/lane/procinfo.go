@@ -1,0 +1,101 @@
+package lane
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// rss returns the resident set size of pid in bytes, from /proc/PID/statm.
+func rss(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0, fmt.Errorf("statm of %d: unexpected %q", pid, b)
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return pages * int64(syscall.Getpagesize()), nil
+}
+
+// whereHung describes where the threads of pid wait, for the log line written
+// before a hung worker is killed: each thread's kernel wait channel
+// (/proc/PID/task/TID/wchan) counted, and the syscall of the main thread
+// (/proc/PID/syscall: number and arguments, or "running").
+func whereHung(pid int) (wchan, sysc string) {
+	base := "/proc/" + strconv.Itoa(pid)
+	counts := map[string]int{}
+	tasks, _ := filepath.Glob(base + "/task/*/wchan")
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		w := strings.TrimSpace(string(b))
+		if w == "" || w == "0" {
+			w = "running"
+		}
+		counts[w]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s×%d", k, counts[k]))
+	}
+	wchan = strings.Join(parts, " ")
+	if wchan == "" {
+		wchan = "unknown"
+	}
+	if b, err := os.ReadFile(base + "/syscall"); err == nil {
+		sysc = strings.TrimSpace(string(b))
+		if f := strings.Fields(sysc); len(f) > 0 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				sysc = syscallName(n) + " " + sysc
+			}
+		}
+	} else {
+		sysc = "unknown (" + err.Error() + ")"
+	}
+	return wchan, sysc
+}
+
+// syscallName names the x86-64 system calls a hung Go or proxy worker is
+// usually found in; others are shown by number.
+func syscallName(n int) string {
+	switch n {
+	case 0:
+		return "read"
+	case 1:
+		return "write"
+	case 7:
+		return "poll"
+	case 23:
+		return "select"
+	case 35:
+		return "nanosleep"
+	case 43:
+		return "accept"
+	case 45:
+		return "recvfrom"
+	case 202:
+		return "futex"
+	case 232:
+		return "epoll_wait"
+	case 281:
+		return "epoll_pwait"
+	}
+	return "syscall"
+}

@@ -1,0 +1,138 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lanes-dev/lanes/shared/config"
+)
+
+// helloWorker is the path of examples/hello-worker, built once for the
+// package's tests: a custom worker on worker.Serve, run as a lane command.
+var helloWorker string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lanes-sup-test")
+	if err != nil {
+		panic(err)
+	}
+	helloWorker = filepath.Join(dir, "hello-worker")
+	out, err := exec.Command("go", "build", "-o", helloWorker, "github.com/lanes-dev/lanes/examples/hello-worker").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build hello-worker: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// start runs a supervisor on ephemeral ports with the given lane blocks,
+// every lane running hello-worker.
+func start(t *testing.T, lanes string) *Supervisor {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "lanes.hcl")
+	src := fmt.Sprintf(`
+listen = "127.0.0.1:0"
+debug_headers = true
+shutdown_timeout = "5s"
+admin { listen = "127.0.0.1:0" }
+log { level = "warn" }
+app { demo = true }
+%s`, strings.ReplaceAll(lanes, "CMD", fmt.Sprintf("%q", helloWorker)))
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, diags := config.Load(path)
+	if diags.HasErrors() {
+		t.Fatalf("config: %s", diags.Error())
+	}
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
+	s, err := New(cfg, Options{Log: log, Builtin: []string{helloWorker}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("supervisor not ready")
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return s
+}
+
+func get(t *testing.T, s *Supervisor, path string) (int, string, *fasthttp.ResponseHeader) {
+	t.Helper()
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + s.FrontAddr().String() + path)
+	if err := fasthttp.DoTimeout(req, resp, 20*time.Second); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	h := new(fasthttp.ResponseHeader)
+	resp.Header.CopyTo(h)
+	return resp.StatusCode(), string(resp.Body()), h
+}
+
+func TestCustomWorkerServesThroughLanes(t *testing.T) {
+	s := start(t, `
+lane "default" {
+  min_workers = 2
+  command = [CMD]
+}
+lane "other" {
+  min_workers = 1
+  command = [CMD]
+  map = ["GET /hello/other*"]
+}`)
+	code, body, h := get(t, s, "/hello/x")
+	if code != 200 || !strings.Contains(body, "lane default") {
+		t.Fatalf("default lane: %d %q", code, body)
+	}
+	if got := string(h.Peek("X-Lane")); got != "default" {
+		t.Errorf("X-Lane = %q", got)
+	}
+	if st := string(h.Peek("Server-Timing")); !strings.Contains(st, "queue;dur=") || !strings.Contains(st, "total;dur=") {
+		t.Errorf("Server-Timing = %q", st)
+	}
+	code, body, _ = get(t, s, "/hello/other/1")
+	if code != 200 || !strings.Contains(body, "lane other") {
+		t.Fatalf("other lane: %d %q", code, body)
+	}
+	// A panicking handler is recovered in the worker: 500, and the worker
+	// goes on serving.
+	code, _, _ = get(t, s, "/hello/panic")
+	if code != 500 {
+		t.Fatalf("panic: %d", code)
+	}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if code, _, _ := get(t, s, "/hello/sleep?d=20ms"); code != 200 {
+				t.Errorf("concurrent: %d", code)
+			}
+		})
+	}
+	wg.Wait()
+}
