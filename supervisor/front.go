@@ -75,14 +75,14 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	w, err := l.Acquire()
 	queued := time.Now()
 	if err != nil {
-		ctx.Response.Header.Set("Retry-After", "1")
 		msg := "lane " + l.Name() + ": queue full\n"
 		if errors.Is(err, lane.ErrQueueTimeout) {
 			msg = "lane " + l.Name() + ": queue timeout\n"
 		} else if errors.Is(err, lane.ErrStopped) {
 			msg = "shutting down\n"
 		}
-		ctx.Error(msg, fasthttp.StatusServiceUnavailable)
+		ctx.Error(msg, fasthttp.StatusServiceUnavailable) // resets headers: set ours after
+		ctx.Response.Header.Set("Retry-After", "1")
 		s.finish(ctx, l, 0, timing{queue: queued.Sub(start), total: time.Since(start)}, len(msg))
 		return
 	}

@@ -50,7 +50,7 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 		fmt.Fprintln(os.Stderr, "lanes worker: this program is a lanes worker; lanesd starts it from a lane's command")
 		return 1
 	}
-	log = log.With("lane", os.Getenv(shared.EnvLane), "pid", os.Getpid())
+	log = log.With("pid", os.Getpid()) // the supervisor adds the lane
 
 	if ppid, err := strconv.Atoi(os.Getenv(shared.EnvParentPID)); err == nil {
 		go watchParent(ppid, log)

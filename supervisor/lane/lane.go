@@ -66,7 +66,6 @@ type Lane struct {
 	queue    []*waiter
 	seq      int
 	inflight int
-	spawned  int // total spawns, for respawn counting
 	crashes  int // consecutive
 	backoff  time.Time
 	lastExit string
@@ -109,8 +108,8 @@ func (l *Lane) Config() config.Lane { return l.cfg }
 // handshake), Start stops what it started and returns the error.
 func (l *Lane) Start(ctx context.Context) error {
 	l.mu.Lock()
-	for i := 0; i < l.cfg.MinWorkers; i++ {
-		l.spawnLocked()
+	for range l.cfg.MinWorkers {
+		l.spawnLocked(false)
 	}
 	l.mu.Unlock()
 	go l.healthLoop()
@@ -149,13 +148,13 @@ func (l *Lane) notifyLocked() {
 	l.changed = make(chan struct{})
 }
 
-// spawnLocked adds a starting worker and launches it in the background.
-func (l *Lane) spawnLocked() {
+// spawnLocked adds a starting worker and launches it in the background;
+// respawn says it replaces one.
+func (l *Lane) spawnLocked(respawn bool) {
 	l.seq++
-	if l.spawned > 0 {
+	if respawn {
 		l.respawns.Add(1)
 	}
-	l.spawned++
 	w := &Worker{lane: l, seq: l.seq, state: Starting, started: time.Now()}
 	l.workers = append(l.workers, w)
 	l.wg.Add(1)
@@ -275,7 +274,7 @@ func (l *Lane) reconcileLocked() {
 		return
 	}
 	for range need {
-		l.spawnLocked()
+		l.spawnLocked(true)
 	}
 }
 

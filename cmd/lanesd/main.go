@@ -1,0 +1,132 @@
+// Command lanesd is the lanes supervisor. It also runs, through the hidden
+// subcommand "worker", as the built-in worker process of a lane.
+//
+//	lanesd -config FILE           run the supervisor
+//	lanesd -config FILE -check    validate FILE: print OK, or every problem, and exit 1
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lanes-dev/lanes/shared"
+	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/shared/logging"
+	"github.com/lanes-dev/lanes/supervisor"
+	"github.com/lanes-dev/lanes/worker"
+	"github.com/lanes-dev/lanes/worker/app"
+)
+
+// workerCommand is the subcommand lanesd runs itself as for a lane's
+// built-in worker.
+const workerCommand = "worker"
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == workerCommand {
+		runWorker()
+		return
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("lanesd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "configs/example.hcl", "config `file` (HCL)")
+	check := fs.Bool("check", false, "validate the config and exit: OK, or every problem and exit status 1")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "lanesd: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	cfg, diags := config.Load(*path)
+	if diags.HasErrors() || cfg == nil {
+		config.WriteDiagnostics(stderr, diags)
+		return 1
+	}
+	if *check {
+		config.WriteDiagnostics(stderr, diags) // warnings, if any
+		fmt.Fprintln(stdout, "OK")
+		return 0
+	}
+	log := logging.New("lanesd", cfg.Log.Level, cfg.Log.JSON, stderr)
+	for _, d := range diags {
+		log.Warn("config", "warning", d.Error())
+	}
+	if cfg.Fetchd != nil || cfg.AutoMap != nil || len(cfg.Themes) > 0 || cfg.App.Theme != "" {
+		log.Warn("theme, fetchd and auto_map are validated but not active in this version")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		log.Error("cannot find own executable for the built-in worker", "error", err)
+		return 1
+	}
+	sup, err := supervisor.New(cfg, supervisor.Options{Log: log, Builtin: []string{exe, workerCommand}})
+	if err != nil {
+		log.Error("start", "error", err)
+		return 1
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go handleSignals(log, stop, sup)
+	if err := sup.Run(ctx); err != nil {
+		log.Error("lanesd stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// handleSignals is the process's one signal loop.
+func handleSignals(log hclog.Logger, stop context.CancelFunc, sup *supervisor.Supervisor) {
+	ch := make(chan os.Signal, 8)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
+	stopping := false
+	for sig := range ch {
+		switch sig {
+		case syscall.SIGTERM, syscall.SIGINT:
+			if stopping {
+				log.Warn("second stop signal: stopping immediately", "signal", sig.String())
+				sup.Abort()
+				continue
+			}
+			stopping = true
+			log.Info("graceful stop", "signal", sig.String())
+			stop()
+		case syscall.SIGQUIT:
+			log.Warn("immediate stop", "signal", sig.String())
+			sup.Abort()
+		case syscall.SIGHUP:
+			log.Warn("SIGHUP: config reload is not available in this version; running config unchanged")
+		case syscall.SIGTTIN, syscall.SIGTTOU:
+			log.Warn("lane resizing by signal is not available in this version", "signal", sig.String())
+		}
+	}
+}
+
+// runWorker is the built-in worker: the app of the config's app block,
+// served on the socket the supervisor named.
+func runWorker() {
+	log := logging.Worker(os.Getenv(shared.EnvLogLevel))
+	var cfg config.App
+	if err := json.Unmarshal([]byte(os.Getenv(shared.EnvApp)), &cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "lanesd worker: started without an app config; lanesd runs this itself")
+		os.Exit(1)
+	}
+	a, err := app.New(cfg, log)
+	if err != nil {
+		log.Error("app", "error", err)
+		os.Exit(1)
+	}
+	worker.ServeLogger(a.Handler, log)
+}

@@ -1,0 +1,79 @@
+// Package app is the built-in worker handler: a streaming reverse proxy to the
+// configured upstream, or the demo site. worker.Serve runs it on the worker's
+// data-plane socket; this package knows nothing about sockets or processes.
+package app
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/lanes-dev/lanes/shared/config"
+)
+
+// App is the built-in worker handler for one app block.
+type App struct {
+	log   hclog.Logger
+	proxy *proxy // nil when serving the demo site
+	demo  *demo  // nil when proxying
+
+	// done is closed by Close; it releases demo requests that would
+	// otherwise block forever (/demo/hang) or for long (/demo/sleep).
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// New returns the built-in worker handler for cfg: a reverse proxy to
+// cfg.Upstream, or the demo site when cfg.Demo. The returned Close releases
+// idle upstream connections.
+//
+// cfg.Theme is not acted on yet: responses pass through unthemed.
+func New(cfg config.App, log hclog.Logger) (*App, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	a := &App{log: log.Named("app"), done: make(chan struct{})}
+	switch {
+	case cfg.Demo && cfg.Upstream != "":
+		return nil, errors.New("app: set only one of upstream and demo")
+	case cfg.Demo:
+		a.demo = &demo{log: a.log.Named("demo"), done: a.done}
+	case cfg.Upstream == "":
+		return nil, errors.New("app: no upstream and demo not set")
+	default:
+		timeout := cfg.UpstreamTimeout
+		if timeout <= 0 {
+			timeout = config.DefaultUpstreamTimeout
+		}
+		p, err := newProxy(cfg.Upstream, timeout, a.log.Named("proxy"))
+		if err != nil {
+			return nil, err
+		}
+		a.proxy = p
+	}
+	return a, nil
+}
+
+// Handler serves one request. It is a fasthttp.RequestHandler.
+func (a *App) Handler(ctx *fasthttp.RequestCtx) {
+	if a.proxy != nil {
+		a.proxy.serve(ctx)
+		return
+	}
+	a.demo.serve(ctx)
+}
+
+// Close releases idle upstream connections and unblocks demo requests that
+// are waiting. Responses still streaming keep their connections until they
+// finish. Close is safe to call more than once.
+func (a *App) Close() error {
+	a.closeOnce.Do(func() {
+		close(a.done)
+		if a.proxy != nil {
+			a.proxy.client.CloseIdleConnections()
+		}
+	})
+	return nil
+}
