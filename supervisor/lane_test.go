@@ -107,3 +107,29 @@ lane "default" {
 		t.Errorf("killed %d respawns %d, want 1 and 1", st.Killed, st.Respawns)
 	}
 }
+
+// A worker that reached max_requests is replaced without failing a request.
+func TestMaxRequestsRecyclesWorker(t *testing.T) {
+	s := start(t, `
+lane "default" {
+  min_workers = 1
+  max_requests = 3
+  command = [CMD]
+}`)
+	first := laneStatus(s, "default").Workers[0].PID
+	pids := map[string]bool{}
+	for i := range 12 {
+		code, body, _ := get(t, s, "/hello/x")
+		if code != 200 {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+		pids[strings.Fields(body)[3]] = true
+	}
+	if len(pids) < 4 {
+		t.Errorf("12 requests with max_requests = 3 were served by %d workers, want at least 4", len(pids))
+	}
+	waitFor(t, "first worker gone", 5*time.Second, func() bool { return syscall.Kill(first, 0) != nil })
+	if st := laneStatus(s, "default"); st.Respawns < 3 || st.Killed != 0 {
+		t.Errorf("respawns %d killed %d; recycling is not killing", st.Respawns, st.Killed)
+	}
+}

@@ -38,6 +38,7 @@ const (
 	backoffMax     = 30 * time.Second
 	crashLoopAt    = 3
 	healthInterval = 5 * time.Second
+	retireTimeout  = 10 * time.Second
 )
 
 // Env is what every lane of a supervisor shares.
@@ -380,7 +381,7 @@ func (l *Lane) Release(w *Worker, d time.Duration) {
 		}
 	case Retiring:
 		if w.inflight == 0 {
-			go w.stop(l.ctx)
+			go l.retire(w)
 		}
 	case Killing:
 		if w.inflight == 0 {
@@ -420,8 +421,15 @@ func (l *Lane) retireLocked(w *Worker, why string) {
 	l.reconcileLocked()
 	l.notifyLocked()
 	if w.inflight == 0 {
-		go w.stop(l.ctx)
+		go l.retire(w)
 	}
+}
+
+// retire stops an idle retiring worker, bounded like a lane stop.
+func (l *Lane) retire(w *Worker) {
+	ctx, cancel := context.WithTimeout(l.ctx, retireTimeout)
+	defer cancel()
+	w.stop(ctx)
 }
 
 // healthLoop checks every ready worker over the control plane, each call
@@ -489,20 +497,25 @@ func (l *Lane) Stop(ctx context.Context, immediate bool) {
 	}
 	l.queue = nil
 	ws := append([]*Worker(nil), l.workers...)
-	for _, w := range ws {
+	// A worker's fields set while it starts may be read only once it has
+	// left Starting under the lock; run() kills those still starting.
+	starting := make([]bool, len(ws))
+	condemned := make([]bool, len(ws))
+	for i, w := range ws {
+		starting[i] = w.state == Starting
+		condemned[i] = w.state == Killing // hung: nothing to wait for
 		if w.state != Dead {
 			w.state = Stopping
 		}
 	}
 	l.notifyLocked()
 	l.mu.Unlock()
-	for _, w := range ws {
-		if w.ctl == nil {
-			continue // still starting: run() kills it when the handshake ends
-		}
-		if immediate {
+	for i, w := range ws {
+		switch {
+		case starting[i]:
+		case immediate || condemned[i]:
 			w.hardKill()
-		} else {
+		default:
 			go w.stop(ctx)
 		}
 	}

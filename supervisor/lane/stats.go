@@ -107,8 +107,9 @@ func (l *Lane) Status() Status {
 		st.BackoffMS = b.Milliseconds()
 	}
 	for _, w := range l.workers {
-		ws := WorkerStatus{PID: w.pid, State: w.state.String(), Inflight: w.inflight, Served: w.served, RSS: w.rss}
-		if !w.ready.IsZero() {
+		ws := WorkerStatus{State: w.state.String(), Inflight: w.inflight, Served: w.served, RSS: w.rss}
+		if w.state != Starting { // pid and ready are written while starting, unlocked
+			ws.PID = w.pid
 			ws.Uptime = now.Sub(w.ready).Round(time.Millisecond).Seconds()
 		}
 		st.Workers = append(st.Workers, ws)

@@ -34,6 +34,7 @@ type demo struct {
 }
 
 func (d *demo) serve(ctx *fasthttp.RequestCtx) {
+	d.log.Info("DEBUG", "uri", string(ctx.RequestURI()), "path", string(ctx.Path()))
 	switch string(ctx.Path()) {
 	case "/":
 		d.index(ctx)
@@ -50,6 +51,12 @@ func (d *demo) serve(ctx *fasthttp.RequestCtx) {
 	case "/demo/echo":
 		d.echo(ctx)
 	default:
+		// /demo/sleep/ANYTHING sleeps too, so that a config can give some
+		// sleeps a lane of their own by path (the bench maps its slow class).
+		if bytes.HasPrefix(ctx.Path(), []byte("/demo/sleep/")) {
+			d.sleep(ctx)
+			return
+		}
 		ctx.Error("404 Not Found\n", fasthttp.StatusNotFound)
 	}
 }
@@ -87,7 +94,7 @@ func (d *demo) index(ctx *fasthttp.RequestCtx) {
 	ctx.SetBodyString(indexHTML)
 }
 
-// sleep answers after ?ms=N milliseconds.
+// sleep answers after ?ms=N milliseconds (/demo/sleep and /demo/sleep/*).
 func (d *demo) sleep(ctx *fasthttp.RequestCtx) {
 	ms, ok := queryInt(ctx, "ms", maxDemoMillis)
 	if !ok {

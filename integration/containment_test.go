@@ -1,0 +1,225 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+)
+
+// replaced waits until lane has want ready workers and at least one of the
+// pids in before is no longer among its workers; it returns the pids that
+// left and those that came.
+func replaced(t *testing.T, l *lanesd, lane string, before []int, want int, timeout time.Duration) (gone, added []int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("lane %s to replace a worker of %v and be back to %d ready", lane, before, want), timeout, func() bool {
+		st, err := l.tryStatus("")
+		if err != nil {
+			return false
+		}
+		ls := st.lane(t, lane)
+		ready, all := ls.pids("ready"), ls.pids()
+		gone, added = nil, nil
+		for _, p := range before {
+			if !contains(all, p) {
+				gone = append(gone, p)
+			}
+		}
+		for _, p := range ready {
+			if !contains(before, p) {
+				added = append(added, p)
+			}
+		}
+		return len(gone) > 0 && len(added) > 0 && len(ready) == want
+	})
+	sort.Ints(gone)
+	sort.Ints(added)
+	return gone, added
+}
+
+// TestHungUpstreamSocket: a request whose upstream accepts and never answers
+// gets 504 once the lane's request_timeout passes — not the app's 60 s
+// upstream_timeout — its worker is killed and replaced, and the lane's other
+// workers keep answering meanwhile.
+func TestHungUpstreamSocket(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/hang":
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		case "/ok":
+			w.Write([]byte("ok\n"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(up.Close)
+	t.Cleanup(func() { close(release) })
+
+	l := startLanesd(t, fmt.Sprintf(`
+app {
+  upstream         = %q
+  upstream_timeout = "60s"
+}
+lane "default" {
+  min_workers     = 3
+  request_timeout = "1s"
+}
+`, up.URL))
+	before := l.workerPIDs(t, "default")
+	if len(before) != 3 {
+		t.Fatalf("want 3 ready workers at start, got %v", before)
+	}
+
+	hung := make(chan result, 1)
+	go func() { hung <- l.get("/hang") }()
+	waitFor(t, "the /hang request to be in flight", 5*time.Second, func() bool {
+		return l.lane(t, "default").Inflight == 1
+	})
+
+	// The other workers answer while one is stuck.
+	var wg sync.WaitGroup
+	oks := make([]result, 30)
+	for i := range oks {
+		wg.Go(func() { oks[i] = l.get("/ok") })
+	}
+	wg.Wait()
+	for i, r := range oks {
+		if r.err != nil || r.status != 200 {
+			t.Errorf("GET /ok #%d during the hang: %s", i, r)
+		}
+	}
+
+	r := <-hung
+	if r.err != nil || r.status != http.StatusGatewayTimeout {
+		t.Fatalf("GET /hang: want 504, got %s", r)
+	}
+	if r.took < time.Second || r.took > 10*time.Second {
+		t.Errorf("GET /hang answered after %v; want after request_timeout (1s) and long before upstream_timeout (60s)", r.took)
+	}
+
+	gone, added := replaced(t, l, "default", before, 3, 15*time.Second)
+	t.Logf("504 after %v; worker(s) %v replaced by %v", r.took.Round(time.Millisecond), gone, added)
+	for _, pid := range gone {
+		waitFor(t, fmt.Sprintf("killed worker %d to be gone", pid), 5*time.Second, func() bool { return !alive(pid) })
+	}
+	ls := l.lane(t, "default")
+	if ls.Timeouts < 1 || ls.Killed < 1 || ls.Respawns < 1 {
+		t.Errorf("status: timeouts=%d killed=%d respawns=%d; want each ≥ 1", ls.Timeouts, ls.Killed, ls.Respawns)
+	}
+	l.mustGet(t, "/ok", 200)
+}
+
+// TestSpinningHandler: a handler burning CPU and ignoring cancellation is
+// ended with its process: 504, the worker is replaced, the lane serves.
+func TestSpinningHandler(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, `
+app {
+  demo = true
+}
+lane "default" {
+  min_workers     = 2
+  request_timeout = "1s"
+}
+`)
+	before := l.workerPIDs(t, "default")
+	r := l.get("/demo/spin")
+	if r.err != nil || r.status != http.StatusGatewayTimeout {
+		t.Fatalf("GET /demo/spin: want 504, got %s", r)
+	}
+	if r.took < time.Second || r.took > 10*time.Second {
+		t.Errorf("GET /demo/spin answered after %v; want soon after request_timeout (1s)", r.took)
+	}
+	gone, added := replaced(t, l, "default", before, 2, 15*time.Second)
+	t.Logf("spinning worker(s) %v replaced by %v", gone, added)
+	for _, pid := range gone {
+		waitFor(t, fmt.Sprintf("spinning worker %d to be gone", pid), 5*time.Second, func() bool { return !alive(pid) })
+	}
+	l.mustGet(t, "/", 200)
+	if ls := l.lane(t, "default"); ls.Timeouts < 1 || ls.Killed < 1 {
+		t.Errorf("status: timeouts=%d killed=%d; want each ≥ 1", ls.Timeouts, ls.Killed)
+	}
+}
+
+// TestCrashingWorker: a worker that exits mid-request costs that request a
+// 502 and nothing else; it is replaced. Crashing in a loop shows on the
+// lane and backs off, and the lane recovers.
+func TestCrashingWorker(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, `
+app {
+  demo = true
+}
+lane "default" {
+  min_workers = 2
+}
+`)
+	before := l.workerPIDs(t, "default")
+	r := l.get("/demo/crash")
+	if r.err != nil || r.status != http.StatusBadGateway {
+		t.Fatalf("GET /demo/crash: want 502, got %s", r)
+	}
+	gone, added := replaced(t, l, "default", before, 2, 15*time.Second)
+	t.Logf("crashed worker(s) %v replaced by %v", gone, added)
+	for _, pid := range gone {
+		if alive(pid) {
+			t.Errorf("crashed worker %d still alive", pid)
+		}
+	}
+	if ls := l.lane(t, "default"); ls.Respawns < 1 {
+		t.Errorf("status: respawns=%d; want ≥ 1", ls.Respawns)
+	}
+	l.mustGet(t, "/", 200)
+
+	// Crash in a loop: three more in quick succession.
+	for i := range 3 {
+		r := l.get("/demo/crash")
+		if r.err != nil || r.status != http.StatusBadGateway {
+			t.Errorf("crash #%d: want 502, got %s", i+2, r)
+		}
+	}
+	ls := l.lane(t, "default")
+	t.Logf("after 4 crashes: crash_loop=%v consecutive_crashes=%d backoff_ms=%d last_exit=%q respawns=%d",
+		ls.CrashLoop, ls.Crashes, ls.BackoffMS, ls.LastExit, ls.Respawns)
+	if !ls.CrashLoop || ls.Crashes < 3 {
+		t.Errorf("after 4 quick crashes: crash_loop=%v consecutive_crashes=%d; want true and ≥ 3", ls.CrashLoop, ls.Crashes)
+	}
+	if ls.LastExit == "" {
+		t.Errorf("after 4 quick crashes: last_exit is empty")
+	}
+
+	// The lane recovers: workers come back after the backoff and serve.
+	waitFor(t, "the lane to have 2 ready workers again", 30*time.Second, func() bool {
+		st, err := l.tryStatus("")
+		return err == nil && len(st.lane(t, "default").pids("ready")) == 2
+	})
+	l.mustGet(t, "/", 200)
+
+	// Once its workers have stayed up (the lane's stability period is 10s),
+	// the lane no longer shows a crash loop: the dashboard must not go on
+	// reporting a problem that is over.
+	deadline := time.Now().Add(25 * time.Second)
+	for {
+		ls = l.lane(t, "default")
+		if !ls.CrashLoop {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("lane recovered (workers up and serving for 25s) but status still shows crash_loop=true consecutive_crashes=%d backoff_ms=%d",
+				ls.Crashes, ls.BackoffMS)
+			break
+		}
+		if r := l.get("/"); r.err != nil || r.status != 200 {
+			t.Fatalf("GET / after recovery: %s", r)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
