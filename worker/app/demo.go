@@ -34,7 +34,6 @@ type demo struct {
 }
 
 func (d *demo) serve(ctx *fasthttp.RequestCtx) {
-	d.log.Info("DEBUG", "uri", string(ctx.RequestURI()), "path", string(ctx.Path()))
 	switch string(ctx.Path()) {
 	case "/":
 		d.index(ctx)

@@ -2,10 +2,10 @@ package app
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http/httputil"
 	"strconv"
@@ -37,6 +37,10 @@ func (w *tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// quietLogger drops fasthttp's per-connection errors, which tests that
+// abandon connections provoke on purpose.
+var quietLogger = log.New(io.Discard, "", 0)
+
 // serve runs h on a fasthttp server on a free loopback port until the test
 // ends and returns its address. configure, if set, adjusts the server.
 func serve(t testing.TB, h fasthttp.RequestHandler, configure func(*fasthttp.Server)) string {
@@ -45,7 +49,7 @@ func serve(t testing.TB, h fasthttp.RequestHandler, configure func(*fasthttp.Ser
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fasthttp.Server{Handler: h, Name: "test"}
+	s := &fasthttp.Server{Handler: h, Name: "test", Logger: quietLogger}
 	if configure != nil {
 		configure(s)
 	}
@@ -340,5 +344,3 @@ func containsFold(s []string, want string) bool {
 	}
 	return false
 }
-
-var _ = bytes.Equal

@@ -306,6 +306,37 @@ func TestProxyPostBody(t *testing.T) {
 	}
 }
 
+// TestProxyStreamedRequestBody covers worker servers that stream request
+// bodies: the body goes upstream as a stream, chunked or with its length.
+func TestProxyStreamedRequestBody(t *testing.T) {
+	up := startRawUpstream(t, func(req *message, w io.Writer) bool {
+		fmt.Fprintf(w, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(req.body))
+		w.Write(req.body)
+		return false
+	})
+	a := newProxyApp(t, up.addr, 5*time.Second)
+	addr := serve(t, a.Handler, func(s *fasthttp.Server) { s.StreamRequestBody = true })
+	body := strings.Repeat("streamed body ", 100_000) // 1.4 MB
+
+	rc := dialRaw(t, addr)
+	m := rc.roundTrip(fmt.Sprintf("PUT /s HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s", len(body), body), false)
+	if m.status() != 200 || string(m.body) != body {
+		t.Fatalf("fixed length: got %q, %d bytes back", m.start, len(m.body))
+	}
+	if got := up.last(t); string(got.body) != body {
+		t.Fatalf("fixed length: upstream got %d bytes", len(got.body))
+	}
+
+	chunked := fmt.Sprintf("%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", 5, "hello", 6, " world")
+	m = rc.roundTrip("PUT /s HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"+chunked, false)
+	if m.status() != 200 || string(m.body) != "hello world" {
+		t.Fatalf("chunked: got %q %q", m.start, m.body)
+	}
+	if got := up.last(t); string(got.body) != "hello world" {
+		t.Fatalf("chunked: upstream got %q (framing %v)", got.body, got.fields)
+	}
+}
+
 func TestProxyHead(t *testing.T) {
 	var methods []string
 	up := serve(t, func(ctx *fasthttp.RequestCtx) {
