@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -37,16 +36,6 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	// These tests mostly wait on processes and timers, not on the CPU, and
-	// the default -parallel (GOMAXPROCS) would run them nearly one by one
-	// on a small machine. An explicit -parallel wins.
-	parallelSet := false
-	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
-	if !parallelSet {
-		_ = flag.Set("test.parallel", "6")
-	}
-
 	dir, err := os.MkdirTemp("", "lanesit-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)

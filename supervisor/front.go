@@ -62,30 +62,22 @@ func frontError(ctx *fasthttp.RequestCtx, err error) {
 // last byte has come from the worker.
 func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	var (
+		l    *lane.Lane
+		held *lane.Worker // a slot that a panic must not leak
+	)
 	defer func() {
 		if r := recover(); r != nil {
+			if held != nil {
+				l.Release(held, time.Since(start))
+			}
 			s.log.Error("front handler panic", "method", string(ctx.Method()), "path", string(ctx.Path()), "panic", fmt.Sprint(r))
 			ctx.Response.Reset()
 			ctx.Error("internal error\n", fasthttp.StatusInternalServerError)
 		}
 	}()
 	st := s.state.Load()
-	l := st.lanes[st.routes.Match(ctx.Method(), ctx.Path())]
-
-	w, err := l.Acquire()
-	queued := time.Now()
-	if err != nil {
-		msg := "lane " + l.Name() + ": queue full\n"
-		if errors.Is(err, lane.ErrQueueTimeout) {
-			msg = "lane " + l.Name() + ": queue timeout\n"
-		} else if errors.Is(err, lane.ErrStopped) {
-			msg = "shutting down\n"
-		}
-		ctx.Error(msg, fasthttp.StatusServiceUnavailable) // resets headers: set ours after
-		ctx.Response.Header.Set("Retry-After", "1")
-		s.finish(ctx, l, 0, timing{queue: queued.Sub(start), total: time.Since(start)}, len(msg))
-		return
-	}
+	l = st.lanes[st.routes.Match(ctx.Method(), ctx.Path())]
 
 	req := &ctx.Request
 	// The client's Connection: close is for its connection, not ours to the
@@ -95,10 +87,42 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		ctx.SetConnectionClose()
 	}
 	appendForwardedFor(req, ctx.RemoteIP())
+	// HTTP/1.0 allows a request without Host; the client cannot write one
+	// without it (errRequestHostRequired, a 502).
+	if len(req.Header.Host()) == 0 {
+		host := ctx.LocalAddr().String()
+		req.URI().SetHost(host) // Write takes the Host from the parsed URI
+		req.Header.SetHost(host)
+	}
 
-	resp := fasthttp.AcquireResponse()
-	deadline := queued.Add(l.Config().RequestTimeout)
-	err = w.Client().DoDeadline(req, resp, deadline)
+	var (
+		w        *lane.Worker
+		err      error
+		queued   time.Time
+		deadline time.Time
+		resp     = fasthttp.AcquireResponse()
+	)
+	for attempt := 1; ; attempt++ {
+		w, err = l.Acquire()
+		queued = time.Now()
+		if err != nil {
+			fasthttp.ReleaseResponse(resp)
+			s.refuse(ctx, l, err, timing{queue: queued.Sub(start), total: time.Since(start)})
+			return
+		}
+		held = w
+		deadline = queued.Add(l.Config().RequestTimeout)
+		err = w.Client().DoDeadline(req, resp, deadline)
+		if err == nil || fasthttp.ErrTimeout == err || attempt > 1 || !undelivered(err) {
+			break
+		}
+		// The worker never got the request: its socket refused the dial or
+		// the write, so it is gone. That is the one case where another
+		// worker may take any request; lanes retries nothing else.
+		l.Failed(w, err)
+		l.Abandon(w)
+		held = nil
+	}
 	ran := time.Now()
 	t := timing{queue: queued.Sub(start), run: ran.Sub(queued)}
 	if err != nil {
@@ -107,10 +131,11 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 			l.Timeout(w, string(ctx.Method()), string(ctx.Path()), t.queue, t.run)
 			ctx.Error("request timeout\n", fasthttp.StatusGatewayTimeout)
 		} else {
-			s.log.Warn("worker failed the request", "lane", l.Name(), "pid", w.PID(), "error", err)
+			l.Failed(w, err)
 			ctx.Error("worker failed\n", fasthttp.StatusBadGateway)
 		}
 		t.total = time.Since(start)
+		held = nil
 		l.Release(w, t.total)
 		s.finish(ctx, l, w.PID(), t, len(ctx.Response.Body()))
 		return
@@ -131,18 +156,42 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	body := resp.BodyStream()
 	if body == nil { // HEAD, 204, 304
 		fasthttp.ReleaseResponse(resp)
+		held = nil
 		l.Release(w, t.total)
 		s.finish(ctx, l, w.PID(), t, 0)
 		return
 	}
 	bs := acquireBody()
 	bs.s, bs.l, bs.w, bs.resp, bs.r, bs.start, bs.t = s, l, w, resp, body, start, t
+	bs.deadline = deadline
 	bs.status = resp.StatusCode()
 	bs.method = append(bs.method[:0], ctx.Method()...)
 	bs.path = append(bs.path[:0], ctx.Path()...)
 	// The server writes this stream after serve returns and closes it when
 	// done or when the client goes away; Close ends the request's account.
+	held = nil
 	ctx.Response.SetBodyStream(bs, resp.Header.ContentLength())
+}
+
+// refuse answers a request the lane could not admit: 503 with Retry-After.
+func (s *Supervisor) refuse(ctx *fasthttp.RequestCtx, l *lane.Lane, err error, t timing) {
+	msg := "lane " + l.Name() + ": queue full\n"
+	if errors.Is(err, lane.ErrQueueTimeout) {
+		msg = "lane " + l.Name() + ": queue timeout\n"
+	} else if errors.Is(err, lane.ErrStopped) {
+		msg = "shutting down\n"
+	}
+	ctx.Error(msg, fasthttp.StatusServiceUnavailable) // resets headers: set ours after
+	ctx.Response.Header.Set("Retry-After", "1")
+	s.finish(ctx, l, 0, t, len(msg))
+}
+
+// undelivered says a data-plane error happened before the worker could
+// have read the request: dialing its socket, or writing to a socket whose
+// peer is gone.
+func undelivered(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && (oe.Op == "dial" || oe.Op == "write")
 }
 
 // appendForwardedFor adds the client address to X-Forwarded-For.
@@ -203,6 +252,11 @@ type bodyStream struct {
 	method []byte
 	path   []byte
 	rerr   error
+	// deadline is the request's hard deadline, which fasthttp set on the
+	// worker connection. late says the failed Read began after it: the
+	// front was blocked writing to a slow client, not waiting on the worker.
+	deadline time.Time
+	late     bool
 }
 
 var bodyPool = sync.Pool{New: func() any { return new(bodyStream) }}
@@ -210,10 +264,12 @@ var bodyPool = sync.Pool{New: func() any { return new(bodyStream) }}
 func acquireBody() *bodyStream { return bodyPool.Get().(*bodyStream) }
 
 func (b *bodyStream) Read(p []byte) (int, error) {
+	late := !time.Now().Before(b.deadline)
 	n, err := b.r.Read(p)
 	b.n += n
 	if err != nil && err != io.EOF {
 		b.rerr = err
+		b.late = late
 	}
 	return n, err
 }
@@ -231,7 +287,14 @@ func (b *bodyStream) CloseWithError(err error) error {
 	fasthttp.ReleaseResponse(b.resp)
 	b.t.total = time.Since(b.start)
 	var ne net.Error
-	if errors.As(b.rerr, &ne) && ne.Timeout() || errors.Is(b.rerr, fasthttp.ErrTimeout) {
+	switch {
+	case !(errors.As(b.rerr, &ne) && ne.Timeout() || errors.Is(b.rerr, fasthttp.ErrTimeout)):
+	case b.late:
+		// The deadline passed while the client was slow to take the body:
+		// the body is cut, but the worker did nothing wrong.
+		b.s.log.Warn("client read the response past request_timeout; response cut",
+			"lane", b.l.Name(), "method", string(b.method), "path", string(b.path), "bytes", b.n)
+	default:
 		// The worker stalled mid-body past the hard timeout: the client
 		// already has its status line, so all that is left is the kill.
 		b.l.Timeout(b.w, string(b.method), string(b.path), b.t.queue, b.t.total-b.t.queue)

@@ -1,6 +1,13 @@
 package supervisor
 
 import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -8,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/supervisor/lane"
 )
 
@@ -131,5 +141,108 @@ lane "default" {
 	waitFor(t, "first worker gone", 5*time.Second, func() bool { return syscall.Kill(first, 0) != nil })
 	if st := laneStatus(s, "default"); st.Respawns < 3 || st.Killed != 0 {
 		t.Errorf("respawns %d killed %d; recycling is not killing", st.Respawns, st.Killed)
+	}
+}
+
+// A lane command may be a wrapper that forks the worker (sh -c, go run):
+// the worker's parent is then the wrapper, not the supervisor, and the
+// worker must not take that for the supervisor's death.
+func TestWrappedWorkerStaysUp(t *testing.T) {
+	s := start(t, `
+lane "default" {
+  min_workers = 1
+  command = ["/bin/sh", "-c", "\"$0\"; exit $?", CMD]
+}`)
+	time.Sleep(time.Second) // five parent polls
+	if code, body, _ := get(t, s, "/hello/x"); code != 200 {
+		t.Fatalf("GET: %d %q", code, body)
+	}
+	if st := laneStatus(s, "default"); st.Respawns != 0 || st.Crashes != 0 {
+		t.Errorf("respawns %d crashes %d (last exit %q); the wrapped worker must stay up", st.Respawns, st.Crashes, st.LastExit)
+	}
+}
+
+// HTTP/1.0 allows a request without Host; it must reach the worker.
+func TestHTTP10WithoutHost(t *testing.T) {
+	s := start(t, `
+lane "default" {
+  min_workers = 1
+  command = [CMD]
+}`)
+	c, err := net.Dial("tcp", s.FrontAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("GET /hello/x HTTP/1.0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if !strings.Contains(line, " 200 ") {
+		t.Fatalf("HTTP/1.0 without Host: %q, want 200", line)
+	}
+}
+
+// A client that takes the body slower than request_timeout gets it cut at
+// the deadline, but the worker, which sent everything in time, is not
+// killed for it.
+func TestSlowClientDoesNotKillWorker(t *testing.T) {
+	lanesd := filepath.Join(t.TempDir(), "lanesd")
+	if out, err := exec.Command("go", "build", "-o", lanesd, "github.com/lanes-dev/lanes/cmd/lanesd").CombinedOutput(); err != nil {
+		t.Fatalf("build lanesd: %v\n%s", err, out)
+	}
+	s := start(t, fmt.Sprintf(`
+lane "default" {
+  min_workers = 1
+  request_timeout = "1s"
+  command = [%q, "worker"]
+}`, lanesd))
+	c, err := net.Dial("tcp", s.FrontAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /demo/bytes?n=268435456 HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	if line, _ := br.ReadString('\n'); !strings.Contains(line, " 200 ") {
+		t.Fatalf("status line %q", line)
+	}
+	time.Sleep(1500 * time.Millisecond) // the front blocks writing to us past the deadline
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, _ = io.Copy(io.Discard, br)
+	waitFor(t, "request released", 5*time.Second, func() bool { return laneStatus(s, "default").Served == 1 })
+	if st := laneStatus(s, "default"); st.Killed != 0 || st.Timeouts != 0 || st.Respawns != 0 {
+		t.Errorf("killed %d timeouts %d respawns %d; a slow client must not kill its worker", st.Killed, st.Timeouts, st.Respawns)
+	}
+}
+
+// Stop whose context has ended while a worker is still starting must not
+// touch that worker's fields (run() is writing them) nor use up its
+// killOnce before the fork; run() kills it when its start ends.
+func TestStopWithExpiredContextWhileStarting(t *testing.T) {
+	dir := t.TempDir()
+	l := lane.New(config.Lane{
+		Name: "s", MinWorkers: 1, MaxWorkers: 1, Concurrency: 1, MaxQueue: 1,
+		QueueTimeout: time.Second, RequestTimeout: time.Second,
+		Command: []string{"/bin/sh", "-c", "sleep 0.3; exec \"$0\"", helloWorker},
+	}, lane.Env{Spawner: lane.NewSpawner(), RunDir: dir, Log: hclog.NewNullLogger()})
+	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer scancel()
+	go func() { _ = l.Start(sctx) }()
+	time.Sleep(100 * time.Millisecond) // the worker is in its handshake
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stopped := make(chan struct{})
+	go func() { l.Stop(ctx, false); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Stop did not return")
+	}
+	if ws := l.Status().Workers; len(ws) != 0 {
+		t.Errorf("workers left after Stop: %+v", ws)
 	}
 }

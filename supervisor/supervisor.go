@@ -125,8 +125,24 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	}
 	defer al.Close()
 
-	st, err := s.startLanes(ctx)
+	// A stop asked for while the lanes start ends the start: a graceful
+	// one (ctx) is still a clean exit; Abort kills what started.
+	sctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.abort:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	st, err := s.startLanes(sctx)
+	stopped := sctx.Err() != nil
+	cancel()
 	if err != nil {
+		if stopped {
+			s.log.Info("stopped while starting")
+			return nil
+		}
 		return err
 	}
 	s.state.Store(st)
@@ -211,7 +227,8 @@ func (s *Supervisor) workerEnv() []string {
 }
 
 // shutdown stops the listeners, waits for in-flight requests (unless
-// immediate) and stops every lane.
+// immediate) and stops every lane. Abort during a graceful shutdown cuts
+// it short.
 func (s *Supervisor) shutdown(st *state, immediate bool) error {
 	if immediate {
 		s.log.Warn("stopping immediately")
@@ -223,16 +240,15 @@ func (s *Supervisor) shutdown(st *state, immediate bool) error {
 	s.log.Info("stopping", "timeout", s.cfg.ShutdownTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.front.ShutdownWithContext(ctx) }()
-	var err error
-	select {
-	case err = <-done:
-	case <-s.abort:
-		cancel()
-		err = errors.New("aborted")
-	}
-	if err != nil {
+	go func() {
+		select {
+		case <-s.abort:
+			s.log.Warn("stopping immediately")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := s.front.ShutdownWithContext(ctx); err != nil {
 		s.log.Warn("in-flight requests cut off", "error", err)
 	}
 	var wg sync.WaitGroup

@@ -52,7 +52,14 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 	}
 	log = log.With("pid", os.Getpid()) // the supervisor adds the lane
 
-	if ppid, err := strconv.Atoi(os.Getenv(shared.EnvParentPID)); err == nil {
+	if sup, err := strconv.Atoi(os.Getenv(shared.EnvParentPID)); err == nil {
+		// Watch the parent this process started under, which is not the
+		// supervisor when a wrapper (sh -c, go run) forks the worker.
+		ppid := os.Getppid()
+		if ppid == 1 && sup != 1 {
+			log.Warn("supervisor is gone; exiting", "was", sup)
+			return 3
+		}
 		go watchParent(ppid, log)
 	}
 

@@ -39,6 +39,7 @@ const (
 	crashLoopAt    = 3
 	healthInterval = 5 * time.Second
 	retireTimeout  = 10 * time.Second
+	exitGrace      = time.Second // for a worker that failed a check to be reaped
 )
 
 // Env is what every lane of a supervisor shares.
@@ -62,18 +63,19 @@ type Lane struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	workers  []*Worker
-	queue    []*waiter
-	seq      int
-	inflight int
-	crashes  int // consecutive
-	backoff  time.Time
-	lastExit string
-	lastErr  string
-	stopping bool
-	retry    *time.Timer
-	changed  chan struct{} // closed and replaced on every state change
+	mu        sync.Mutex
+	workers   []*Worker
+	queue     []*waiter
+	seq       int
+	inflight  int
+	crashes   int       // consecutive
+	lastCrash time.Time // when crashes last grew
+	backoff   time.Time
+	lastExit  string
+	lastErr   string
+	stopping  bool
+	retry     *time.Timer
+	changed   chan struct{} // closed and replaced on every state change
 
 	served, rejected, timeouts, killed, respawns atomic.Uint64
 
@@ -233,6 +235,7 @@ func (l *Lane) run(w *Worker) {
 // crashLocked records an unexpected end and sets the backoff.
 func (l *Lane) crashLocked(why string) {
 	l.crashes++
+	l.lastCrash = time.Now()
 	l.lastExit = why
 	if l.crashes < 2 {
 		return
@@ -292,7 +295,7 @@ func (l *Lane) removeLocked(w *Worker) {
 func (l *Lane) pickLocked() *Worker {
 	var best *Worker
 	for _, w := range l.workers {
-		if w.state != Ready || w.inflight >= l.cfg.Concurrency {
+		if w.state != Ready || w.suspect || w.inflight >= l.cfg.Concurrency {
 			continue
 		}
 		if best == nil || w.inflight < best.inflight {
@@ -307,7 +310,7 @@ func (l *Lane) pickLocked() *Worker {
 
 // feedLocked hands w's free slots to waiting requests, oldest first.
 func (l *Lane) feedLocked(w *Worker) {
-	for len(l.queue) > 0 && w.state == Ready && w.inflight < l.cfg.Concurrency {
+	for len(l.queue) > 0 && w.state == Ready && !w.suspect && w.inflight < l.cfg.Concurrency {
 		wt := l.queue[0]
 		l.queue[0] = nil
 		l.queue = l.queue[1:]
@@ -385,9 +388,20 @@ func (l *Lane) Release(w *Worker, d time.Duration) {
 		}
 	case Killing:
 		if w.inflight == 0 {
-			l.killed.Add(1)
 			w.hardKill()
 		}
+	}
+	l.mu.Unlock()
+}
+
+// Abandon returns w's slot for a request that never reached w (see
+// Failed); nothing is counted.
+func (l *Lane) Abandon(w *Worker) {
+	l.mu.Lock()
+	w.inflight--
+	l.inflight--
+	if w.state == Ready {
+		l.feedLocked(w)
 	}
 	l.mu.Unlock()
 }
@@ -407,10 +421,29 @@ func (l *Lane) Timeout(w *Worker, method, path string, queue, run time.Duration)
 	l.mu.Lock()
 	if w.state == Ready || w.state == Retiring {
 		w.state = Killing
+		l.killed.Add(1)
 		l.reconcileLocked()
 		l.notifyLocked()
 	}
 	l.mu.Unlock()
+}
+
+// Failed records that a request could not be exchanged with w over its
+// data plane (refused, reset, closed early): typically w has just died and
+// its exit is not reaped yet. w gets no more requests until a health check,
+// started now, clears it; if w is gone, its exit replaces it as usual, and
+// counts as a crash.
+func (l *Lane) Failed(w *Worker, err error) {
+	l.mu.Lock()
+	first := w.state == Ready && !w.suspect
+	if first {
+		w.suspect = true
+	}
+	l.mu.Unlock()
+	if first {
+		l.log.Warn("worker failed a request; out of rotation until healthy", "pid", w.pid, "error", err)
+		go l.check(w)
+	}
 }
 
 // retireLocked takes w out of rotation to stop it gracefully once idle, and
@@ -463,12 +496,34 @@ func (l *Lane) check(w *Worker) {
 	ctx, cancel := context.WithTimeout(l.ctx, healthTimeout)
 	defer cancel()
 	_, err := w.ctl.Health(ctx)
+	if err != nil {
+		// A worker that is dying fails its check too: let its exit be
+		// reaped and handled (and counted as a crash) rather than kill it.
+		select {
+		case <-w.exited():
+			return
+		case <-time.After(exitGrace):
+		}
+	}
 	size, _ := rss(w.pid)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	w.rss = size
 	if w.state != Ready {
 		return
+	}
+	if err == nil {
+		if w.suspect {
+			l.log.Info("worker healthy again; back in rotation", "pid", w.pid)
+			w.suspect = false
+			l.feedLocked(w)
+		}
+		// A worker started after the last crash and stable since ends a
+		// crash loop (a stable sibling from before says nothing).
+		if l.crashes > 0 && w.ready.After(l.lastCrash) && time.Since(w.ready) >= stableAfter {
+			l.crashes = 0
+			l.notifyLocked()
+		}
 	}
 	switch {
 	case err != nil && l.ctx.Err() == nil:
@@ -524,8 +579,13 @@ func (l *Lane) Stop(ctx context.Context, immediate bool) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		for _, w := range ws {
-			w.hardKill()
+		for i, w := range ws {
+			// A starting worker's fields are still being written by run(),
+			// and a hardKill before its fork would use up killOnce and leave
+			// the process running: run() kills it once its start ends.
+			if !starting[i] {
+				w.hardKill()
+			}
 		}
 		<-done
 	}

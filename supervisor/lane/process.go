@@ -77,6 +77,7 @@ type Worker struct {
 	inflight int
 	served   uint64
 	rss      int64
+	suspect  bool // a request failed on its data plane: not picked until a health check clears it
 
 	killOnce sync.Once
 }

@@ -1,0 +1,103 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestAdminToken: with admin.token_file set, every admin call needs the
+// bearer token; lanectl passes it.
+func TestAdminToken(t *testing.T) {
+	t.Parallel()
+	const token = "s3cret-token-for-tests"
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tok"), []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := startLanesdIn(t, dir, newTmp(t), `
+admin {
+  listen     = "127.0.0.1:0"
+  token_file = "tok"
+}
+app {
+  demo = true
+}
+lane "default" {
+  min_workers = 1
+}
+lane "reports" {
+  min_workers = 1
+  map         = ["GET /report/*"]
+}
+`)
+	status := "http://" + l.admin + "/api/status"
+	for _, tc := range []struct {
+		name, auth string
+		want       int
+	}{
+		{"no token", "", 401},
+		{"wrong token", "Bearer wrong", 401},
+		{"token without Bearer", token, 401},
+		{"right token", "Bearer " + token, 200},
+	} {
+		hdr := http.Header{}
+		if tc.auth != "" {
+			hdr.Set("Authorization", tc.auth)
+		}
+		r := do(l.client, http.MethodGet, status, nil, hdr)
+		if r.err != nil || r.status != tc.want {
+			t.Errorf("%s: want %d, got %s", tc.name, tc.want, r)
+			continue
+		}
+		if tc.want == 401 {
+			var e struct {
+				Error *string `json:"error"`
+			}
+			if err := json.Unmarshal(r.body, &e); err != nil || e.Error == nil || *e.Error == "" {
+				t.Errorf("%s: 401 body %q is not {\"error\": \"...\"}", tc.name, r.body)
+			}
+			if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("%s: 401 Content-Type %q", tc.name, ct)
+			}
+		}
+	}
+	// The dashboard is behind the token too.
+	if r := do(l.client, http.MethodGet, "http://"+l.admin+"/", nil, nil); r.err != nil || r.status != 401 {
+		t.Errorf("dashboard without token: want 401, got %s", r)
+	}
+
+	lanectl := func(args ...string) (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, lanectlBin, args...)
+		cmd.Env = append(os.Environ(), "LANES_ADMIN=", "LANES_TOKEN=")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.Run()
+		return cmd.ProcessState.ExitCode(), out.String()
+	}
+	code, out := lanectl("-admin", "http://"+l.admin, "-token", token, "status")
+	if code != 0 {
+		t.Errorf("lanectl status with the token: exit %d: %s", code, out)
+	}
+	for _, name := range []string{"default", "reports"} {
+		if !strings.Contains(out, name) {
+			t.Errorf("lanectl status does not list lane %q:\n%s", name, out)
+		}
+	}
+	code, out = lanectl("-admin", "http://"+l.admin, "status")
+	if code == 0 {
+		t.Errorf("lanectl status without the token: exit 0; want a failure:\n%s", out)
+	}
+	if !strings.Contains(out, "401") {
+		t.Errorf("lanectl status without the token does not say 401:\n%s", out)
+	}
+}
