@@ -5,7 +5,7 @@ BIN     := bin
 CONFIG  ?= configs/example.hcl
 TESTFLAGS ?=
 
-.PHONY: all build run test test-race bench check fmt vet clean
+.PHONY: all build run test test-race bench bench-deps check fmt vet clean
 
 all: build
 
@@ -28,8 +28,27 @@ test:
 	$(GO) test -race -count=1 $(TESTFLAGS) $$($(GO) list ./... | grep -v /integration)
 	$(GO) test -count=1 -timeout 8m $(TESTFLAGS) ./integration/...
 
-bench: build
+# The bench prints every figure side by side in one run; see bench/main.go.
+bench: build bench-deps
 	$(GO) run ./bench -lanesd $(BIN)/lanesd
+
+# What the bench compares with: nginx (the reverse-proxy baseline) and wrk
+# (the closed-loop load generator). Installed with apt-get when missing and
+# possible (root, apt-get); never fails: without them the bench uses its Go
+# generator and prints no nginx figures. Note that installing nginx on a
+# host with systemd also enables its default site on port 80.
+bench-deps:
+	@missing=""; \
+	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "bench-deps: not installing$$missing (needs root and apt-get); the bench runs without them"; exit 0; \
+	fi; \
+	echo "bench-deps: apt-get install$$missing"; \
+	{ apt-get install -y -q$$missing || { apt-get update -q && apt-get install -y -q$$missing; }; } >/dev/null 2>&1 \
+		|| echo "bench-deps: apt-get failed; the bench runs without$$missing"; \
+	exit 0
 
 fmt:
 	gofmt -w .

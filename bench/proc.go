@@ -117,6 +117,7 @@ type logTail struct {
 	warn     int
 	errs     int
 	lastWarn string
+	marked   bool // counting stopped by mark
 	watch    func(line string)
 }
 
@@ -138,6 +139,7 @@ func (t *logTail) Write(b []byte) (int, error) {
 			t.lines = t.lines[1:]
 		}
 		switch {
+		case t.marked:
 		case strings.Contains(line, "[ERROR]") || strings.Contains(line, "[emerg]") || strings.Contains(line, "[crit]") || strings.Contains(line, "[alert]"):
 			t.errs++
 			t.lastWarn = line
@@ -150,6 +152,14 @@ func (t *logTail) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// mark stops counting warnings and errors: counts reports those written
+// so far.
+func (t *logTail) mark() {
+	t.mu.Lock()
+	t.marked = true
+	t.mu.Unlock()
 }
 
 // tail returns the last lines written, for an error message.

@@ -1,0 +1,308 @@
+// Command bench measures lanes against the promises of design.md, every
+// figure side by side in one run, and prints a plain-text report:
+//
+//  1. isolation: fast requests keep their latency next to slow ones when
+//     the slow URL has a lane of its own, and do not in one pool;
+//  2. proxy throughput of small responses: direct, through lanes, through
+//     nginx;
+//  3. added latency of the lanes hop at a light constant rate.
+//
+// Run it with `make bench`, which builds lanesd first:
+//
+//	go run ./bench -lanesd bin/lanesd
+//
+// Every server runs as a process of its own on 127.0.0.1 with a port the
+// kernel picks, and each is stopped however the bench ends (lanesd gets
+// SIGTERM). The load generators live in load.go; wrk, when installed, does
+// the closed-loop runs.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the bench's flags.
+type options struct {
+	lanesd       string
+	nginx        string
+	gen          string
+	only         string
+	isoWarmup    time.Duration
+	isoMeasure   time.Duration
+	tpWarmup     time.Duration
+	tpMeasure    time.Duration
+	tpRounds     int
+	conns        int
+	proxyWorkers int
+	proxyConc    int
+	latRate      float64
+	latMeasure   time.Duration
+}
+
+// bench is one run: its options, the processes it started, and where
+// progress goes.
+type bench struct {
+	opt   options
+	kids  *children
+	tmp   string // private directory for configs and nginx's prefix
+	log   io.Writer
+	wrk   *wrk   // nil: the Go closed-loop generator
+	nginx string // nginx binary; "" when not installed
+	args  []string
+}
+
+func main() {
+	// The origin server is this binary run again; see proxy.go.
+	if len(os.Args) == 3 && os.Args[1] == originFlag {
+		os.Exit(runOrigin(os.Args[2]))
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.lanesd, "lanesd", "bin/lanesd", "lanesd `binary` to measure (make bench builds it)")
+	fs.StringVar(&o.nginx, "nginx", "", "nginx `binary` (default: nginx on PATH, else /usr/sbin/nginx)")
+	fs.StringVar(&o.gen, "gen", "auto", "closed-loop generator: wrk, go, or auto (wrk when on PATH)")
+	fs.StringVar(&o.only, "only", "", "comma-separated scenarios to run: isolation, throughput, latency (default all)")
+	fs.DurationVar(&o.isoWarmup, "iso-warmup", 2*time.Second, "isolation: warm-up per setup, not counted")
+	fs.DurationVar(&o.isoMeasure, "iso-time", 15*time.Second, "isolation: measured time per setup")
+	fs.IntVar(&o.tpRounds, "tp-rounds", 3, "throughput: rounds, each measuring every target once")
+	fs.DurationVar(&o.tpWarmup, "tp-warmup", time.Second, "throughput: warm-up per target and round")
+	fs.DurationVar(&o.tpMeasure, "tp-time", 4*time.Second, "throughput: measured time per target and round")
+	fs.IntVar(&o.conns, "conns", 64, "throughput: keep-alive connections")
+	fs.IntVar(&o.proxyWorkers, "proxy-workers", 2, "throughput and latency: lanes workers proxying to the origin")
+	fs.IntVar(&o.proxyConc, "proxy-concurrency", 64, "throughput and latency: requests each lanes worker runs at once")
+	fs.Float64Var(&o.latRate, "lat-rate", 200, "added latency: requests per second")
+	fs.DurationVar(&o.latMeasure, "lat-time", 10*time.Second, "added latency: measured time per target")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	want, err := scenarios(o.only)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	if _, err := os.Stat(o.lanesd); err != nil {
+		fmt.Fprintf(stderr, "bench: lanesd: %v (run make build, or make bench)\n", err)
+		return 1
+	}
+
+	b := &bench{opt: o, kids: &children{}, log: stderr, args: args}
+	if b.tmp, err = os.MkdirTemp("", "lanes-bench-"); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	cleanup := func() {
+		b.kids.stopAll()
+		os.RemoveAll(b.tmp)
+	}
+	defer cleanup()
+	if err := b.pickTools(); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+
+	// Ctrl-C or SIGTERM: stop every child (lanesd politely) and leave. The
+	// load generators are not interruptible mid-request, so do not wait
+	// for them.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		fmt.Fprintf(stderr, "\nbench: %v: stopping the servers\n", sig)
+		cancel()
+		cleanup()
+		os.Exit(130)
+	}()
+
+	start := time.Now()
+	var report strings.Builder
+	b.printHeader(&report)
+	failed := false
+	if want["isolation"] {
+		rs, err := b.isolation(ctx)
+		b.printIsolation(&report, rs)
+		if err != nil {
+			fmt.Fprintf(&report, "   isolation stopped: %v\n\n", err)
+			failed = true
+		}
+	}
+	if want["throughput"] || want["latency"] {
+		rs, err := b.proxy(ctx, want["throughput"], want["latency"])
+		if rs != nil {
+			b.printProxy(&report, rs)
+		}
+		if err != nil {
+			fmt.Fprintf(&report, "   proxy scenarios stopped: %v\n\n", err)
+			failed = true
+		}
+	}
+	fmt.Fprintf(&report, "bench took %s; loadavg at the end: %s\n", time.Since(start).Round(time.Second), loadavg())
+	fmt.Fprintf(&report, "reproduce: make bench   (or: %s)\n", b.command())
+	fmt.Fprint(stdout, report.String())
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// scenarios parses -only.
+func scenarios(only string) (map[string]bool, error) {
+	all := map[string]bool{"isolation": true, "throughput": true, "latency": true}
+	if only == "" {
+		return all, nil
+	}
+	want := map[string]bool{}
+	for _, s := range strings.Split(only, ",") {
+		s = strings.TrimSpace(s)
+		if !all[s] {
+			return nil, fmt.Errorf("-only: unknown scenario %q (want isolation, throughput, latency)", s)
+		}
+		want[s] = true
+	}
+	return want, nil
+}
+
+// pickTools finds wrk and nginx.
+func (b *bench) pickTools() error {
+	b.nginx = findNginx(b.opt.nginx)
+	threads := max(1, runtime.NumCPU()/2) // leave the rest to the servers measured
+	switch b.opt.gen {
+	case "auto", "wrk":
+		if p, err := exec.LookPath("wrk"); err == nil {
+			b.wrk = &wrk{bin: p, threads: min(threads, b.opt.conns), conns: b.opt.conns}
+		} else if b.opt.gen == "wrk" {
+			return fmt.Errorf("-gen wrk: %w", err)
+		}
+	case "go":
+	default:
+		return fmt.Errorf("-gen %q: want wrk, go or auto", b.opt.gen)
+	}
+	return nil
+}
+
+func (b *bench) generatorName() string {
+	if b.wrk != nil {
+		return fmt.Sprintf("%s -t%d -c%d", wrkVersion(b.wrk.bin), b.wrk.threads, b.wrk.conns)
+	}
+	why := "wrk not installed"
+	if b.opt.gen == "go" {
+		why = "-gen go"
+	}
+	return fmt.Sprintf("Go closed loop (fasthttp client, %d goroutines; %s)", b.opt.conns, why)
+}
+
+// progress says on stderr what the bench is doing; the report goes to
+// stdout at the end.
+func (b *bench) progress(format string, args ...any) {
+	fmt.Fprintf(b.log, "bench: "+format+"\n", args...)
+}
+
+// printHeader writes the machine and tools the figures come from.
+func (b *bench) printHeader(w io.Writer) {
+	fmt.Fprintf(w, "lanes bench, %s\n\n", time.Now().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "   machine: %d CPUs (%s), %s, GOMAXPROCS %d\n", runtime.NumCPU(), cpuModel(), kernel(), runtime.GOMAXPROCS(0))
+	fmt.Fprintf(w, "   go:      %s (%s)\n", goVersion(), runtime.Version())
+	fmt.Fprintf(w, "   lanesd:  %s\n", b.opt.lanesd)
+	nginx := "not installed (apt-get install nginx-light)"
+	if b.nginx != "" {
+		nginx = b.nginx + " " + nginxVersion(b.nginx)
+	}
+	fmt.Fprintf(w, "   nginx:   %s\n", nginx)
+	fmt.Fprintf(w, "   load:    %s\n", b.generatorName())
+	fmt.Fprintf(w, "   loadavg: %s at the start (the bench's own servers are idle; more means neighbours)\n\n", loadavg())
+}
+
+// loadavg returns the 1, 5 and 15 minute load averages: on a shared
+// machine they tell how far to trust the figures.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// command is the command line that repeats this run.
+func (b *bench) command() string {
+	parts := []string{"go run ./bench"}
+	hasLanesd := false
+	for _, a := range b.args {
+		if strings.HasPrefix(strings.TrimLeft(a, "-"), "lanesd") {
+			hasLanesd = true
+		}
+	}
+	if !hasLanesd {
+		parts = append(parts, "-lanesd", b.opt.lanesd)
+	}
+	for _, a := range b.args {
+		if strings.ContainsAny(a, " \t'\"") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+// cpuModel returns the first "model name" of /proc/cpuinfo.
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return runtime.GOARCH
+}
+
+// kernel returns e.g. "linux 6.1.0-18-amd64".
+func kernel() string {
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		return runtime.GOOS
+	}
+	var sb strings.Builder
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		sb.WriteByte(byte(c))
+	}
+	return runtime.GOOS + " " + sb.String()
+}
+
+// goVersion is what `go version` says: the toolchain that builds lanesd
+// with make.
+func goVersion() string {
+	out, err := exec.Command("go", "version").Output()
+	if err != nil {
+		return "go not on PATH"
+	}
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Scenarios 2 and 3: what the extra hop costs. One origin serves a small
+// fixed body; it is measured directly, through lanes (the built-in worker
+// as a reverse proxy) and through nginx, each a process of its own.
+
+// originFlag makes this binary the origin server; main checks for it
+// before parsing flags, so it stays out of -help.
+const originFlag = "-origin"
+
+// originBody is the origin's answer: 100 bytes, a typical small API reply.
+var originBody = []byte(strings.Repeat("x", 99) + "\n")
+
+// runOrigin serves originBody on addr until killed.
+func runOrigin(addr string) int {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "origin: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "origin listening on %s\n", ln.Addr())
+	s := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			ctx.SetContentType("text/plain; charset=utf-8")
+			ctx.SetBody(originBody)
+		},
+		Name:                  "origin",
+		NoDefaultServerHeader: true,
+		NoDefaultDate:         true,
+	}
+	if err := s.Serve(ln); err != nil {
+		fmt.Fprintf(os.Stderr, "origin: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// proxyLanesConfig is the lanes config measured: the built-in worker as a
+// reverse proxy to origin, in one default lane of the -proxy-workers
+// workers that each run up to -proxy-concurrency requests at once.
+//
+// The defaults, 2 × 64, were the best on 2 CPUs (lanes/nginx, median of 3
+// rounds): 1 × 64 0.53, 2 × 64 0.50, 2 × 16 0.46, 4 × 64 0.43. One worker
+// is as fast, but a lane of one has no second worker while it restarts;
+// more workers only add processes competing for the same CPUs.
+func (b *bench) proxyLanesConfig(origin string) string {
+	return configHeader + fmt.Sprintf("\napp {\n  upstream = %q\n}\n", "http://"+origin) +
+		laneBlock("default", b.opt.proxyWorkers, b.opt.proxyConc, "  max_queue       = 1000\n")
+}
+
+// target is one way to reach the origin.
+type target struct {
+	name string
+	addr string
+}
+
+// tpRow is one target's throughput, one figure per round.
+type tpRow struct {
+	name    string
+	rounds  []throughput
+	skipped string // why the target was not measured
+	err     error
+}
+
+// median returns the round with the median req/s.
+func (r tpRow) median() throughput {
+	if len(r.rounds) == 0 {
+		return throughput{}
+	}
+	s := slices.Clone(r.rounds)
+	slices.SortFunc(s, func(a, b throughput) int { return cmp.Compare(a.rps, b.rps) })
+	return s[len(s)/2]
+}
+
+// spread returns the lowest and highest req/s of the rounds.
+func (r tpRow) spread() (lo, hi float64) {
+	for i, t := range r.rounds {
+		if i == 0 || t.rps < lo {
+			lo = t.rps
+		}
+		hi = max(hi, t.rps)
+	}
+	return lo, hi
+}
+
+// latRow is one target of the added-latency table.
+type latRow struct {
+	name string
+	res  *classResult
+}
+
+// proxyResults is what scenarios 2 and 3 found.
+type proxyResults struct {
+	tp    []tpRow // direct, lanes, nginx
+	lat   []latRow
+	notes []string
+}
+
+// proxy runs scenarios 2 and 3 against one origin, one lanesd and nginx
+// when installed, all started up front so that the rounds of scenario 2
+// can alternate between them: a neighbour's burst on a shared machine
+// then costs every target alike.
+func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, error) {
+	origin, err := b.startOrigin()
+	if err != nil {
+		return nil, err
+	}
+	defer origin.stop()
+	if err := probe(origin.addr, "/", len(originBody)); err != nil {
+		return nil, fmt.Errorf("origin: %w", err)
+	}
+	l, err := b.startLanesd("lanesd (proxy)", b.proxyLanesConfig(origin.addr))
+	if err != nil {
+		return nil, err
+	}
+	defer l.stop()
+	if err := probe(l.addr, "/", len(originBody)); err != nil {
+		return nil, fmt.Errorf("lanesd (proxy): %w", err)
+	}
+	out := &proxyResults{}
+	targets := []target{
+		{"direct to origin", origin.addr},
+		{fmt.Sprintf("lanes (%d workers × concurrency %d)", b.opt.proxyWorkers, b.opt.proxyConc), l.addr},
+	}
+	nginxRow := tpRow{name: "nginx"}
+	if b.nginx == "" {
+		nginxRow.skipped = "nginx not installed (apt-get install nginx-light)"
+	} else {
+		nginxRow.name = nginxVersion(b.nginx) + " (workers auto, upstream keepalive 64)"
+		n, err := b.startNginx(b.nginx, origin.addr)
+		if err == nil {
+			defer n.stop()
+			err = probe(n.addr, "/", len(originBody))
+		}
+		if err != nil {
+			nginxRow.err = fmt.Errorf("nginx: %w", err)
+		} else {
+			targets = append(targets, target{nginxRow.name, n.addr})
+		}
+	}
+
+	if doTP {
+		out.tp = make([]tpRow, len(targets))
+		for i, t := range targets {
+			out.tp[i].name = t.name
+		}
+		for round := 1; round <= b.opt.tpRounds && ctx.Err() == nil; round++ {
+			for i, t := range targets {
+				if out.tp[i].err != nil || ctx.Err() != nil {
+					continue
+				}
+				b.progress("throughput round %d/%d, %s: %s warm-up + %s", round, b.opt.tpRounds, t.name, b.opt.tpWarmup, b.opt.tpMeasure)
+				tp, err := b.measureTP(ctx, t.addr)
+				if err != nil {
+					out.tp[i].err = err
+					continue
+				}
+				out.tp[i].rounds = append(out.tp[i].rounds, tp)
+			}
+		}
+		if len(targets) < 3 {
+			out.tp = append(out.tp, nginxRow)
+		}
+	}
+	if doLat {
+		for _, t := range targets {
+			if ctx.Err() != nil {
+				break
+			}
+			b.progress("added latency, %s: %.0f req/s for %s", t.name, b.opt.latRate, b.opt.latMeasure)
+			res := openLoop{
+				addr:    t.addr,
+				classes: []class{{name: t.name, path: "/", rate: b.opt.latRate}},
+				warmup:  time.Second,
+				measure: b.opt.latMeasure,
+				grace:   2 * time.Second,
+			}.run(ctx)
+			out.lat = append(out.lat, latRow{t.name, res[0]})
+		}
+	}
+	l.log.mark()
+	l.stop()
+	out.notes = append(out.notes, lanesdNotes(l)...)
+	return out, ctx.Err()
+}
+
+// measureTP runs the closed-loop generator against addr after a short
+// warm-up (connections opened, pools filled, the Go heaps grown).
+func (b *bench) measureTP(ctx context.Context, addr string) (throughput, error) {
+	if _, err := b.closed(ctx, addr, b.opt.tpWarmup); err != nil {
+		return throughput{}, err
+	}
+	return b.closed(ctx, addr, b.opt.tpMeasure)
+}
+
+// closed runs the chosen closed-loop generator.
+func (b *bench) closed(ctx context.Context, addr string, d time.Duration) (throughput, error) {
+	if b.wrk != nil {
+		return b.wrk.run(b, addr, "/", d)
+	}
+	return closedLoop(ctx, addr, "/", b.opt.conns, d), nil
+}
+
+// printProxy writes the tables of scenarios 2 and 3.
+func (b *bench) printProxy(w io.Writer, r *proxyResults) {
+	if len(r.tp) > 0 {
+		fmt.Fprintf(w, "2. PROXY THROUGHPUT: %d-byte responses, closed loop, %d keep-alive connections\n\n", len(originBody), b.opt.conns)
+		fmt.Fprintf(w, "   generator: %s; origin: fasthttp, a separate process\n", b.generatorName())
+		fmt.Fprintf(w, "   %d rounds, targets alternating, each %s warm-up + %s measured; median round shown\n\n",
+			b.opt.tpRounds, b.opt.tpWarmup, b.opt.tpMeasure)
+		var t table
+		t.row("target", "req/s", "rounds min–max", "p50", "p99", "errors")
+		rps := make([]float64, len(r.tp))
+		for i, row := range r.tp {
+			switch {
+			case row.skipped != "":
+				t.row(row.name, row.skipped)
+				continue
+			case row.err != nil || len(row.rounds) == 0:
+				t.row(row.name, "failed (below)")
+				continue
+			}
+			m := row.median()
+			lo, hi := row.spread()
+			errs := 0
+			for _, x := range row.rounds {
+				errs += x.errors
+			}
+			rps[i] = m.rps
+			t.row(row.name, fmt.Sprintf("%.0f", m.rps), fmt.Sprintf("%.0f–%.0f", lo, hi), fmtDur(m.p50), fmtDur(m.p99), strconv.Itoa(errs))
+		}
+		t.write(w, "   ")
+		fmt.Fprintf(w, "\n   lanes / direct: %s\n", ratio(rps[1], rps[0]))
+		if len(rps) > 2 && rps[2] > 0 {
+			fmt.Fprintf(w, "   lanes / nginx:  %s   target ≥ 0.80× → %s\n", ratio(rps[1], rps[2]), verdict(rps[1] >= 0.8*rps[2]))
+		} else {
+			fmt.Fprintf(w, "   lanes / nginx:  -   (nginx not measured)\n")
+		}
+		for _, row := range r.tp {
+			if row.err != nil {
+				fmt.Fprintf(w, "   error, %s: %v\n", row.name, row.err)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	if len(r.lat) > 0 {
+		fmt.Fprintf(w, "3. ADDED LATENCY: %.0f req/s for %s, open loop (Go generator), %d-byte responses\n\n",
+			b.opt.latRate, b.opt.latMeasure, len(originBody))
+		fmt.Fprintf(w, "   latency from send to last byte: at this rate nothing queues in the generator,\n")
+		fmt.Fprintf(w, "   whose own timer lateness (see note) would otherwise add to every figure\n\n")
+		var t table
+		t.row("target", "p50", "p99", "added p50", "added p99", "ok", "errors")
+		base := r.lat[0].res
+		for i, row := range r.lat {
+			add50, add99 := "", ""
+			if i > 0 {
+				add50 = fmtMicros(svcDelta(row.res, base, 50))
+				add99 = fmtMicros(svcDelta(row.res, base, 99))
+			}
+			t.row(row.name, row.res.svc.pctString(50), row.res.svc.pctString(99), add50, add99,
+				strconv.Itoa(row.res.ok), strconv.Itoa(row.res.failed+row.res.rejected+row.res.unfinished))
+		}
+		t.write(w, "   ")
+		if len(r.lat) >= 2 {
+			d50 := svcDelta(r.lat[1].res, base, 50)
+			fmt.Fprintf(w, "\n   added by lanes at p50: %s   target ≤ 100 µs → %s\n", fmtMicros(d50), verdict(d50 <= 100*time.Microsecond))
+			late, _ := base.lat.pct(50)
+			svc, _ := base.svc.pct(50)
+			fmt.Fprintf(w, "   note: the generator's median timer lateness here was %s (direct, from due: %s)\n",
+				fmtMicros(late.d-svc.d), fmtDur(late.d))
+		}
+		fmt.Fprintln(w)
+	}
+	for _, n := range r.notes {
+		fmt.Fprintf(w, "   note: %s\n", n)
+	}
+}
+
+// svcDelta is a's p-th send-to-answer percentile minus b's.
+func svcDelta(a, b *classResult, p float64) time.Duration {
+	x, _ := a.svc.pct(p)
+	y, _ := b.svc.pct(p)
+	return x.d - y.d
+}
+
+func fmtMicros(d time.Duration) string {
+	return fmt.Sprintf("%+d µs", d.Microseconds())
+}

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// startTimeout bounds how long any server under test may take to come up.
+const startTimeout = 30 * time.Second
+
+// server is a running server under test: lanesd, the origin or nginx.
+type server struct {
+	*child
+	addr string // host:port clients connect to
+	log  *logTail
+}
+
+// lanesdListening is the line lanesd logs, at info level, once both of its
+// listeners accept and every lane's first workers are ready.
+var lanesdListening = regexp.MustCompile(`lanesd: listening: front=(\S+) admin=(\S+)`)
+
+// configHeader starts every config the bench gives lanesd. The log level is
+// info, not warn, because the ports are only known from the "listening"
+// line; nothing logs at info per request once access_log is off.
+const configHeader = `# Written by the lanes bench (go run ./bench).
+listen           = "127.0.0.1:0"
+shutdown_timeout = "2s"
+
+admin {
+  listen = "127.0.0.1:0"
+}
+
+log {
+  level      = "info"
+  access_log = false
+}
+`
+
+// laneBlock returns one lane block with a fixed number of workers.
+func laneBlock(name string, workers, concurrency int, extra string, maps ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nlane %q {\n  min_workers     = %d\n  max_workers     = %d\n  concurrency     = %d\n",
+		name, workers, workers, concurrency)
+	b.WriteString(extra)
+	if len(maps) > 0 {
+		q := make([]string, len(maps))
+		for i, m := range maps {
+			q[i] = fmt.Sprintf("%q", m)
+		}
+		fmt.Fprintf(&b, "  map             = [%s]\n", strings.Join(q, ", "))
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// startLanesd writes config to a file and runs lanesd on it until it logs
+// that it is listening.
+func (b *bench) startLanesd(name, config string) (*server, error) {
+	dir, err := os.MkdirTemp(b.tmp, "lanesd-")
+	if err != nil {
+		return nil, err
+	}
+	file := filepath.Join(dir, "lanes.hcl")
+	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	ready := make(chan string, 1)
+	log := &logTail{watch: func(line string) {
+		if m := lanesdListening.FindStringSubmatch(line); m != nil {
+			select {
+			case ready <- m[1]:
+			default:
+			}
+		}
+	}}
+	cmd := exec.Command(b.opt.lanesd, "-config", file)
+	cmd.Stderr = log
+	// lanesd stops gracefully on SIGTERM within shutdown_timeout (2 s) plus
+	// the time its workers take to exit.
+	p, err := b.kids.start(name, cmd, syscall.SIGTERM, 15*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case front := <-ready:
+		return &server{child: p, addr: front, log: log}, nil
+	case <-p.done:
+		return nil, startupFailure(name, fmt.Errorf("exited before listening (%v)", p.err), log)
+	case <-time.After(startTimeout):
+		p.stop()
+		return nil, startupFailure(name, errors.New("not listening after "+startTimeout.String()), log)
+	}
+}
+
+// originListening is the line the origin (this binary, -origin) writes.
+var originListening = regexp.MustCompile(`origin listening on (\S+)`)
+
+// startOrigin runs this binary again as the origin server, a process of
+// its own like the other servers measured.
+func (b *bench) startOrigin() (*server, error) {
+	exe, err := selfExe()
+	if err != nil {
+		return nil, err
+	}
+	ready := make(chan string, 1)
+	log := &logTail{watch: func(line string) {
+		if m := originListening.FindStringSubmatch(line); m != nil {
+			select {
+			case ready <- m[1]:
+			default:
+			}
+		}
+	}}
+	cmd := exec.Command(exe, originFlag, "127.0.0.1:0")
+	cmd.Stderr = log
+	p, err := b.kids.start("origin", cmd, syscall.SIGTERM, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case addr := <-ready:
+		return &server{child: p, addr: addr, log: log}, nil
+	case <-p.done:
+		return nil, startupFailure("origin", fmt.Errorf("exited before listening (%v)", p.err), log)
+	case <-time.After(startTimeout):
+		p.stop()
+		return nil, startupFailure("origin", errors.New("not listening"), log)
+	}
+}
+
+// findNginx returns the nginx binary to use, or "" when none is installed.
+func findNginx(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx"
+	}
+	return ""
+}
+
+// nginxVersion returns e.g. "nginx/1.22.1".
+func nginxVersion(bin string) string {
+	out, _ := exec.Command(bin, "-v").CombinedOutput()
+	s := strings.TrimSpace(string(out))
+	if i := strings.LastIndex(s, " "); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// nginxConf is the reverse proxy nginx runs for the comparison: as close
+// to lanes' data path as nginx gets (HTTP/1.1 keep-alive to the origin, no
+// buffering to disk for small bodies, no access log). keepalive_requests
+// is raised on both sides because lanes caps neither.
+const nginxConf = `# Written by the lanes bench (go run ./bench).
+daemon           off;
+master_process   on;
+worker_processes auto;
+pid              {{prefix}}/nginx.pid;
+error_log        stderr warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log            off;
+    keepalive_requests    1000000;
+    client_body_temp_path {{prefix}}/client_body;
+    proxy_temp_path       {{prefix}}/proxy;
+    fastcgi_temp_path     {{prefix}}/fastcgi;
+    uwsgi_temp_path       {{prefix}}/uwsgi;
+    scgi_temp_path        {{prefix}}/scgi;
+
+    upstream origin {
+        server             {{origin}};
+        keepalive          64;
+        keepalive_requests 1000000;
+    }
+
+    server {
+        listen {{listen}};
+        location / {
+            proxy_pass         http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header   Connection "";
+        }
+    }
+}
+`
+
+// startNginx runs nginx as a reverse proxy to origin on a free port. The
+// port is found by listening on :0 and closing, so another process can take
+// it before nginx binds it: then nginx exits and the next attempt picks
+// another.
+func (b *bench) startNginx(bin, origin string) (*server, error) {
+	var last error
+	for attempt := 0; attempt < 3; attempt++ {
+		s, err := b.tryNginx(bin, origin)
+		if err == nil {
+			return s, nil
+		}
+		last = err
+	}
+	return nil, last
+}
+
+func (b *bench) tryNginx(bin, origin string) (*server, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	prefix, err := os.MkdirTemp(b.tmp, "nginx-")
+	if err != nil {
+		return nil, err
+	}
+	// Run as root, nginx's workers switch to nobody, who must reach the
+	// temp paths inside the prefix.
+	_ = os.Chmod(prefix, 0o755)
+	conf := strings.NewReplacer("{{prefix}}", prefix, "{{origin}}", origin, "{{listen}}", addr).Replace(nginxConf)
+	file := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	log := &logTail{}
+	// -e stderr: nginx opens its compiled-in error log before reading the
+	// config unless told otherwise.
+	cmd := exec.Command(bin, "-p", prefix, "-c", file, "-e", "stderr")
+	cmd.Stderr = log
+	p, err := b.kids.start("nginx", cmd, syscall.SIGTERM, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	// nginx says nothing when ready: wait until its port accepts (or it
+	// exits, as it does when the port was taken meanwhile).
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if done, werr := p.exited(); done {
+			return nil, startupFailure("nginx", fmt.Errorf("exited (%v)", werr), log)
+		}
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return &server{child: p, addr: addr, log: log}, nil
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, startupFailure("nginx", fmt.Errorf("not accepting on %s: %w", addr, err), log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// freeAddr returns a loopback address with a port free at the moment.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr, nil
+}
+
+// probe sends one GET and checks that it gets a 200 with a body of
+// wantLen bytes (any length when wantLen < 0), so that a misconfigured
+// target cannot post fast numbers made of errors.
+func probe(addr, path string, wantLen int) error {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + addr + path)
+	if err := fasthttp.DoTimeout(req, resp, 10*time.Second); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	if resp.StatusCode() != fasthttp.StatusOK {
+		return fmt.Errorf("GET %s: status %d: %.200s", path, resp.StatusCode(), resp.Body())
+	}
+	if wantLen >= 0 && len(resp.Body()) != wantLen {
+		return fmt.Errorf("GET %s: %d-byte body, want %d", path, len(resp.Body()), wantLen)
+	}
+	return nil
+}
