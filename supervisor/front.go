@@ -123,11 +123,15 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		l.Abandon(w)
 		held = nil
 	}
+	small := false
+	if err == nil {
+		small, err = readSmallBody(ctx, resp)
+	}
 	ran := time.Now()
 	t := timing{queue: queued.Sub(start), run: ran.Sub(queued)}
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
-		if errors.Is(err, fasthttp.ErrTimeout) {
+		if isTimeout(err) {
 			l.Timeout(w, string(ctx.Method()), string(ctx.Path()), t.queue, t.run)
 			ctx.Error("request timeout\n", fasthttp.StatusGatewayTimeout)
 		} else {
@@ -154,11 +158,11 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.SetBytesV("Server-Timing", t.appendServerTiming(nil))
 	}
 	body := resp.BodyStream()
-	if body == nil { // HEAD, 204, 304
+	if small || body == nil { // whole body read, or none (HEAD, 204, 304)
 		fasthttp.ReleaseResponse(resp)
 		held = nil
 		l.Release(w, t.total)
-		s.finish(ctx, l, w.PID(), t, 0)
+		s.finish(ctx, l, w.PID(), t, len(ctx.Response.Body()))
 		return
 	}
 	bs := acquireBody()
@@ -171,6 +175,48 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	// done or when the client goes away; Close ends the request's account.
 	held = nil
 	ctx.Response.SetBodyStream(bs, resp.Header.ContentLength())
+}
+
+// smallBody is the largest response the front reads whole from the worker
+// rather than streaming it to the client. The worker's slot is free before
+// the client has read a byte, a slow client costs no worker, and a worker
+// that fails mid-body still gets the client a clean 502 or 504.
+const smallBody = 32 << 10
+
+var smallPool = sync.Pool{New: func() any { b := make([]byte, smallBody); return &b }}
+
+// readSmallBody reads resp's body into ctx's response when its length is
+// known and at most smallBody; it reports whether it did.
+func readSmallBody(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) (bool, error) {
+	body := resp.BodyStream()
+	n := resp.Header.ContentLength()
+	if body == nil || n < 0 || n > smallBody {
+		return false, nil
+	}
+	bp := smallPool.Get().(*[]byte)
+	_, err := io.ReadFull(body, (*bp)[:n])
+	if err == nil {
+		ctx.Response.SetBody((*bp)[:n])
+	}
+	smallPool.Put(bp)
+	closeStream(resp, body, err)
+	return true, err
+}
+
+// closeStream closes a worker response's body stream; an error makes the
+// client drop the connection instead of reusing it.
+func closeStream(resp *fasthttp.Response, body io.Reader, err error) {
+	if rc, ok := body.(fasthttp.ReadCloserWithError); ok {
+		_ = rc.CloseWithError(err)
+		return
+	}
+	_ = resp.CloseBodyStream()
+}
+
+// isTimeout says err is a hard-deadline timeout on the worker connection.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, fasthttp.ErrTimeout) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // refuse answers a request the lane could not admit: 503 with Retry-After.
@@ -279,16 +325,11 @@ func (b *bodyStream) Read(p []byte) (int, error) {
 // Close method on purpose: fasthttp calls both Close and CloseWithError on a
 // stream that has both, and this one returns to a pool when closed.
 func (b *bodyStream) CloseWithError(err error) error {
-	if rc, ok := b.r.(fasthttp.ReadCloserWithError); ok {
-		_ = rc.CloseWithError(err)
-	} else {
-		_ = b.resp.CloseBodyStream()
-	}
+	closeStream(b.resp, b.r, err)
 	fasthttp.ReleaseResponse(b.resp)
 	b.t.total = time.Since(b.start)
-	var ne net.Error
 	switch {
-	case !(errors.As(b.rerr, &ne) && ne.Timeout() || errors.Is(b.rerr, fasthttp.ErrTimeout)):
+	case !isTimeout(b.rerr):
 	case b.late:
 		// The deadline passed while the client was slow to take the body:
 		// the body is cut, but the worker did nothing wrong.

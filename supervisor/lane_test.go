@@ -246,3 +246,36 @@ func TestStopWithExpiredContextWhileStarting(t *testing.T) {
 		t.Errorf("workers left after Stop: %+v", ws)
 	}
 }
+
+// A small response is read whole before the client sees it, so a worker
+// that fails in the middle of one still gets the client a clean error
+// rather than a truncated 200.
+func TestWorkerFailingMidBodyGetsCleanError(t *testing.T) {
+	s := start(t, `
+lane "default" {
+  min_workers = 2
+  request_timeout = "1s"
+  command = [CMD]
+}`)
+	code, body, _ := get(t, s, "/hello/partial?then=exit")
+	if code != 502 || strings.Contains(body, "0123456789") {
+		t.Errorf("worker exiting mid-body: %d %q, want a clean 502", code, body)
+	}
+	code, body, _ = get(t, s, "/hello/partial?then=hang")
+	if code != 504 || strings.Contains(body, "0123456789") {
+		t.Errorf("worker hanging mid-body: %d %q, want a clean 504", code, body)
+	}
+	waitFor(t, "both workers replaced and ready", 10*time.Second, func() bool {
+		st := laneStatus(s, "default")
+		ready := 0
+		for _, w := range st.Workers {
+			if w.State == "ready" {
+				ready++
+			}
+		}
+		return ready == 2 && st.Killed == 1 && st.Timeouts == 1
+	})
+	if code, _, _ := get(t, s, "/hello/x"); code != 200 {
+		t.Errorf("after: %d", code)
+	}
+}

@@ -9,6 +9,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"time"
 
@@ -22,6 +23,21 @@ func main() {
 		switch string(ctx.Path()) {
 		case "/hello/panic":
 			panic("hello-worker: asked to panic")
+		case "/hello/partial":
+			// Promise 1000 bytes, send 10, then exit or hang: a worker
+			// failing in the middle of a response. The raw write makes
+			// sure the status line and the 10 bytes have left.
+			then := string(ctx.QueryArgs().Peek("then"))
+			ctx.HijackSetNoResponse(true)
+			ctx.Hijack(func(c net.Conn) {
+				_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789"))
+				time.Sleep(100 * time.Millisecond)
+				if then == "exit" {
+					os.Exit(1)
+				}
+				select {}
+			})
+			return
 		case "/hello/sleep":
 			d, _ := time.ParseDuration(string(ctx.QueryArgs().Peek("d")))
 			time.Sleep(d)
