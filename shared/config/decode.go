@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/url"
 	"os"
@@ -301,7 +302,7 @@ func (d *decoder) admin(b *hcl.Block, adm *Admin) (*hcl.Attribute, bool) {
 		if !filepath.IsAbs(tf) {
 			tf = filepath.Join(d.dir, tf)
 		}
-		data, err := os.ReadFile(tf)
+		data, err := readTokenFile(tf)
 		token := strings.TrimSpace(string(data))
 		switch {
 		case err != nil:
@@ -528,4 +529,27 @@ func (d *decoder) autoMap(b *hcl.Block) *AutoMap {
 	d.duration(a, "forget_after", &m.ForgetAfter, false)
 	d.integer(a, "max_entries", &m.MaxEntries, 1)
 	return m
+}
+
+// maxTokenFile bounds what is read as an admin token.
+const maxTokenFile = 4 << 10
+
+// readTokenFile reads a token file that is a regular file of at most
+// maxTokenFile bytes: a device or a FIFO named by mistake (/dev/zero, a
+// pipe) must not hang or exhaust lanesd at load time.
+func readTokenFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() > maxTokenFile {
+		return nil, fmt.Errorf("%s is %d bytes; a token file holds at most %d", path, fi.Size(), maxTokenFile)
+	}
+	return os.ReadFile(path)
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -207,5 +208,18 @@ func TestTokenFileRelativeToConfig(t *testing.T) {
 	cfg := mustLoad(t, path)
 	if cfg.Admin.Token != "abc" || cfg.Admin.TokenFile != filepath.Join(dir, "token") {
 		t.Errorf("Admin = %+v", cfg.Admin)
+	}
+}
+
+func TestTokenFileMustBeSmallRegularFile(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("x"), 5000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tf := range []string{"/dev/zero", t.TempDir(), big} {
+		_, diags := loadString(t, fmt.Sprintf("admin {\n token_file = %q\n}\napp {\n demo = true\n}\n", tf))
+		if len(diags) != 1 || diags[0].Summary != "Cannot read token file" {
+			t.Errorf("token_file %s: %v, want one \"Cannot read token file\"", tf, diags)
+		}
 	}
 }

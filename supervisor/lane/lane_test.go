@@ -1,0 +1,73 @@
+package lane
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lanes-dev/lanes/shared/config"
+)
+
+func testLane() *Lane {
+	return New(config.Lane{Name: "t", MinWorkers: 1, MaxWorkers: 1, Concurrency: 1}, Env{Log: hclog.NewNullLogger()})
+}
+
+// The first crash is replaced at once; later ones back off exponentially,
+// capped, and three in a row are a crash loop.
+func TestCrashBackoff(t *testing.T) {
+	l := testLane()
+	want := []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
+	for i, w := range want {
+		before := time.Now()
+		l.crashLocked("exit status 2")
+		got := l.backoff.Sub(before)
+		if w == 0 {
+			if !l.backoff.IsZero() {
+				t.Errorf("crash %d: backoff %v, want none", i+1, got)
+			}
+			continue
+		}
+		if got < w || got > w+50*time.Millisecond {
+			t.Errorf("crash %d: backoff %v, want %v", i+1, got, w)
+		}
+	}
+	if st := l.Status(); !st.CrashLoop || st.Crashes != 5 || st.LastExit != "exit status 2" {
+		t.Errorf("status after 5 crashes: crash_loop %v crashes %d last %q", st.CrashLoop, st.Crashes, st.LastExit)
+	}
+	for range 30 {
+		l.crashLocked("x")
+	}
+	if got := time.Until(l.backoff); got > backoffMax || got < backoffMax-time.Second {
+		t.Errorf("after many crashes backoff is %v, want the cap %v", got, backoffMax)
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	var lat latency
+	if p := lat.percentiles(); p.Count != 0 || p.P99 != 0 {
+		t.Fatalf("empty: %+v", p)
+	}
+	for i := 1; i <= 100; i++ {
+		lat.add(time.Duration(i) * time.Millisecond)
+	}
+	p := lat.percentiles()
+	if p.Count != 100 || p.P50 != 50 || p.P90 != 90 || p.P99 != 99 || p.Max != 100 {
+		t.Errorf("1..100 ms: %+v", p)
+	}
+	// The window keeps only the most recent requests.
+	for range latencyWindow {
+		lat.add(time.Millisecond)
+	}
+	if p := lat.percentiles(); p.Count != latencyWindow || p.Max != 1 {
+		t.Errorf("after a window of 1 ms requests: %+v", p)
+	}
+}
+
+func TestStateNames(t *testing.T) {
+	for s, want := range map[State]string{Starting: "starting", Ready: "ready", Retiring: "retiring", Killing: "killing", Stopping: "stopping", Dead: "dead"} {
+		if s.String() != want {
+			t.Errorf("%d: %q, want %q", s, s.String(), want)
+		}
+	}
+}
