@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -41,15 +42,21 @@ func TestMain(m *testing.M) {
 // every lane running hello-worker.
 func start(t *testing.T, lanes string) *Supervisor {
 	t.Helper()
+	return startLogging(t, lanes, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}))
+}
+
+// startLogging is start with the supervisor logging to log.
+func startLogging(t *testing.T, lanes string, log hclog.Logger) *Supervisor {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "lanes.hcl")
 	src := fmt.Sprintf(`
 listen = "127.0.0.1:0"
 debug_headers = true
 shutdown_timeout = "5s"
 admin { listen = "127.0.0.1:0" }
-log { level = "warn" }
+log { level = %q }
 app { demo = true }
-%s`, strings.ReplaceAll(lanes, "CMD", fmt.Sprintf("%q", helloWorker)))
+%s`, log.GetLevel().String(), strings.ReplaceAll(lanes, "CMD", fmt.Sprintf("%q", helloWorker)))
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +64,6 @@ app { demo = true }
 	if diags.HasErrors() {
 		t.Fatalf("config: %s", diags.Error())
 	}
-	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
 	s, err := New(cfg, Options{Log: log, Builtin: []string{helloWorker}})
 	if err != nil {
 		t.Fatal(err)
@@ -135,4 +141,44 @@ lane "other" {
 		})
 	}
 	wg.Wait()
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// A custom worker's own log lines reach the supervisor's log at their
+// level, under the lane's name: hclog ones, and the standard log package's.
+func TestWorkerLogsReachSupervisorLog(t *testing.T) {
+	var out syncBuffer
+	s := startLogging(t, `
+lane "default" {
+  min_workers = 1
+  command = [CMD]
+}`, hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: &out}))
+	if code, _, _ := get(t, s, "/hello/log"); code != 200 {
+		t.Fatalf("GET /hello/log: %d", code)
+	}
+	waitFor(t, "the worker's log line", 5*time.Second, func() bool {
+		return strings.Contains(out.String(), "hello-worker: /hello/log asked to log")
+	})
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "asked to log") && (!strings.Contains(line, "[INFO]") || !strings.Contains(line, "lane=default")) {
+			t.Errorf("worker log line not at INFO under its lane: %q", line)
+		}
+	}
 }

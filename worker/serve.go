@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"os"
 	"runtime"
@@ -51,6 +52,11 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 		return 1
 	}
 	log = log.With("pid", os.Getpid()) // the supervisor adds the lane
+	// go-plugin re-logs plain stderr lines at DEBUG only: route the standard
+	// library's log package through hclog so a handler's log.Printf shows
+	// at its level in the supervisor's log.
+	stdlog.SetFlags(0)
+	stdlog.SetOutput(log.Named("log").StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}))
 
 	if sup, err := strconv.Atoi(os.Getenv(shared.EnvParentPID)); err == nil {
 		// Watch the parent this process started under, which is not the

@@ -9,6 +9,7 @@ package main
 
 import (
 	"fmt"
+	"log"
 	"net"
 	"os"
 	"time"
@@ -38,6 +39,8 @@ func main() {
 				select {}
 			})
 			return
+		case "/hello/log":
+			log.Printf("hello-worker: %s asked to log", ctx.Path())
 		case "/hello/sleep":
 			d, _ := time.ParseDuration(string(ctx.QueryArgs().Peek("d")))
 			time.Sleep(d)
