@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -507,6 +508,10 @@ func (d *decoder) lane(b *hcl.Block) Lane {
 	if _, cmd, ranges, ok := d.strList(a, "command"); ok && len(cmd) > 0 {
 		if cmd[0] == "" {
 			d.errorf(ranges[0], "Invalid command", "The first element of command is the program to run; it must not be empty.")
+		} else if _, err := exec.LookPath(cmd[0]); err != nil {
+			// Resolved as lanesd will run it: on $PATH, or relative to
+			// lanesd's working directory when it holds a slash.
+			d.errorf(ranges[0], "Worker command not found", "%s; build it, or fix the path (a relative path is taken from lanesd's working directory).", err)
 		}
 		l.Command = cmd
 	}

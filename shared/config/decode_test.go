@@ -111,7 +111,7 @@ func TestLoadFull(t *testing.T) {
 			{
 				Name: "slow", MinWorkers: 5, MaxWorkers: 15, Concurrency: 1, MaxQueue: 200,
 				QueueTimeout: 5 * time.Second, RequestTimeout: 300 * time.Second, IdleTimeout: 60 * time.Second,
-				MaxRSS: 256 << 20, Command: []string{"./bin/my-worker", "-v"},
+				MaxRSS: 256 << 20, Command: []string{"/bin/sh", "-c", "exec ./bin/my-worker -v"},
 			},
 		},
 	}

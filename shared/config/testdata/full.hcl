@@ -81,7 +81,7 @@ lane "slow" {
   max_queue       = 200
   request_timeout = "300s"
   max_rss         = "256MB"
-  command         = ["./bin/my-worker", "-v"]
+  command         = ["/bin/sh", "-c", "exec ./bin/my-worker -v"]
 }
 
 auto_map {

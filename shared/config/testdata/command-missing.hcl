@@ -1,0 +1,8 @@
+app {
+  demo = true
+}
+
+lane "custom" {
+  command = ["./bin/no-such-worker"]
+  map     = ["GET /custom/*"]
+}
