@@ -16,7 +16,7 @@ debug_headers = true
 # On SIGTERM/SIGINT, wait this long for in-flight requests before stopping.
 shutdown_timeout = "30s"
 
-# The admin listener: dashboard, JSON API, /metrics. It is served by the
+# The admin listener: dashboard and JSON API. It is served by the
 # supervisor itself, so it answers even when every lane is saturated.
 admin {
   listen = "127.0.0.1:8081"

@@ -111,7 +111,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		held = w
-		deadline = queued.Add(l.Config().RequestTimeout)
+		deadline = queued.Add(l.RequestTimeout())
 		err = w.Client().DoDeadline(req, resp, deadline)
 		if err == nil || fasthttp.ErrTimeout == err || attempt > 1 || !undelivered(err) {
 			break
@@ -275,11 +275,17 @@ func (t timing) appendServerTiming(b []byte) []byte {
 
 // finish writes the access log line of a request answered in serve.
 func (s *Supervisor) finish(ctx *fasthttp.RequestCtx, l *lane.Lane, pid int, t timing, n int) {
+	s.logAccess(l, ctx.Method(), ctx.Path(), ctx.Response.StatusCode(), n, pid, t)
+}
+
+// logAccess writes one access log line; a streamed response writes its own
+// from bodyStream, after serve has returned and ctx is gone.
+func (s *Supervisor) logAccess(l *lane.Lane, method, path []byte, status, n, pid int, t timing) {
 	if s.access == nil {
 		return
 	}
-	s.access.Info("request", "lane", l.Name(), "method", string(ctx.Method()), "path", string(ctx.Path()),
-		"status", ctx.Response.StatusCode(), "bytes", n, "pid", pid,
+	s.access.Info("request", "lane", l.Name(), "method", string(method), "path", string(path),
+		"status", status, "bytes", n, "pid", pid,
 		"queue", t.queue, "filter", t.filter, "run", t.run, "total", t.total)
 }
 
@@ -341,11 +347,7 @@ func (b *bodyStream) CloseWithError(err error) error {
 		b.l.Timeout(b.w, string(b.method), string(b.path), b.t.queue, b.t.total-b.t.queue)
 	}
 	b.l.Release(b.w, b.t.total)
-	if b.s.access != nil {
-		b.s.access.Info("request", "lane", b.l.Name(), "method", string(b.method), "path", string(b.path),
-			"status", b.status, "bytes", b.n, "pid", b.w.PID(),
-			"queue", b.t.queue, "filter", b.t.filter, "run", b.t.run, "total", b.t.total)
-	}
+	b.s.logAccess(b.l, b.method, b.path, b.status, b.n, b.w.PID(), b.t)
 	*b = bodyStream{method: b.method[:0], path: b.path[:0]}
 	bodyPool.Put(b)
 	return nil

@@ -58,7 +58,6 @@ type Supervisor struct {
 
 	mu        sync.Mutex
 	frontAddr net.Addr
-	adminAddr net.Addr
 	ready     chan struct{}
 	abort     chan struct{}
 	abortOnce sync.Once
@@ -94,9 +93,8 @@ func New(cfg *config.Config, opt Options) (*Supervisor, error) {
 // Ready is closed once both listeners accept.
 func (s *Supervisor) Ready() <-chan struct{} { return s.ready }
 
-// FrontAddr and AdminAddr return the bound addresses once Ready.
+// FrontAddr returns the front's bound address once Ready.
 func (s *Supervisor) FrontAddr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.frontAddr }
-func (s *Supervisor) AdminAddr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.adminAddr }
 
 // Abort stops at once: workers are SIGKILLed and Run returns without
 // waiting for requests. Safe to call twice.
@@ -157,7 +155,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	go func() { errc <- s.front.Serve(fl) }()
 	go func() { errc <- s.admin.Serve(al) }()
 	s.mu.Lock()
-	s.frontAddr, s.adminAddr = fl.Addr(), al.Addr()
+	s.frontAddr = fl.Addr()
 	s.mu.Unlock()
 	s.log.Info("listening", "front", fl.Addr().String(), "admin", al.Addr().String(), "lanes", len(st.lanes))
 	close(s.ready)
@@ -208,12 +206,20 @@ func (s *Supervisor) startLanes(ctx context.Context) (*state, error) {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		for _, l := range st.lanes {
-			l.Stop(context.Background(), true)
-		}
+		st.stop(context.Background(), true)
 		return nil, err
 	}
 	return st, nil
+}
+
+// stop stops every lane at once (see lane.Stop) and returns when all their
+// workers are gone.
+func (st *state) stop(ctx context.Context, immediate bool) {
+	var wg sync.WaitGroup
+	for _, l := range st.lanes {
+		wg.Go(func() { l.Stop(ctx, immediate) })
+	}
+	wg.Wait()
 }
 
 func (s *Supervisor) workerEnv() []string {
@@ -232,9 +238,7 @@ func (s *Supervisor) workerEnv() []string {
 func (s *Supervisor) shutdown(st *state, immediate bool) error {
 	if immediate {
 		s.log.Warn("stopping immediately")
-		for _, l := range st.lanes {
-			l.Stop(context.Background(), true)
-		}
+		st.stop(context.Background(), true)
 		return nil
 	}
 	s.log.Info("stopping", "timeout", s.cfg.ShutdownTimeout)
@@ -251,11 +255,7 @@ func (s *Supervisor) shutdown(st *state, immediate bool) error {
 	if err := s.front.ShutdownWithContext(ctx); err != nil {
 		s.log.Warn("in-flight requests cut off", "error", err)
 	}
-	var wg sync.WaitGroup
-	for _, l := range st.lanes {
-		wg.Go(func() { l.Stop(ctx, false) })
-	}
-	wg.Wait()
+	st.stop(ctx, false)
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()
 	_ = s.admin.ShutdownWithContext(actx)

@@ -7,7 +7,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	stdlog "log"
 	"net"
@@ -95,7 +94,6 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 		Logger:          logging.Std(log.Named("data")),
 		CloseOnShutdown: true,
 	}
-	w.srv = srv
 	go func() {
 		if err := srv.Serve(ln); err != nil {
 			log.Error("data plane stopped", "error", err)
@@ -120,7 +118,6 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 type server struct {
 	log      hclog.Logger
 	handler  fasthttp.RequestHandler
-	srv      *fasthttp.Server
 	inflight atomic.Int64
 	served   atomic.Uint64
 	draining atomic.Bool
@@ -183,29 +180,23 @@ func watchParent(ppid int, log hclog.Logger) {
 	}
 }
 
-// selfRSS returns the resident set size of this process in bytes, or 0.
+// selfRSS returns the resident set size of this process in bytes, from
+// /proc/self/statm, or 0.
 func selfRSS() int64 {
-	rss, err := RSS(os.Getpid())
+	b, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
 		return 0
 	}
-	return rss
-}
-
-// RSS returns the resident set size of process pid in bytes, from
-// /proc/PID/statm.
-func RSS(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
-	if err != nil {
-		return 0, err
-	}
 	var size, resident int64
 	if _, err := fmt.Sscan(string(b), &size, &resident); err != nil {
-		return 0, errors.New("worker: cannot parse statm")
+		return 0
 	}
-	return resident * int64(syscall.Getpagesize()), nil
+	return resident * int64(syscall.Getpagesize())
 }
 
+// envInt reads a limit the supervisor passes in the environment. The
+// fallbacks at its call sites repeat shared/config's defaults rather than
+// import that package, which would link HCL into every custom worker.
 func envInt(name string, def int) int {
 	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
 		return n

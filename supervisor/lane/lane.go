@@ -103,8 +103,10 @@ func New(cfg config.Lane, env Env) *Lane {
 // Name returns the lane's name.
 func (l *Lane) Name() string { return l.name }
 
-// Config returns the lane's settings.
-func (l *Lane) Config() config.Lane { return l.cfg }
+// RequestTimeout returns the lane's hard timeout. The front reads it for
+// every request, so it returns the one field rather than a copy of the
+// whole config.
+func (l *Lane) RequestTimeout() time.Duration { return l.cfg.RequestTimeout }
 
 // Start launches min_workers workers and waits until they are ready. If a
 // worker cannot start at all (a wrong command, a worker that does not
@@ -291,11 +293,16 @@ func (l *Lane) removeLocked(w *Worker) {
 	}
 }
 
+// freeLocked says w is in rotation and has a free slot.
+func (l *Lane) freeLocked(w *Worker) bool {
+	return w.state == Ready && !w.suspect && w.inflight < l.cfg.Concurrency
+}
+
 // pickLocked returns the least-loaded ready worker with a free slot.
 func (l *Lane) pickLocked() *Worker {
 	var best *Worker
 	for _, w := range l.workers {
-		if w.state != Ready || w.suspect || w.inflight >= l.cfg.Concurrency {
+		if !l.freeLocked(w) {
 			continue
 		}
 		if best == nil || w.inflight < best.inflight {
@@ -310,7 +317,7 @@ func (l *Lane) pickLocked() *Worker {
 
 // feedLocked hands w's free slots to waiting requests, oldest first.
 func (l *Lane) feedLocked(w *Worker) {
-	for len(l.queue) > 0 && w.state == Ready && !w.suspect && w.inflight < l.cfg.Concurrency {
+	for len(l.queue) > 0 && l.freeLocked(w) {
 		wt := l.queue[0]
 		l.queue[0] = nil
 		l.queue = l.queue[1:]
@@ -400,9 +407,7 @@ func (l *Lane) Abandon(w *Worker) {
 	l.mu.Lock()
 	w.inflight--
 	l.inflight--
-	if w.state == Ready {
-		l.feedLocked(w)
-	}
+	l.feedLocked(w) // feeds only a worker still in rotation
 	l.mu.Unlock()
 }
 

@@ -32,6 +32,7 @@ const (
 	Dead                  // exited and reaped
 )
 
+// String returns the state's name as the admin API shows it.
 func (s State) String() string {
 	switch s {
 	case Starting:

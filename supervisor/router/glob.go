@@ -65,7 +65,13 @@ func (g *glob) quickReject(path []byte) bool {
 
 // match reports whether path matches the whole pattern.
 func (g *glob) match(path []byte) bool {
-	if g.quickReject(path) || !bytes.HasPrefix(path, g.prefix) || !bytes.HasSuffix(path, g.suffix) {
+	return !g.quickReject(path) && g.matchRest(path)
+}
+
+// matchRest is match for a path that quickReject has already let through;
+// a scan calls quickReject first, on its own, to skip the method compare.
+func (g *glob) matchRest(path []byte) bool {
+	if !bytes.HasPrefix(path, g.prefix) || !bytes.HasSuffix(path, g.suffix) {
 		return false
 	}
 	rest := path[len(g.prefix) : len(path)-len(g.suffix)]

@@ -205,7 +205,7 @@ func matchGlobs(globs []glob, method, path []byte) (target, bool) {
 		if gl.quickReject(path) {
 			continue
 		}
-		if (gl.anyMethod || gl.method == string(method)) && gl.match(path) {
+		if (gl.anyMethod || gl.method == string(method)) && gl.matchRest(path) {
 			return gl.target, true
 		}
 	}
@@ -239,6 +239,3 @@ func (t *Table) Routes() []Route {
 	copy(out, t.routes)
 	return out
 }
-
-// DefaultLane returns the lane used when no route matches.
-func (t *Table) DefaultLane() int { return t.defaultLane }

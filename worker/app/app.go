@@ -15,7 +15,6 @@ import (
 
 // App is the built-in worker handler for one app block.
 type App struct {
-	log   hclog.Logger
 	proxy *proxy // nil when serving the demo site
 	demo  *demo  // nil when proxying
 
@@ -34,12 +33,13 @@ func New(cfg config.App, log hclog.Logger) (*App, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	a := &App{log: log.Named("app"), done: make(chan struct{})}
+	log = log.Named("app")
+	a := &App{done: make(chan struct{})}
 	switch {
 	case cfg.Demo && cfg.Upstream != "":
 		return nil, errors.New("app: set only one of upstream and demo")
 	case cfg.Demo:
-		a.demo = &demo{log: a.log.Named("demo"), done: a.done}
+		a.demo = &demo{log: log.Named("demo"), done: a.done}
 	case cfg.Upstream == "":
 		return nil, errors.New("app: no upstream and demo not set")
 	default:
@@ -47,7 +47,7 @@ func New(cfg config.App, log hclog.Logger) (*App, error) {
 		if timeout <= 0 {
 			timeout = config.DefaultUpstreamTimeout
 		}
-		p, err := newProxy(cfg.Upstream, timeout, a.log.Named("proxy"))
+		p, err := newProxy(cfg.Upstream, timeout, log.Named("proxy"))
 		if err != nil {
 			return nil, err
 		}

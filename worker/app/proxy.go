@@ -36,7 +36,6 @@ type proxy struct {
 	client  *fasthttp.HostClient
 	scheme  string // "http" or "https"
 	host    []byte // upstream host[:port] as configured
-	addr    string // dial address host:port, for logs
 	timeout time.Duration
 	log     hclog.Logger
 	scratch sync.Pool // *scratch
@@ -90,7 +89,6 @@ func newProxy(upstream string, timeout time.Duration, log hclog.Logger) (*proxy,
 		},
 		scheme:  u.Scheme,
 		host:    []byte(u.Host),
-		addr:    addr,
 		timeout: timeout,
 		log:     log.With("upstream", addr),
 	}
