@@ -279,3 +279,15 @@ lane "default" {
 		t.Errorf("after: %d", code)
 	}
 }
+
+// A worker's status shows its resident size from the moment it is ready.
+func TestStatusShowsWorkerRSS(t *testing.T) {
+	s := start(t, `
+lane "default" {
+  min_workers = 1
+  command = [CMD]
+}`)
+	if w := laneStatus(s, "default").Workers[0]; w.RSS < 1<<20 {
+		t.Errorf("worker %d reports rss %d bytes, want its resident size (a Go worker holds > 1 MiB)", w.PID, w.RSS)
+	}
+}

@@ -184,7 +184,12 @@ func (l *Lane) spec() spec {
 func (l *Lane) run(w *Worker) {
 	defer l.wg.Done()
 	err := startWorker(l.ctx, l.spec(), w)
+	var size int64
+	if err == nil {
+		size, _ = rss(w.pid) // shown from the start, not from the first health check
+	}
 	l.mu.Lock()
+	w.rss = size
 	if err != nil {
 		l.removeLocked(w)
 		w.state = Dead
