@@ -430,12 +430,18 @@ func (l *Lane) Timeout(w *Worker, method, path string, queue, run time.Duration)
 		"limit", l.cfg.RequestTimeout, "wchan", wchan, "syscall", sysc)
 	l.mu.Lock()
 	if w.state == Ready || w.state == Retiring {
-		w.state = Killing
-		l.killed.Add(1)
-		l.reconcileLocked()
-		l.notifyLocked()
+		l.condemnLocked(w)
 	}
 	l.mu.Unlock()
+}
+
+// condemnLocked takes w out of rotation for a kill and starts its
+// replacement; the caller decides when the SIGKILL lands.
+func (l *Lane) condemnLocked(w *Worker) {
+	w.state = Killing
+	l.killed.Add(1)
+	l.reconcileLocked()
+	l.notifyLocked()
 }
 
 // Failed records that a request could not be exchanged with w over its
@@ -538,10 +544,7 @@ func (l *Lane) check(w *Worker) {
 	switch {
 	case err != nil && l.ctx.Err() == nil:
 		l.log.Error("worker failed its health check; killing", "pid", w.pid, "error", err)
-		w.state = Killing
-		l.reconcileLocked()
-		l.notifyLocked()
-		l.killed.Add(1)
+		l.condemnLocked(w)
 		w.hardKill()
 	case l.cfg.MaxRSS > 0 && size > l.cfg.MaxRSS:
 		l.retireLocked(w, "max_rss")
