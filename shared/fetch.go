@@ -1,0 +1,38 @@
+package shared
+
+import (
+	"context"
+	"time"
+)
+
+// EnvFetchdSocket names, in a worker's environment, the unix socket on which
+// fetchd serves ThemeService. Unset: no theme applies.
+const EnvFetchdSocket = "LANES_FETCHD_SOCKET"
+
+// ThemeService is what fetchd offers workers over its control-plane socket
+// (gRPC, like Control). Every call honours ctx's deadline.
+type ThemeService interface {
+	// Theme returns the named theme's current usable copy. have is the
+	// Version the caller already holds: when it is still current the answer
+	// carries no HTML (the caller keeps its parsed copy). A theme with no
+	// usable copy (never fetched, or older than max_stale) answers State
+	// ThemeUnthemed and no HTML, never an error; errors are for a fetchd
+	// that cannot be reached or a theme name it does not know.
+	Theme(ctx context.Context, name, have string) (ThemeDoc, error)
+}
+
+// ThemeDoc is one answer of ThemeService.Theme.
+type ThemeDoc struct {
+	Name    string    `json:"name"`
+	Version string    `json:"version"` // changes whenever the HTML does; "" when unthemed
+	State   string    `json:"state"`   // ThemeFresh, ThemeStale, ThemeUnthemed
+	Fetched time.Time `json:"fetched"` // when the copy was fetched or last revalidated
+	HTML    []byte    `json:"html,omitempty"`
+}
+
+// Theme states, as X-Theme and the admin API show them.
+const (
+	ThemeFresh    = "fresh"
+	ThemeStale    = "stale"
+	ThemeUnthemed = "unthemed"
+)
