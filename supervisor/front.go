@@ -59,25 +59,26 @@ func frontError(ctx *fasthttp.RequestCtx, err error) {
 // serve classifies a request into a lane, waits for a worker slot, and
 // forwards the request over the worker's unix socket. The response body is
 // streamed back: the slot is held, and the hard timeout runs, until the
-// last byte has come from the worker.
+// last byte has come from the worker. Whatever happens, the request leaves
+// the lane through one call: Release (or Refuse, when it got no worker).
 func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
-	var (
-		l    *lane.Lane
-		held *lane.Worker // a slot that a panic must not leak
-	)
+	st := s.state.Load()
+	li, ref := st.match(ctx.Method(), ctx.Path())
+	l := st.lanes[li]
+	o := lane.Outcome{Method: ctx.Method(), Path: ctx.Path(), Mapping: ref}
+	var held *lane.Worker // a slot that a panic must not leak
 	defer func() {
 		if r := recover(); r != nil {
-			if held != nil {
-				l.Release(held, time.Since(start))
-			}
-			s.log.Error("front handler panic", "method", string(ctx.Method()), "path", string(ctx.Path()), "panic", fmt.Sprint(r))
+			s.log.Error("front handler panic", "method", logging.Quote(ctx.Method()), "path", logging.Quote(ctx.Path()), "panic", fmt.Sprint(r))
 			ctx.Response.Reset()
 			ctx.Error("internal error\n", fasthttp.StatusInternalServerError)
+			if held != nil {
+				o.Result, o.Err, o.Status = lane.Broken, fmt.Errorf("panic: %v", r), fasthttp.StatusInternalServerError
+				l.Release(held, &o)
+			}
 		}
 	}()
-	st := s.state.Load()
-	l = st.lanes[st.routes.Match(ctx.Method(), ctx.Path())]
 
 	req := &ctx.Request
 	// The client's Connection: close is for its connection, not ours to the
@@ -95,86 +96,119 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		req.Header.SetHost(host)
 	}
 
+	resp := fasthttp.AcquireResponse()
 	var (
 		w        *lane.Worker
-		err      error
-		queued   time.Time
 		deadline time.Time
-		resp     = fasthttp.AcquireResponse()
+		small    bool
 	)
-	for attempt := 1; ; attempt++ {
+	for attempt := 0; ; attempt++ {
+		var err error
+		acquired := time.Now()
 		w, err = l.Acquire()
-		queued = time.Now()
+		queued := time.Now()
+		o.Queue += queued.Sub(acquired)
+		if attempt == 0 {
+			o.Queue = queued.Sub(start)
+		}
 		if err != nil {
 			fasthttp.ReleaseResponse(resp)
-			s.refuse(ctx, l, err, timing{queue: queued.Sub(start), total: time.Since(start)})
+			o.Err, o.Total = err, time.Since(start)
+			s.refuse(ctx, l, err)
+			o.Status, o.Bytes = ctx.Response.StatusCode(), len(ctx.Response.Body())
+			l.Refuse(&o)
 			return
 		}
 		held = w
 		deadline = queued.Add(l.RequestTimeout())
 		err = w.Client().DoDeadline(req, resp, deadline)
-		if err == nil || fasthttp.ErrTimeout == err || attempt > 1 || !undelivered(err) {
+		sent := err == nil
+		if sent {
+			small, err = readSmallBody(ctx, resp)
+		}
+		ran := time.Now()
+		o.Run += ran.Sub(queued)
+		if err == nil {
 			break
 		}
-		// The worker never got the request: its socket refused the dial or
-		// the write, so it is gone. That is the one case where another
-		// worker may take any request; lanes retries nothing else.
-		l.Failed(w, err)
-		l.Abandon(w)
-		held = nil
-	}
-	small := false
-	if err == nil {
-		small, err = readSmallBody(ctx, resp)
-	}
-	ran := time.Now()
-	t := timing{queue: queued.Sub(start), run: ran.Sub(queued)}
-	if err != nil {
+		o.Err = err
+		switch {
+		case isTimeout(err):
+			o.Result = lane.HardTimeout
+		case undelivered(err):
+			o.Result = lane.Undelivered
+		default:
+			o.Result = lane.Broken
+		}
+		// A worker that died before answering anything: the request may go
+		// to another worker once, if the worker provably never got it or if
+		// its method is idempotent. Never after the hard timeout (a query
+		// of death kills at most two workers), never once a response began.
+		o.Retry = attempt == 0 && !sent && o.Result != lane.HardTimeout &&
+			(o.Result == lane.Undelivered || s.retryable(req.Header.Method()))
+		if o.Retry {
+			resp.Reset()
+			l.Release(w, &o)
+			held = nil
+			s.retries.Add(1)
+			o.Retry, o.Err, o.Result = false, nil, lane.Answered
+			continue
+		}
 		fasthttp.ReleaseResponse(resp)
-		if isTimeout(err) {
-			l.Timeout(w, string(ctx.Method()), string(ctx.Path()), t.queue, t.run)
+		if o.Result == lane.HardTimeout {
 			ctx.Error("request timeout\n", fasthttp.StatusGatewayTimeout)
 		} else {
-			l.Failed(w, err)
 			ctx.Error("worker failed\n", fasthttp.StatusBadGateway)
 		}
-		t.total = time.Since(start)
+		o.Total = time.Since(start)
+		o.Status, o.Bytes = ctx.Response.StatusCode(), len(ctx.Response.Body())
 		held = nil
-		l.Release(w, t.total)
-		s.finish(ctx, l, w.PID(), t, len(ctx.Response.Body()))
+		l.Release(w, &o)
 		return
 	}
 	if f := resp.Header.Peek(shared.HeaderFilterTime); len(f) > 0 {
 		if us, err := strconv.ParseInt(string(f), 10, 64); err == nil && us > 0 {
-			t.filter = time.Duration(us) * time.Microsecond
-			t.run -= min(t.filter, t.run)
+			o.Filter = time.Duration(us) * time.Microsecond
+			o.Run -= min(o.Filter, o.Run)
 		}
 		resp.Header.Del(shared.HeaderFilterTime)
 	}
 	resp.Header.CopyTo(&ctx.Response.Header)
-	t.total = ran.Sub(start)
-	if s.cfg.DebugHeaders {
+	o.Total = time.Since(start)
+	if st.cfg.DebugHeaders {
 		ctx.Response.Header.Set("X-Lane", l.Name())
-		ctx.Response.Header.SetBytesV("Server-Timing", t.appendServerTiming(nil))
+		ctx.Response.Header.SetBytesV("Server-Timing", appendServerTiming(nil, &o))
 	}
 	body := resp.BodyStream()
 	if small || body == nil { // whole body read, or none (HEAD, 204, 304)
 		fasthttp.ReleaseResponse(resp)
+		o.Status, o.Bytes = ctx.Response.StatusCode(), len(ctx.Response.Body())
 		held = nil
-		l.Release(w, t.total)
-		s.finish(ctx, l, w.PID(), t, len(ctx.Response.Body()))
+		l.Release(w, &o)
 		return
 	}
 	bs := acquireBody()
-	bs.s, bs.l, bs.w, bs.resp, bs.r, bs.start, bs.t = s, l, w, resp, body, start, t
+	bs.s, bs.l, bs.w, bs.resp, bs.r, bs.start = s, l, w, resp, body, start
+	bs.o = o
 	bs.deadline = deadline
-	bs.status = resp.StatusCode()
+	bs.o.Status = resp.StatusCode()
 	bs.method = append(bs.method[:0], ctx.Method()...)
 	bs.path = append(bs.path[:0], ctx.Path()...)
+	bs.o.Method, bs.o.Path = bs.method, bs.path
 	// The server writes this stream after serve returns and closes it when
 	// done or when the client goes away; Close ends the request's account.
 	held = nil
 	ctx.Response.SetBodyStream(bs, resp.Header.ContentLength())
+}
+
+// retryable says a request of this method may be sent again to another
+// worker after its worker died without answering.
+func (s *Supervisor) retryable(method []byte) bool {
+	switch string(method) {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodOptions:
+		return true
+	}
+	return false
 }
 
 // smallBody is the largest response the front reads whole from the worker
@@ -220,7 +254,7 @@ func isTimeout(err error) bool {
 }
 
 // refuse answers a request the lane could not admit: 503 with Retry-After.
-func (s *Supervisor) refuse(ctx *fasthttp.RequestCtx, l *lane.Lane, err error, t timing) {
+func (s *Supervisor) refuse(ctx *fasthttp.RequestCtx, l *lane.Lane, err error) {
 	msg := "lane " + l.Name() + ": queue full\n"
 	if errors.Is(err, lane.ErrQueueTimeout) {
 		msg = "lane " + l.Name() + ": queue timeout\n"
@@ -229,7 +263,6 @@ func (s *Supervisor) refuse(ctx *fasthttp.RequestCtx, l *lane.Lane, err error, t
 	}
 	ctx.Error(msg, fasthttp.StatusServiceUnavailable) // resets headers: set ours after
 	ctx.Response.Header.Set("Retry-After", "1")
-	s.finish(ctx, l, 0, t, len(msg))
 }
 
 // undelivered says a data-plane error happened before the worker could
@@ -251,13 +284,8 @@ func appendForwardedFor(req *fasthttp.Request, ip net.IP) {
 	req.Header.SetBytesV("X-Forwarded-For", b)
 }
 
-// timing is the partial times of one request.
-type timing struct {
-	queue, filter, run, total time.Duration
-}
-
 // appendServerTiming appends the Server-Timing header value (milliseconds).
-func (t timing) appendServerTiming(b []byte) []byte {
+func appendServerTiming(b []byte, o *lane.Outcome) []byte {
 	add := func(b []byte, name string, d time.Duration, last bool) []byte {
 		b = append(b, name...)
 		b = append(b, ";dur="...)
@@ -267,27 +295,14 @@ func (t timing) appendServerTiming(b []byte) []byte {
 		}
 		return b
 	}
-	b = add(b, "queue", t.queue, false)
-	b = add(b, "filter", t.filter, false)
-	b = add(b, "run", t.run, false)
-	return add(b, "total", t.total, true)
+	b = add(b, "queue", o.Queue, false)
+	b = add(b, "filter", o.Filter, false)
+	b = add(b, "run", o.Run, false)
+	return add(b, "total", o.Total, true)
 }
 
-// finish writes the access log line of a request answered in serve.
-func (s *Supervisor) finish(ctx *fasthttp.RequestCtx, l *lane.Lane, pid int, t timing, n int) {
-	s.logAccess(l, ctx.Method(), ctx.Path(), ctx.Response.StatusCode(), n, pid, t)
-}
-
-// logAccess writes one access log line; a streamed response writes its own
-// from bodyStream, after serve has returned and ctx is gone.
-func (s *Supervisor) logAccess(l *lane.Lane, method, path []byte, status, n, pid int, t timing) {
-	if s.access == nil {
-		return
-	}
-	s.access.Info("request", "lane", l.Name(), "method", string(method), "path", string(path),
-		"status", status, "bytes", n, "pid", pid,
-		"queue", t.queue, "filter", t.filter, "run", t.run, "total", t.total)
-}
+// errTruncated is a worker response body that ended before its end.
+var errTruncated = fmt.Errorf("worker closed the connection before the end of the body: %w", io.ErrUnexpectedEOF)
 
 // bodyStream carries a worker's response body to the client and ends the
 // request's account when the front server closes it.
@@ -298,9 +313,7 @@ type bodyStream struct {
 	resp   *fasthttp.Response
 	r      io.Reader
 	start  time.Time
-	t      timing
-	status int
-	n      int
+	o      lane.Outcome
 	method []byte
 	path   []byte
 	rerr   error
@@ -318,7 +331,13 @@ func acquireBody() *bodyStream { return bodyPool.Get().(*bodyStream) }
 func (b *bodyStream) Read(p []byte) (int, error) {
 	late := !time.Now().Before(b.deadline)
 	n, err := b.r.Read(p)
-	b.n += n
+	b.o.Bytes += n
+	if err == io.EOF && lane.Truncated(b.resp) {
+		// The worker closed between two chunks: fasthttp reads that as the
+		// end. Failing the read closes the client's connection without the
+		// terminating chunk, so the client cannot take the cut body as whole.
+		err = errTruncated
+	}
 	if err != nil && err != io.EOF {
 		b.rerr = err
 		b.late = late
@@ -333,21 +352,32 @@ func (b *bodyStream) Read(p []byte) (int, error) {
 func (b *bodyStream) CloseWithError(err error) error {
 	closeStream(b.resp, b.r, err)
 	fasthttp.ReleaseResponse(b.resp)
-	b.t.total = time.Since(b.start)
+	b.o.Total = time.Since(b.start)
+	b.o.Run = b.o.Total - b.o.Queue - b.o.Filter
 	switch {
-	case !isTimeout(b.rerr):
-	case b.late:
+	case b.rerr == nil && err != nil:
+		b.o.Result, b.o.Err = lane.ClientGone, err
+	case b.rerr == nil:
+	case isTimeout(b.rerr) && b.late:
 		// The deadline passed while the client was slow to take the body:
 		// the body is cut, but the worker did nothing wrong.
+		b.o.Result, b.o.Err = lane.ClientGone, b.rerr
 		b.s.log.Warn("client read the response past request_timeout; response cut",
-			"lane", b.l.Name(), "method", string(b.method), "path", string(b.path), "bytes", b.n)
-	default:
+			"lane", b.l.Name(), "method", logging.Quote(b.method), "path", logging.Quote(b.path), "bytes", b.o.Bytes)
+	case isTimeout(b.rerr):
 		// The worker stalled mid-body past the hard timeout: the client
 		// already has its status line, so all that is left is the kill.
-		b.l.Timeout(b.w, string(b.method), string(b.path), b.t.queue, b.t.total-b.t.queue)
+		b.o.Result, b.o.Err, b.o.Truncated = lane.HardTimeout, b.rerr, true
+		b.s.truncated.Add(1)
+	default:
+		// The worker failed mid-body: the client's connection is closed
+		// without the end of the body, and the request counts as failed.
+		b.o.Result, b.o.Err, b.o.Truncated = lane.Broken, b.rerr, true
+		b.s.truncated.Add(1)
+		b.s.warn.Warn("response cut short: worker failed mid-body", "lane", b.l.Name(),
+			"method", logging.Quote(b.method), "path", logging.Quote(b.path), "pid", b.w.PID(), "bytes", b.o.Bytes, "error", b.rerr)
 	}
-	b.l.Release(b.w, b.t.total)
-	b.s.logAccess(b.l, b.method, b.path, b.status, b.n, b.w.PID(), b.t)
+	b.l.Release(b.w, &b.o)
 	*b = bodyStream{method: b.method[:0], path: b.path[:0]}
 	bodyPool.Put(b)
 	return nil

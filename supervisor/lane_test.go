@@ -17,17 +17,17 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/lanes-dev/lanes/shared/api"
 	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/supervisor/lane"
+	"github.com/lanes-dev/lanes/supervisor/proc"
 )
 
-func laneStatus(s *Supervisor, name string) lane.Status {
-	for _, l := range s.state.Load().lanes {
-		if l.Name() == name {
-			return l.Status()
-		}
+func laneStatus(s *Supervisor, name string) api.Lane {
+	if l := s.state.Load().lane(name); l != nil {
+		return l.Status()
 	}
-	return lane.Status{}
+	return api.Lane{}
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
@@ -133,7 +133,20 @@ lane "default" {
 		if code != 200 {
 			t.Fatalf("request %d: %d %q", i, code, body)
 		}
-		pids[strings.Fields(body)[3]] = true
+		pid := strings.TrimSuffix(strings.Fields(body)[3], ",")
+		pids[pid] = true
+		if i%3 == 2 {
+			// The replacement starts while the worker still serves; it
+			// leaves rotation once its replacement is ready.
+			waitFor(t, "the replacement in rotation", 5*time.Second, func() bool {
+				for _, w := range laneStatus(s, "default").Workers {
+					if w.State == "ready" && strconv.Itoa(w.PID) != pid {
+						return true
+					}
+				}
+				return false
+			})
+		}
 	}
 	if len(pids) < 4 {
 		t.Errorf("12 requests with max_requests = 3 were served by %d workers, want at least 4", len(pids))
@@ -228,7 +241,7 @@ func TestStopWithExpiredContextWhileStarting(t *testing.T) {
 		Name: "s", MinWorkers: 1, MaxWorkers: 1, Concurrency: 1, MaxQueue: 1,
 		QueueTimeout: time.Second, RequestTimeout: time.Second,
 		Command: []string{"/bin/sh", "-c", "sleep 0.3; exec \"$0\"", helloWorker},
-	}, lane.Env{Spawner: lane.NewSpawner(), RunDir: dir, Log: hclog.NewNullLogger()})
+	}, lane.Env{Spawner: proc.NewSpawner(), RunDir: dir, Log: hclog.NewNullLogger()})
 	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer scancel()
 	go func() { _ = l.Start(sctx) }()

@@ -24,9 +24,12 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lanes-dev/lanes/shared"
+	"github.com/lanes-dev/lanes/shared/api"
 	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/supervisor/admin"
 	"github.com/lanes-dev/lanes/supervisor/lane"
+	"github.com/lanes-dev/lanes/supervisor/listener"
+	"github.com/lanes-dev/lanes/supervisor/proc"
 	"github.com/lanes-dev/lanes/supervisor/router"
 )
 
@@ -43,18 +46,24 @@ type Options struct {
 
 // Supervisor is one running lanes front.
 type Supervisor struct {
-	cfg     *config.Config
+	cfg     *config.Config // the config Run started with; reloads replace state.cfg
 	opt     Options
 	log     hclog.Logger
-	access  hclog.Logger // nil when access_log = false
-	spawner *lane.Spawner
+	warn    hclog.Logger // for warnings a flood of requests can repeat
+	spawner *proc.Spawner
 	runDir  string
 	started time.Time
 
-	state atomic.Pointer[state]
+	state    atomic.Pointer[state]
+	reloadMu sync.Mutex // one reload, resize or drain of the lane set at a time
+	lastLoad atomic.Pointer[api.ReloadLog]
 
-	front *fasthttp.Server
-	admin *fasthttp.Server
+	front   *fasthttp.Server
+	admin   *fasthttp.Server
+	frontLn *listener.Listener
+	adminLn *listener.Listener
+
+	retries, truncated atomic.Uint64
 
 	mu        sync.Mutex
 	frontAddr net.Addr
@@ -63,10 +72,30 @@ type Supervisor struct {
 	abortOnce sync.Once
 }
 
-// state is what a request needs, swapped as one piece.
+// state is what a request needs, swapped as one piece: a reload builds a
+// new one and stores it, so a request sees the old config or the new one,
+// never half of each.
 type state struct {
+	cfg    *config.Config
+	access hclog.Logger // nil when access_log = false
 	lanes  []*lane.Lane
 	routes *router.Table
+}
+
+// match returns the index of the request's lane and the mapping that sent
+// it there.
+func (st *state) match(method, path []byte) (int, any) {
+	return st.routes.Match(method, path), nil
+}
+
+// lane returns the lane named name, or nil.
+func (st *state) lane(name string) *lane.Lane {
+	for _, l := range st.lanes {
+		if l.Name() == name {
+			return l
+		}
+	}
+	return nil
 }
 
 // New checks what can be checked before anything starts.
@@ -84,9 +113,7 @@ func New(cfg *config.Config, opt Options) (*Supervisor, error) {
 		ready: make(chan struct{}),
 		abort: make(chan struct{}),
 	}
-	if cfg.Log.AccessLog {
-		s.access = opt.Log.Named("access")
-	}
+	s.warn = s.log
 	return s, nil
 }
 
@@ -109,7 +136,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer os.RemoveAll(s.runDir)
-	s.spawner = lane.NewSpawner()
+	s.spawner = proc.NewSpawner()
 
 	// Bind first: a port in use should fail before workers are spawned.
 	fl, err := net.Listen("tcp", s.cfg.Listen)
@@ -122,6 +149,11 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("admin listen %s: %w", s.cfg.Admin.Listen, err)
 	}
 	defer al.Close()
+	// Neither listener may stop because of what clients do: descriptor
+	// exhaustion is waited out, and the admin port, which needs no token
+	// to connect to, has a connection cap of its own.
+	s.frontLn = listener.Wrap(fl, listener.Options{Name: "front", Log: s.log})
+	s.adminLn = listener.Wrap(al, listener.Options{Name: "admin", Log: s.log, MaxConns: s.cfg.Admin.MaxConns})
 
 	// A stop asked for while the lanes start ends the start: a graceful
 	// one (ctx) is still a clean exit; Abort kills what started.
@@ -133,7 +165,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		case <-sctx.Done():
 		}
 	}()
-	st, err := s.startLanes(sctx)
+	st, err := s.startLanes(sctx, s.cfg)
 	stopped := sctx.Err() != nil
 	cancel()
 	if err != nil {
@@ -148,12 +180,12 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	s.front = s.newFront()
 	s.admin = admin.New(admin.Options{
 		Token:  s.cfg.Admin.Token,
-		Status: s.status,
+		Status: func() any { return s.Status() },
 		Log:    s.log.Named("admin"),
 	})
 	errc := make(chan error, 2)
-	go func() { errc <- s.front.Serve(fl) }()
-	go func() { errc <- s.admin.Serve(al) }()
+	go func() { errc <- s.front.Serve(s.frontLn) }()
+	go func() { errc <- s.admin.Serve(s.adminLn) }()
 	s.mu.Lock()
 	s.frontAddr = fl.Addr()
 	s.mu.Unlock()
@@ -162,28 +194,45 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 
 	select {
 	case <-ctx.Done():
-		return s.shutdown(st, false)
+		return s.shutdown(false)
 	case <-s.abort:
-		return s.shutdown(st, true)
+		return s.shutdown(true)
 	case err := <-errc:
-		s.shutdown(st, true)
+		s.shutdown(true)
 		return fmt.Errorf("listener stopped: %w", err)
 	}
 }
 
-func (s *Supervisor) startLanes(ctx context.Context) (*state, error) {
-	env := lane.Env{
+// laneEnv is what every lane of cfg shares.
+func (s *Supervisor) laneEnv(cfg *config.Config) lane.Env {
+	return lane.Env{
 		Spawner:   s.spawner,
 		RunDir:    s.runDir,
 		Builtin:   s.opt.Builtin,
-		WorkerEnv: s.workerEnv(),
+		WorkerEnv: s.workerEnv(cfg),
 		Log:       s.log,
+		Trace:     s.trace,
 	}
-	st := &state{}
+}
+
+// newState builds the state of cfg around lanes (by name; those missing
+// from it are made, not started) and returns it with the lanes it made.
+func (s *Supervisor) newState(cfg *config.Config, have map[string]*lane.Lane) (*state, []*lane.Lane, error) {
+	st := &state{cfg: cfg}
+	if cfg.Log.AccessLog {
+		st.access = s.log.Named("access")
+	}
+	env := s.laneEnv(cfg)
+	var made []*lane.Lane
 	var routes []router.Route
 	def := 0
-	for i, lc := range s.cfg.Lanes {
-		st.lanes = append(st.lanes, lane.New(lc, env))
+	for i, lc := range cfg.Lanes {
+		l := have[lc.Name]
+		if l == nil {
+			l = lane.New(lc, env)
+			made = append(made, l)
+		}
+		st.lanes = append(st.lanes, l)
 		if lc.Name == config.DefaultLaneName {
 			def = i
 		}
@@ -193,56 +242,74 @@ func (s *Supervisor) startLanes(ctx context.Context) (*state, error) {
 	}
 	t, err := router.Compile(routes, def)
 	if err != nil {
-		return nil, fmt.Errorf("routes: %w", err)
+		return nil, nil, fmt.Errorf("routes: %w", err)
 	}
 	st.routes = t
+	return st, made, nil
+}
 
+// startAll starts lanes in parallel; on an error it stops every one of them.
+func startAll(ctx context.Context, lanes []*lane.Lane) error {
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	errs := make([]error, len(st.lanes))
+	errs := make([]error, len(lanes))
 	var wg sync.WaitGroup
-	for i, l := range st.lanes {
+	for i, l := range lanes {
 		wg.Go(func() { errs[i] = l.Start(sctx) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		st.stop(context.Background(), true)
+		stopAll(context.Background(), lanes, true)
+		return err
+	}
+	return nil
+}
+
+func (s *Supervisor) startLanes(ctx context.Context, cfg *config.Config) (*state, error) {
+	st, made, err := s.newState(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := startAll(ctx, made); err != nil {
 		return nil, err
 	}
 	return st, nil
 }
 
-// stop stops every lane at once (see lane.Stop) and returns when all their
+// stopAll stops lanes at once (see lane.Stop) and returns when all their
 // workers are gone.
-func (st *state) stop(ctx context.Context, immediate bool) {
+func stopAll(ctx context.Context, lanes []*lane.Lane, immediate bool) {
 	var wg sync.WaitGroup
-	for _, l := range st.lanes {
+	for _, l := range lanes {
 		wg.Go(func() { l.Stop(ctx, immediate) })
 	}
 	wg.Wait()
 }
 
-func (s *Supervisor) workerEnv() []string {
-	app, _ := json.Marshal(s.cfg.App)
+func (s *Supervisor) workerEnv(cfg *config.Config) []string {
+	app, _ := json.Marshal(cfg.App)
 	return []string{
-		shared.EnvLogLevel + "=" + s.cfg.Log.Level.String(),
+		shared.EnvLogLevel + "=" + cfg.Log.Level.String(),
 		shared.EnvApp + "=" + string(app),
-		shared.EnvMaxHeaderSize + "=" + strconv.Itoa(s.cfg.Front.MaxHeaderSize),
-		shared.EnvMaxBodySize + "=" + strconv.Itoa(s.cfg.Front.MaxBodySize),
+		shared.EnvMaxHeaderSize + "=" + strconv.Itoa(cfg.Front.MaxHeaderSize),
+		shared.EnvMaxBodySize + "=" + strconv.Itoa(cfg.Front.MaxBodySize),
 	}
 }
 
 // shutdown stops the listeners, waits for in-flight requests (unless
 // immediate) and stops every lane. Abort during a graceful shutdown cuts
 // it short.
-func (s *Supervisor) shutdown(st *state, immediate bool) error {
+func (s *Supervisor) shutdown(immediate bool) error {
+	s.reloadMu.Lock() // no reload may start lanes behind the stop
+	defer s.reloadMu.Unlock()
+	st := s.state.Load()
 	if immediate {
 		s.log.Warn("stopping immediately")
-		st.stop(context.Background(), true)
+		stopAll(context.Background(), st.lanes, true)
 		return nil
 	}
-	s.log.Info("stopping", "timeout", s.cfg.ShutdownTimeout)
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	s.log.Info("stopping", "timeout", st.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), st.cfg.ShutdownTimeout)
 	defer cancel()
 	go func() {
 		select {
@@ -255,7 +322,7 @@ func (s *Supervisor) shutdown(st *state, immediate bool) error {
 	if err := s.front.ShutdownWithContext(ctx); err != nil {
 		s.log.Warn("in-flight requests cut off", "error", err)
 	}
-	st.stop(ctx, false)
+	stopAll(ctx, st.lanes, false)
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()
 	_ = s.admin.ShutdownWithContext(actx)
@@ -263,21 +330,26 @@ func (s *Supervisor) shutdown(st *state, immediate bool) error {
 	return nil
 }
 
-// status is the admin API's /api/status document.
-func (s *Supervisor) status() any {
+// Status is the admin API's /api/status document.
+func (s *Supervisor) Status() api.Status {
 	st := s.state.Load()
-	lanes := make([]lane.Status, 0, len(st.lanes))
+	out := api.Status{
+		PID:     os.Getpid(),
+		UptimeS: time.Since(s.started).Round(time.Millisecond).Seconds(),
+		Listen:  st.cfg.Listen,
+		Config:  st.cfg.File,
+		Lanes:   make([]api.Lane, 0, len(st.lanes)),
+		Front:   api.Front{Retries: s.retries.Load(), Truncated: s.truncated.Load()},
+		Themes:  []api.Theme{},
+		Reload:  s.lastLoad.Load(),
+	}
+	if s.frontLn != nil {
+		out.Front.AcceptErrors = s.frontLn.AcceptErrors() + s.adminLn.AcceptErrors()
+	}
 	for _, l := range st.lanes {
-		lanes = append(lanes, l.Status())
+		out.Lanes = append(out.Lanes, l.Status())
 	}
-	return map[string]any{
-		"pid":      os.Getpid(),
-		"uptime_s": time.Since(s.started).Round(time.Millisecond).Seconds(),
-		"listen":   s.cfg.Listen,
-		"config":   s.cfg.File,
-		"lanes":    lanes,
-		"fetchd":   map[string]any{"enabled": false},
-	}
+	return out
 }
 
 // makeRunDir creates the private 0700 directory for worker sockets, after

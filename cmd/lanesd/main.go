@@ -63,8 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, d := range diags {
 		log.Warn("config", "warning", d.Error())
 	}
-	if cfg.Fetchd != nil || cfg.AutoMap != nil || len(cfg.Themes) > 0 || cfg.App.Theme != "" {
-		log.Warn("theme, fetchd and auto_map are validated but not active in this version")
+	if cfg.Fetchd != nil || len(cfg.Themes) > 0 || cfg.App.Theme != "" {
+		log.Warn("theme and fetchd are validated but not active in this version")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -90,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // handleSignals is the process's one signal loop.
 func handleSignals(log hclog.Logger, stop context.CancelFunc, sup *supervisor.Supervisor) {
 	ch := make(chan os.Signal, 8)
-	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGUSR2)
 	stopping := false
 	for sig := range ch {
 		switch sig {
@@ -107,9 +107,15 @@ func handleSignals(log hclog.Logger, stop context.CancelFunc, sup *supervisor.Su
 			log.Warn("immediate stop", "signal", sig.String())
 			sup.Abort()
 		case syscall.SIGHUP:
-			log.Warn("SIGHUP: config reload is not available in this version; running config unchanged")
-		case syscall.SIGTTIN, syscall.SIGTTOU:
-			log.Warn("lane resizing by signal is not available in this version", "signal", sig.String())
+			log.Info("reloading config", "signal", sig.String())
+			go sup.Reload() //nolint:errcheck // Reload logs what it did or why not
+		case syscall.SIGTTIN:
+			sup.Step(+1)
+		case syscall.SIGTTOU:
+			sup.Step(-1)
+		case syscall.SIGUSR2:
+			log.Info("draining every lane", "signal", sig.String())
+			sup.DrainAll()
 		}
 	}
 }

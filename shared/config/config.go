@@ -53,13 +53,17 @@ type Front struct {
 	IdleTimeout   time.Duration // keep-alive wait between requests
 	MaxHeaderSize int           // bytes; larger request headers get 431
 	MaxBodySize   int           // bytes; larger request bodies get 413
-	MaxConns      int           // concurrent client connections (0: unlimited)
+	MaxConns      int           // concurrent client connections (0: unlimited); past it a connection gets 503 and is closed
 }
 
 // Admin is the admin listener (block "admin").
 type Admin struct {
 	Listen    string
 	TokenFile string
+	// MaxConns caps the admin listener's open connections; past it a
+	// connection is closed at once, so that idle connections, which need no
+	// token to open, cannot take the process's descriptors.
+	MaxConns int
 	// Token is the trimmed content of TokenFile, read at load time; empty
 	// when TokenFile is unset.
 	Token string
@@ -126,8 +130,11 @@ type Lane struct {
 	RequestTimeout time.Duration
 	IdleTimeout    time.Duration
 	MaxRequests    int
-	MaxRSS         int64 // bytes; 0: no limit
-	Map            []Pattern
+	// MaxRequestsJitter adds a random 0..N to each worker's MaxRequests,
+	// so that workers started together do not all recycle together.
+	MaxRequestsJitter int
+	MaxRSS            int64 // bytes; 0: no limit
+	Map               []Pattern
 	// Command runs a custom worker built on worker.Serve; empty means the
 	// built-in app (lanesd's own worker subcommand).
 	Command []string
@@ -156,6 +163,8 @@ const (
 	DefaultIdleTimeout   = 60 * time.Second
 	DefaultMaxHeaderSize = 8 << 10
 	DefaultMaxBodySize   = 16 << 20
+	DefaultMaxConns      = 10000
+	DefaultAdminMaxConns = 64
 
 	DefaultUpstreamTimeout = 60 * time.Second
 

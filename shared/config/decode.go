@@ -132,7 +132,7 @@ var (
 	frontSchema = &hcl.BodySchema{
 		Attributes: attrSchemas("read_timeout", "write_timeout", "idle_timeout", "max_header_size", "max_body_size", "max_conns"),
 	}
-	adminSchema = &hcl.BodySchema{Attributes: attrSchemas("listen", "token_file")}
+	adminSchema = &hcl.BodySchema{Attributes: attrSchemas("listen", "token_file", "max_conns")}
 	logSchema   = &hcl.BodySchema{Attributes: attrSchemas("level", "format", "access_log")}
 	appSchema   = &hcl.BodySchema{Attributes: attrSchemas("upstream", "upstream_timeout", "theme", "demo")}
 	themeSchema = &hcl.BodySchema{
@@ -145,7 +145,7 @@ var (
 	}
 	laneSchema = &hcl.BodySchema{
 		Attributes: attrSchemas("min_workers", "max_workers", "concurrency", "max_queue", "queue_timeout",
-			"request_timeout", "idle_timeout", "max_requests", "max_rss", "map", "command"),
+			"request_timeout", "idle_timeout", "max_requests", "max_requests_jitter", "max_rss", "map", "command"),
 	}
 	autoMapSchema = &hcl.BodySchema{
 		Attributes: append([]hcl.AttributeSchema{
@@ -172,8 +172,9 @@ func (d *decoder) config(body hcl.Body, path string) *Config {
 			IdleTimeout:   DefaultIdleTimeout,
 			MaxHeaderSize: DefaultMaxHeaderSize,
 			MaxBodySize:   DefaultMaxBodySize,
+			MaxConns:      DefaultMaxConns,
 		},
-		Admin: Admin{Listen: DefaultAdminListen},
+		Admin: Admin{Listen: DefaultAdminListen, MaxConns: DefaultAdminMaxConns},
 		Log:   Log{Level: hclog.Info, AccessLog: true},
 		App:   App{UpstreamTimeout: DefaultUpstreamTimeout},
 	}
@@ -298,6 +299,7 @@ func (d *decoder) front(b *hcl.Block, f *Front) {
 func (d *decoder) admin(b *hcl.Block, adm *Admin) (*hcl.Attribute, bool) {
 	a := d.content(b.Body, adminSchema).Attributes
 	listen, listenOK := d.listenAddr(a, "listen", &adm.Listen)
+	d.integer(a, "max_conns", &adm.MaxConns, 1)
 	var tf string
 	if attr, ok := d.str(a, "token_file", &tf); ok && tf != "" {
 		if !filepath.IsAbs(tf) {
@@ -487,6 +489,7 @@ func (d *decoder) lane(b *hcl.Block) Lane {
 	d.duration(a, "request_timeout", &l.RequestTimeout, false)
 	d.duration(a, "idle_timeout", &l.IdleTimeout, false)
 	d.integer(a, "max_requests", &l.MaxRequests, 0)
+	d.integer(a, "max_requests_jitter", &l.MaxRequestsJitter, 0)
 	d.size(a, "max_rss", &l.MaxRSS, true)
 
 	if _, pats, ranges, _ := d.strList(a, "map"); pats != nil {

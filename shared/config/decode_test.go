@@ -65,7 +65,7 @@ func TestLoadFull(t *testing.T) {
 			MaxBodySize:   32 << 20,
 			MaxConns:      1000,
 		},
-		Admin: Admin{Listen: "127.0.0.1:8081"},
+		Admin: Admin{Listen: "127.0.0.1:8081", MaxConns: DefaultAdminMaxConns},
 		Log:   Log{Level: hclog.Info, JSON: false, AccessLog: true},
 		App: App{
 			Upstream:        "http://127.0.0.1:9000",

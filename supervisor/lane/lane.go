@@ -1,16 +1,26 @@
-// Package lane owns a lane: a pool of worker processes, the bounded
-// admission queue in front of it, dispatch to the least-loaded worker, and
-// the watchdog side of containment — a worker whose request passed the
-// lane's hard timeout leaves rotation and is SIGKILLed and replaced. It
-// forks every worker from one locked OS thread (Spawner) so that no worker
-// outlives the supervisor.
+// Package lane owns a lane: a pool of worker processes between min_workers
+// and max_workers, the bounded admission queue in front of it, dispatch to
+// the least-loaded worker, and the watchdog side of containment — a worker
+// whose request passed the lane's hard timeout leaves rotation and is
+// killed (SIGQUIT for its stacks, then SIGKILL) and replaced. The lane grows
+// when requests wait and every worker is busy, shrinks after idle_timeout,
+// resizes and drains on demand (a replacement is ready before the worker it
+// replaces leaves rotation), and recycles workers by max_requests and
+// max_rss the same way. Processes are started through package proc; Env.New
+// is the seam that lets the state machine be tested without them.
+//
+// Every request leaves the lane through one call, Release, with its
+// Outcome; Release feeds the lane's stats and the supervisor's Trace hook
+// (access log, metrics, auto_map).
 package lane
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,6 +30,7 @@ import (
 
 	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/supervisor/proc"
 )
 
 // Errors of admission. The front answers all of them with 503 + Retry-After.
@@ -40,30 +51,43 @@ const (
 	healthInterval = 5 * time.Second
 	retireTimeout  = 10 * time.Second
 	exitGrace      = time.Second // for a worker that failed a check to be reaped
+	// The two-phase kill of a hung worker: SIGQUIT, at most quitGrace for
+	// its stacks, then SIGKILL; at most stackMax bytes of them are logged.
+	quitGrace = 200 * time.Millisecond
+	stackMax  = 64 << 10
 )
 
 // Env is what every lane of a supervisor shares.
 type Env struct {
-	Spawner   *Spawner
+	Spawner   *proc.Spawner
 	RunDir    string       // private 0700 directory for sockets
 	Builtin   []string     // argv of the built-in worker (lanesd's own worker subcommand)
 	WorkerEnv []string     // extra environment for every worker
 	Log       hclog.Logger // the supervisor's logger; the lane names its own
+	// Trace, when set, is called once for every request that leaves the
+	// lane (Release and Refuse), after the lane's own accounting. It must
+	// not keep o or its byte slices.
+	Trace func(l *Lane, o *Outcome)
+	// New makes a worker process; nil means package proc. Tests put fakes
+	// here.
+	New func(proc.Spec) Proc
 }
 
 // Lane is one lane. All methods are safe for concurrent use.
 type Lane struct {
 	name string
-	cfg  config.Lane
-	env  Env
 	log  hclog.Logger
-	argv []string
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // every goroutine the lane starts
+
+	requestTimeout atomic.Int64 // read per request without the lock
 
 	mu        sync.Mutex
+	cfg       config.Lane
+	env       Env
+	argv      []string
 	workers   []*Worker
 	queue     []*waiter
 	seq       int
@@ -73,40 +97,58 @@ type Lane struct {
 	backoff   time.Time
 	lastExit  string
 	lastErr   string
+	started   bool // Start has spawned the first workers
 	stopping  bool
+	draining  int // drains running
 	retry     *time.Timer
 	changed   chan struct{} // closed and replaced on every state change
 
-	served, rejected, timeouts, killed, respawns atomic.Uint64
+	served, rejected, timeouts, killed, respawns, drains, failed atomic.Uint64
+	goroutines                                                   atomic.Int64
 
 	lat latency
 }
 
 // New returns a lane; Start launches its workers.
 func New(cfg config.Lane, env Env) *Lane {
-	argv := cfg.Command
-	if len(argv) == 0 {
-		argv = env.Builtin
-	}
 	l := &Lane{
 		name:    cfg.Name,
-		cfg:     cfg,
-		env:     env,
-		argv:    argv,
 		log:     env.Log.Named("lane").With("lane", cfg.Name),
 		changed: make(chan struct{}),
 	}
+	l.setConfigLocked(cfg, env)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
+}
+
+func (l *Lane) setConfigLocked(cfg config.Lane, env Env) {
+	l.cfg, l.env = cfg, env
+	l.argv = cfg.Command
+	if len(l.argv) == 0 {
+		l.argv = env.Builtin
+	}
+	l.requestTimeout.Store(int64(cfg.RequestTimeout))
 }
 
 // Name returns the lane's name.
 func (l *Lane) Name() string { return l.name }
 
-// RequestTimeout returns the lane's hard timeout. The front reads it for
-// every request, so it returns the one field rather than a copy of the
-// whole config.
-func (l *Lane) RequestTimeout() time.Duration { return l.cfg.RequestTimeout }
+// RequestTimeout returns the lane's hard timeout.
+func (l *Lane) RequestTimeout() time.Duration { return time.Duration(l.requestTimeout.Load()) }
+
+// Config returns the lane's current settings (sizes as resized).
+func (l *Lane) Config() config.Lane { l.mu.Lock(); defer l.mu.Unlock(); return l.cfg }
+
+// goLocked runs f on a goroutine the lane counts and Stop waits for.
+func (l *Lane) goLocked(f func()) {
+	l.wg.Add(1)
+	l.goroutines.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer l.goroutines.Add(-1)
+		f()
+	}()
+}
 
 // Start launches min_workers workers and waits until they are ready. If a
 // worker cannot start at all (a wrong command, a worker that does not
@@ -114,24 +156,18 @@ func (l *Lane) RequestTimeout() time.Duration { return l.cfg.RequestTimeout }
 func (l *Lane) Start(ctx context.Context) error {
 	l.mu.Lock()
 	for range l.cfg.MinWorkers {
-		l.spawnLocked(false)
+		l.spawnLocked(nil)
 	}
+	l.started = true
+	l.goLocked(l.healthLoop)
+	l.goLocked(l.idleLoop)
 	l.mu.Unlock()
-	go l.healthLoop()
 	for {
 		l.mu.Lock()
-		ready, starting := 0, 0
-		for _, w := range l.workers {
-			switch w.state {
-			case Ready:
-				ready++
-			case Starting:
-				starting++
-			}
-		}
-		lastErr, ch := l.lastErr, l.changed
+		ready, starting := l.countLocked(Ready), l.countLocked(Starting)
+		lastErr, ch, want := l.lastErr, l.changed, l.cfg.MinWorkers
 		l.mu.Unlock()
-		if ready >= l.cfg.MinWorkers {
+		if ready >= want {
 			return nil
 		}
 		if lastErr != "" && starting == 0 {
@@ -147,6 +183,19 @@ func (l *Lane) Start(ctx context.Context) error {
 	}
 }
 
+func (l *Lane) countLocked(s State) int {
+	n := 0
+	for _, w := range l.workers {
+		if w.state == s {
+			n++
+		}
+	}
+	return n
+}
+
+// activeLocked counts the workers that serve or will: starting and ready.
+func (l *Lane) activeLocked() int { return l.countLocked(Starting) + l.countLocked(Ready) }
+
 // notifyLocked wakes everything waiting for a state change.
 func (l *Lane) notifyLocked() {
 	close(l.changed)
@@ -154,70 +203,96 @@ func (l *Lane) notifyLocked() {
 }
 
 // spawnLocked adds a starting worker and launches it in the background;
-// respawn says it replaces one.
-func (l *Lane) spawnLocked(respawn bool) {
+// replaces is the worker it will take the place of, if any.
+func (l *Lane) spawnLocked(replaces *Worker) *Worker {
 	l.seq++
-	if respawn {
+	w := &Worker{lane: l, seq: l.seq, state: Starting, started: time.Now(), replaces: replaces}
+	if replaces != nil {
+		replaces.replacement = w
 		l.respawns.Add(1)
 	}
-	w := &Worker{lane: l, seq: l.seq, state: Starting, started: time.Now()}
-	l.workers = append(l.workers, w)
-	l.wg.Add(1)
-	go l.run(w)
-}
-
-func (l *Lane) spec() spec {
-	return spec{
-		command: l.argv,
-		env: append([]string{
+	if n := l.cfg.MaxRequests; n > 0 {
+		w.maxServed = uint64(n)
+		if j := l.cfg.MaxRequestsJitter; j > 0 {
+			w.maxServed += uint64(rand.IntN(j + 1))
+		}
+	}
+	spec := proc.Spec{
+		Command: l.argv,
+		Env: append([]string{
 			shared.EnvLane + "=" + l.name,
 			shared.EnvParentPID + "=" + strconv.Itoa(os.Getpid()),
+			"GOTRACEBACK=all", // SIGQUIT prints every goroutine (two-phase kill)
 		}, l.env.WorkerEnv...),
-		runDir: l.env.RunDir,
-		log:    l.log.Named("worker"),
-		sp:     l.env.Spawner,
-		conc:   l.cfg.Concurrency,
+		RunDir:  l.env.RunDir,
+		Name:    fmt.Sprintf("w-%s-%d", l.name, w.seq),
+		Log:     l.log.Named("worker"),
+		Spawner: l.env.Spawner,
 	}
+	if l.env.New != nil {
+		w.proc = l.env.New(spec)
+	} else {
+		w.proc = proc.New(spec)
+	}
+	l.workers = append(l.workers, w)
+	conc := l.cfg.Concurrency
+	l.goLocked(func() { l.run(w, conc) })
+	return w
 }
 
 // run starts w, puts it in rotation, and handles its exit.
-func (l *Lane) run(w *Worker) {
-	defer l.wg.Done()
-	err := startWorker(l.ctx, l.spec(), w)
+func (l *Lane) run(w *Worker, conc int) {
+	err := w.proc.Start(l.ctx)
+	var hc = newDataClient(w.proc.Socket(), conc)
 	var size int64
 	if err == nil {
-		size, _ = rss(w.pid) // shown from the start, not from the first health check
+		size = w.proc.RSS() // shown from the start, not from the first health check
 	}
 	l.mu.Lock()
+	w.pid = w.proc.PID()
 	w.rss = size
 	if err != nil {
+		deliberate := l.stopping || w.state == Stopping // killed while starting
 		l.removeLocked(w)
 		w.state = Dead
-		l.crashLocked(err.Error())
-		l.lastErr = err.Error()
-		l.log.Error("worker failed to start", "error", err, "consecutive", l.crashes)
-		l.reconcileLocked()
+		if r := w.replaces; r != nil {
+			r.replacement = nil
+		}
+		if !deliberate {
+			l.crashLocked(err.Error())
+			l.lastErr = err.Error()
+			l.log.Error("worker failed to start", "error", err, "consecutive", l.crashes)
+			l.reconcileLocked()
+		}
 		l.notifyLocked()
 		l.mu.Unlock()
-		if w.runner != nil {
-			<-w.exited()
-		}
+		<-w.proc.Exited()
 		return
 	}
-	if l.stopping {
+	w.hc = hc
+	if l.stopping || w.state == Stopping {
 		w.state = Stopping
 		l.mu.Unlock()
-		w.hardKill()
+		w.proc.Kill()
 	} else {
 		w.state = Ready
+		w.ready = time.Now()
+		w.idleSince = w.ready
 		l.lastErr = ""
 		l.log.Debug("worker ready", "pid", w.pid, "start", w.ready.Sub(w.started))
+		if r := w.replaces; r != nil {
+			w.replaces = nil
+			r.replacement = nil
+			if r.state == Ready {
+				l.retireLocked(r, r.why)
+			}
+		}
 		l.feedLocked(w)
 		l.notifyLocked()
 		l.mu.Unlock()
 	}
 
-	<-w.exited()
+	<-w.proc.Exited()
 
 	l.mu.Lock()
 	prev := w.state
@@ -225,15 +300,20 @@ func (l *Lane) run(w *Worker) {
 	l.removeLocked(w)
 	if prev == Ready || prev == Starting {
 		up := time.Since(w.ready)
-		l.log.Warn("worker exited", "pid", w.pid, "status", w.exitErr(), "uptime", up.Round(time.Millisecond), "inflight", w.inflight)
+		l.log.Warn("worker exited", "pid", w.pid, "status", w.proc.ExitErr(), "uptime", up.Round(time.Millisecond), "inflight", w.inflight)
 		if up < stableAfter {
-			l.crashLocked(w.exitErr())
+			l.crashLocked(w.proc.ExitErr())
 		} else {
 			l.crashes = 0
-			l.lastExit = w.exitErr()
+			l.lastExit = w.proc.ExitErr()
 		}
 	}
-	_ = os.Remove(w.sock)
+	if w.replacement != nil && w.replacement.state == Starting {
+		// What it was being replaced for no longer matters: its
+		// replacement now replaces a dead worker.
+		w.replacement.replaces = nil
+	}
+	w.hc.CloseIdleConnections()
 	l.reconcileLocked()
 	l.notifyLocked()
 	l.mu.Unlock()
@@ -258,18 +338,18 @@ func (l *Lane) crashLocked(why string) {
 }
 
 // reconcileLocked spawns workers until min_workers are starting or ready,
-// unless the lane is backing off from a crash loop.
+// and more while requests wait and every worker is busy (up to
+// max_workers), unless the lane is backing off from a crash loop.
 func (l *Lane) reconcileLocked() {
 	if l.stopping {
 		return
 	}
-	active := 0
-	for _, w := range l.workers {
-		if w.state == Starting || w.state == Ready {
-			active++
-		}
-	}
+	active := l.activeLocked()
 	need := l.cfg.MinWorkers - active
+	respawn := need > 0 && l.started
+	if grow := l.growthLocked(active); grow > need {
+		need = grow
+	}
 	if need <= 0 {
 		return
 	}
@@ -284,17 +364,38 @@ func (l *Lane) reconcileLocked() {
 		}
 		return
 	}
+	if respawn {
+		l.respawns.Add(uint64(min(need, l.cfg.MinWorkers-active)))
+	}
 	for range need {
-		l.spawnLocked(true)
+		l.spawnLocked(nil)
 	}
 }
 
-func (l *Lane) removeLocked(w *Worker) {
-	for i, x := range l.workers {
-		if x == w {
-			l.workers = append(l.workers[:i], l.workers[i+1:]...)
-			return
+// growthLocked returns how many workers to add for the requests waiting:
+// enough to take the whole queue, counting those already starting, within
+// max_workers. Deep queues spawn in parallel.
+func (l *Lane) growthLocked(active int) int {
+	if len(l.queue) == 0 || active >= l.cfg.MaxWorkers {
+		return 0
+	}
+	for _, w := range l.workers {
+		if l.freeLocked(w) {
+			return 0 // a worker has room: the queue is about to move
 		}
+	}
+	conc := max(l.cfg.Concurrency, 1)
+	want := (len(l.queue)+conc-1)/conc - l.countLocked(Starting)
+	n := min(want, l.cfg.MaxWorkers-active)
+	if n > 0 {
+		l.log.Debug("growing", "queued", len(l.queue), "active", active, "spawn", n, "max_workers", l.cfg.MaxWorkers)
+	}
+	return n
+}
+
+func (l *Lane) removeLocked(w *Worker) {
+	if i := slices.Index(l.workers, w); i >= 0 {
+		l.workers = slices.Delete(l.workers, i, i+1)
 	}
 }
 
@@ -320,21 +421,27 @@ func (l *Lane) pickLocked() *Worker {
 	return best
 }
 
+// takeLocked gives one of w's slots to a request.
+func (l *Lane) takeLocked(w *Worker) {
+	w.inflight++
+	l.inflight++
+}
+
 // feedLocked hands w's free slots to waiting requests, oldest first.
 func (l *Lane) feedLocked(w *Worker) {
 	for len(l.queue) > 0 && l.freeLocked(w) {
 		wt := l.queue[0]
 		l.queue[0] = nil
 		l.queue = l.queue[1:]
-		w.inflight++
-		l.inflight++
+		l.takeLocked(w)
 		wt.ch <- w
 	}
 }
 
 // Acquire waits for a slot on a ready worker: at once if one is free, else
-// in the lane's queue, bounded by max_queue and queue_timeout. The caller
-// must Release the worker.
+// in the lane's queue, bounded by max_queue and queue_timeout. A request
+// that waits makes the lane grow if every worker is busy. The caller must
+// Release the worker.
 func (l *Lane) Acquire() (*Worker, error) {
 	l.mu.Lock()
 	if l.stopping {
@@ -343,8 +450,7 @@ func (l *Lane) Acquire() (*Worker, error) {
 	}
 	if len(l.queue) == 0 {
 		if w := l.pickLocked(); w != nil {
-			w.inflight++
-			l.inflight++
+			l.takeLocked(w)
 			l.mu.Unlock()
 			return w, nil
 		}
@@ -356,9 +462,11 @@ func (l *Lane) Acquire() (*Worker, error) {
 	}
 	wt := acquireWaiter()
 	l.queue = append(l.queue, wt)
+	l.reconcileLocked()
+	timeout := l.cfg.QueueTimeout
 	l.mu.Unlock()
 
-	w, err := wt.wait(l, l.cfg.QueueTimeout)
+	w, err := wt.wait(l, timeout)
 	releaseWaiter(wt)
 	if err != nil {
 		l.rejected.Add(1)
@@ -369,108 +477,190 @@ func (l *Lane) Acquire() (*Worker, error) {
 // dequeueLocked removes wt from the queue; false if it was already handed a
 // worker (or the lane's stop).
 func (l *Lane) dequeueLocked(wt *waiter) bool {
-	for i, x := range l.queue {
-		if x == wt {
-			l.queue = append(l.queue[:i], l.queue[i+1:]...)
-			return true
-		}
+	if i := slices.Index(l.queue, wt); i >= 0 {
+		l.queue = slices.Delete(l.queue, i, i+1)
+		return true
 	}
 	return false
 }
 
-// Release returns w's slot after a request. d is the request's total time,
-// for the lane's latency figures.
-func (l *Lane) Release(w *Worker, d time.Duration) {
-	l.served.Add(1)
-	l.lat.add(d)
+// Result is how a request's exchange with its worker ended.
+type Result int
+
+const (
+	// Answered: the worker answered (whatever the status) and the body,
+	// if any, was delivered whole.
+	Answered Result = iota
+	// Undelivered: the worker never got the request (dial or write failed).
+	// Not counted as served; the worker is suspect until a health check.
+	Undelivered
+	// Broken: the data plane failed after the request was sent (reset,
+	// closed early, body cut short). The worker is suspect.
+	Broken
+	// HardTimeout: the request ran past request_timeout on the worker. The
+	// worker is condemned: killed (two-phase) and replaced.
+	HardTimeout
+	// ClientGone: the client went away or was too slow while the body was
+	// streaming; the worker did nothing wrong.
+	ClientGone
+	// Refused: no worker was given (queue full, queue timeout, stopping).
+	Refused
+)
+
+// Outcome is everything the lane and the supervisor's trace need to know
+// about one request that leaves the lane.
+type Outcome struct {
+	Result Result
+	Err    error
+	// Retry says the front will retry the request on another worker: this
+	// attempt is not counted as a served request.
+	Retry        bool
+	Status       int
+	Bytes        int
+	Method, Path []byte
+	PID          int
+	Queue        time.Duration
+	Filter, Run  time.Duration // the worker's part; Run excludes Filter
+	Total        time.Duration
+	Truncated    bool
+	// Mapping is the router's reference to the mapping that sent the
+	// request here (nil: the default lane, nothing matched).
+	Mapping any
+}
+
+// Release returns w's slot after a request and records how it ended. It is
+// the one way a request that was given a worker leaves the lane.
+func (l *Lane) Release(w *Worker, o *Outcome) {
+	o.PID = w.pid
+	switch o.Result {
+	case HardTimeout:
+		l.timeouts.Add(1)
+		wchan, sysc := w.proc.WhereHung()
+		l.log.Error("request timeout; killing worker",
+			"method", string(o.Method), "path", string(o.Path), "pid", w.pid,
+			"queue", o.Queue.Round(time.Microsecond), "run", (o.Filter + o.Run).Round(time.Microsecond),
+			"limit", l.RequestTimeout(), "wchan", wchan, "syscall", sysc)
+		l.mu.Lock()
+		if w.state == Ready || w.state == Retiring {
+			w.hung = &hungRequest{method: string(o.Method), path: string(o.Path), queue: o.Queue, run: o.Filter + o.Run, wchan: wchan, syscall: sysc}
+			l.condemnLocked(w, "request timeout")
+		}
+		l.mu.Unlock()
+	case Undelivered, Broken:
+		l.failed.Add(1)
+		l.suspect(w, o.Err)
+	}
+	if !o.Retry {
+		l.served.Add(1)
+		l.lat.add(o.Total)
+	}
 	l.mu.Lock()
 	w.inflight--
-	w.served++
 	l.inflight--
+	if o.Result != Undelivered || !o.Retry {
+		w.served++
+	}
+	if w.inflight == 0 {
+		w.idleSince = time.Now()
+	}
 	switch w.state {
 	case Ready:
-		if l.cfg.MaxRequests > 0 && w.served >= uint64(l.cfg.MaxRequests) {
-			l.retireLocked(w, "max_requests")
-		} else {
-			l.feedLocked(w)
+		if w.maxServed > 0 && w.served >= w.maxServed && w.replacement == nil {
+			l.replaceLocked(w, "max_requests")
 		}
+		l.feedLocked(w)
 	case Retiring:
 		if w.inflight == 0 {
-			go l.retire(w)
+			l.goLocked(func() { l.retire(w) })
 		}
 	case Killing:
 		if w.inflight == 0 {
-			w.hardKill()
+			l.goLocked(func() { l.kill(w) })
 		}
 	}
 	l.mu.Unlock()
-}
-
-// Abandon returns w's slot for a request that never reached w (see
-// Failed); nothing is counted.
-func (l *Lane) Abandon(w *Worker) {
-	l.mu.Lock()
-	w.inflight--
-	l.inflight--
-	l.feedLocked(w) // feeds only a worker still in rotation
-	l.mu.Unlock()
-}
-
-// Timeout records that a request on w passed the lane's request_timeout:
-// w leaves rotation at once and a replacement starts; w is SIGKILLed as
-// soon as its other requests (with concurrency > 1) have ended or passed
-// their own deadlines. Call it before Release. The log line says where the
-// worker's threads wait, so an operator can see where it hung.
-func (l *Lane) Timeout(w *Worker, method, path string, queue, run time.Duration) {
-	l.timeouts.Add(1)
-	wchan, sysc := whereHung(w.pid)
-	l.log.Error("request timeout; killing worker",
-		"method", method, "path", path, "pid", w.pid,
-		"queue", queue.Round(time.Microsecond), "run", run.Round(time.Microsecond),
-		"limit", l.cfg.RequestTimeout, "wchan", wchan, "syscall", sysc)
-	l.mu.Lock()
-	if w.state == Ready || w.state == Retiring {
-		l.condemnLocked(w)
+	if l.env.Trace != nil {
+		l.env.Trace(l, o)
 	}
-	l.mu.Unlock()
 }
 
-// condemnLocked takes w out of rotation for a kill and starts its
-// replacement; the caller decides when the SIGKILL lands.
-func (l *Lane) condemnLocked(w *Worker) {
+// Refuse records a request that got no worker (Acquire failed): it feeds
+// the trace like Release does.
+func (l *Lane) Refuse(o *Outcome) {
+	o.Result = Refused
+	if l.env.Trace != nil {
+		l.env.Trace(l, o)
+	}
+}
+
+// condemnLocked takes w out of rotation to be killed once its other
+// requests end, and starts its replacement.
+func (l *Lane) condemnLocked(w *Worker, why string) {
 	w.state = Killing
+	w.why = why
 	l.killed.Add(1)
-	l.reconcileLocked()
-	l.notifyLocked()
-}
-
-// Failed records that a request could not be exchanged with w over its
-// data plane (refused, reset, closed early): typically w has just died and
-// its exit is not reaped yet. w gets no more requests until a health check,
-// started now, clears it; if w is gone, its exit replaces it as usual, and
-// counts as a crash.
-func (l *Lane) Failed(w *Worker, err error) {
-	l.mu.Lock()
-	first := w.state == Ready && !w.suspect
-	if first {
-		w.suspect = true
+	if r := w.replacement; r != nil {
+		r.replaces = nil // it now simply adds a worker
+		w.replacement = nil
 	}
-	l.mu.Unlock()
-	if first {
-		l.log.Warn("worker failed a request; out of rotation until healthy", "pid", w.pid, "error", err)
-		go l.check(w)
-	}
-}
-
-// retireLocked takes w out of rotation to stop it gracefully once idle, and
-// starts its replacement.
-func (l *Lane) retireLocked(w *Worker, why string) {
-	l.log.Info("recycling worker", "pid", w.pid, "reason", why, "served", w.served)
-	w.state = Retiring
 	l.reconcileLocked()
 	l.notifyLocked()
 	if w.inflight == 0 {
-		go l.retire(w)
+		l.goLocked(func() { l.kill(w) })
+	}
+}
+
+// kill ends a condemned worker in two phases and writes the kill's log
+// record: the hung request, where its threads waited, and the goroutine
+// stacks a Go worker printed on SIGQUIT.
+func (l *Lane) kill(w *Worker) {
+	stacks := w.proc.Quit(quitGrace, stackMax)
+	args := []any{"pid", w.pid, "reason", w.why}
+	if h := w.hung; h != nil {
+		args = append(args, "method", h.method, "path", h.path,
+			"queue", h.queue.Round(time.Microsecond), "run", h.run.Round(time.Microsecond),
+			"wchan", h.wchan, "syscall", h.syscall)
+	}
+	if stacks != "" {
+		args = append(args, "stacks", stacks)
+	}
+	l.log.Error("worker killed", args...)
+}
+
+// suspect takes w out of rotation after a data-plane failure until a health
+// check, started now, clears it; if w is gone, its exit replaces it as
+// usual, and counts as a crash.
+func (l *Lane) suspect(w *Worker, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if w.state != Ready || w.suspect {
+		return
+	}
+	w.suspect = true
+	l.log.Warn("worker failed a request; out of rotation until healthy", "pid", w.pid, "error", err)
+	l.goLocked(func() { l.check(w) })
+}
+
+// replaceLocked starts a worker to take w's place; w stays in rotation
+// until the replacement is ready, then retires. The lane never serves with
+// fewer ready workers because of it.
+func (l *Lane) replaceLocked(w *Worker, why string) *Worker {
+	if w.replacement != nil {
+		return w.replacement
+	}
+	w.why = why
+	l.log.Info("replacing worker", "pid", w.pid, "reason", why, "served", w.served)
+	return l.spawnLocked(w)
+}
+
+// retireLocked takes w out of rotation to stop it gracefully once idle.
+func (l *Lane) retireLocked(w *Worker, why string) {
+	l.log.Info("retiring worker", "pid", w.pid, "reason", why, "served", w.served)
+	w.state = Retiring
+	w.why = why
+	l.notifyLocked()
+	if w.inflight == 0 {
+		l.goLocked(func() { l.retire(w) })
 	}
 }
 
@@ -478,13 +668,13 @@ func (l *Lane) retireLocked(w *Worker, why string) {
 func (l *Lane) retire(w *Worker) {
 	ctx, cancel := context.WithTimeout(l.ctx, retireTimeout)
 	defer cancel()
-	w.stop(ctx)
+	w.proc.Stop(ctx)
 }
 
 // healthLoop checks every ready worker over the control plane, each call
 // with its own deadline; a worker that does not answer is killed (its
 // control plane is wedged, so its data plane cannot be trusted), one above
-// max_rss is recycled.
+// max_rss is replaced.
 func (l *Lane) healthLoop() {
 	t := time.NewTicker(healthInterval)
 	defer t.Stop()
@@ -495,33 +685,27 @@ func (l *Lane) healthLoop() {
 		case <-t.C:
 		}
 		l.mu.Lock()
-		ready := make([]*Worker, 0, len(l.workers))
 		for _, w := range l.workers {
-			if w.state == Ready {
-				ready = append(ready, w)
+			if w.state == Ready && !l.stopping {
+				l.goLocked(func() { l.check(w) })
 			}
 		}
 		l.mu.Unlock()
-		for _, w := range ready {
-			go l.check(w)
-		}
 	}
 }
 
 func (l *Lane) check(w *Worker) {
-	ctx, cancel := context.WithTimeout(l.ctx, healthTimeout)
-	defer cancel()
-	_, err := w.ctl.Health(ctx)
+	_, err := w.proc.Health(l.ctx)
 	if err != nil {
 		// A worker that is dying fails its check too: let its exit be
 		// reaped and handled (and counted as a crash) rather than kill it.
 		select {
-		case <-w.exited():
+		case <-w.proc.Exited():
 			return
 		case <-time.After(exitGrace):
 		}
 	}
-	size, _ := rss(w.pid)
+	size := w.proc.RSS()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	w.rss = size
@@ -544,16 +728,19 @@ func (l *Lane) check(w *Worker) {
 	switch {
 	case err != nil && l.ctx.Err() == nil:
 		l.log.Error("worker failed its health check; killing", "pid", w.pid, "error", err)
-		l.condemnLocked(w)
-		w.hardKill()
-	case l.cfg.MaxRSS > 0 && size > l.cfg.MaxRSS:
-		l.retireLocked(w, "max_rss")
+		w.hung = nil
+		l.condemnLocked(w, "health check: "+err.Error())
+		w.proc.Kill() // its requests cannot be trusted to end
+	case l.cfg.MaxRSS > 0 && size > l.cfg.MaxRSS && w.replacement == nil:
+		l.replaceLocked(w, "max_rss")
 	}
 }
 
 // Stop stops the lane: queued requests are refused, and every worker
 // finishes its requests (up to ctx) and exits — or, with immediate, is
-// SIGKILLed at once. Stop returns when every worker process is gone.
+// SIGKILLed at once. A worker still starting is killed as soon as it is
+// forked. Stop returns when every worker process and every goroutine of the
+// lane is gone.
 func (l *Lane) Stop(ctx context.Context, immediate bool) {
 	l.mu.Lock()
 	l.stopping = true
@@ -564,14 +751,10 @@ func (l *Lane) Stop(ctx context.Context, immediate bool) {
 		wt.ch <- nil
 	}
 	l.queue = nil
-	ws := append([]*Worker(nil), l.workers...)
-	// A worker's fields set while it starts may be read only once it has
-	// left Starting under the lock; run() kills those still starting.
-	starting := make([]bool, len(ws))
-	condemned := make([]bool, len(ws))
+	ws := slices.Clone(l.workers)
+	prev := make([]State, len(ws))
 	for i, w := range ws {
-		starting[i] = w.state == Starting
-		condemned[i] = w.state == Killing // hung: nothing to wait for
+		prev[i] = w.state
 		if w.state != Dead {
 			w.state = Stopping
 		}
@@ -580,27 +763,35 @@ func (l *Lane) Stop(ctx context.Context, immediate bool) {
 	l.mu.Unlock()
 	for i, w := range ws {
 		switch {
-		case starting[i]:
-		case immediate || condemned[i]:
-			w.hardKill()
+		case prev[i] == Starting || immediate || prev[i] == Killing:
+			w.proc.Kill()
 		default:
-			go w.stop(ctx)
+			go w.proc.Stop(ctx)
 		}
 	}
 	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
+	go func() { l.waitWorkers(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
-		for i, w := range ws {
-			// A starting worker's fields are still being written by run(),
-			// and a hardKill before its fork would use up killOnce and leave
-			// the process running: run() kills it once its start ends.
-			if !starting[i] {
-				w.hardKill()
-			}
+		for _, w := range ws {
+			w.proc.Kill()
 		}
 		<-done
 	}
 	l.cancel()
+	l.wg.Wait()
+}
+
+// waitWorkers returns once the lane has no worker left.
+func (l *Lane) waitWorkers() {
+	for {
+		l.mu.Lock()
+		n, ch := len(l.workers), l.changed
+		l.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		<-ch
+	}
 }

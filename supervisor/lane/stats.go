@@ -1,6 +1,8 @@
 package lane
 
 import (
+	"github.com/lanes-dev/lanes/shared/api"
+
 	"slices"
 	"sync"
 	"time"
@@ -25,23 +27,14 @@ func (l *latency) add(d time.Duration) {
 	l.mu.Unlock()
 }
 
-// Percentiles are in milliseconds over the recent window.
-type Percentiles struct {
-	Count int     `json:"count"`
-	P50   float64 `json:"p50"`
-	P90   float64 `json:"p90"`
-	P99   float64 `json:"p99"`
-	Max   float64 `json:"max"`
-}
-
-func (l *latency) percentiles() Percentiles {
+func (l *latency) percentiles() api.Percentiles {
 	l.mu.Lock()
 	n := int(min(l.n, latencyWindow))
 	s := make([]time.Duration, n)
 	copy(s, l.ring[:n])
 	l.mu.Unlock()
 	if n == 0 {
-		return Percentiles{}
+		return api.Percentiles{}
 	}
 	slices.Sort(s)
 	at := func(q float64) float64 {
@@ -49,70 +42,52 @@ func (l *latency) percentiles() Percentiles {
 		i = max(0, min(i, n-1))
 		return float64(s[i].Microseconds()) / 1000
 	}
-	return Percentiles{Count: n, P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: float64(s[n-1].Microseconds()) / 1000}
+	return api.Percentiles{Count: n, P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: float64(s[n-1].Microseconds()) / 1000}
 }
 
-// WorkerStatus is one worker in a lane's status.
-type WorkerStatus struct {
-	PID      int     `json:"pid"`
-	State    string  `json:"state"`
-	Inflight int     `json:"inflight"`
-	Served   uint64  `json:"served"`
-	RSS      int64   `json:"rss"`
-	Uptime   float64 `json:"uptime_s"`
-}
-
-// Status is a lane's state for the admin API.
-type Status struct {
-	Name           string         `json:"name"`
-	MinWorkers     int            `json:"min_workers"`
-	MaxWorkers     int            `json:"max_workers"`
-	Concurrency    int            `json:"concurrency"`
-	MaxQueue       int            `json:"max_queue"`
-	RequestTimeout string         `json:"request_timeout"`
-	Workers        []WorkerStatus `json:"workers"`
-	Queued         int            `json:"queued"`
-	Inflight       int            `json:"inflight"`
-	Served         uint64         `json:"served"`
-	Rejected       uint64         `json:"rejected"`
-	Timeouts       uint64         `json:"timeouts"`
-	Killed         uint64         `json:"killed"`
-	Respawns       uint64         `json:"respawns"`
-	Latency        Percentiles    `json:"latency_ms"`
-	CrashLoop      bool           `json:"crash_loop"`
-	Crashes        int            `json:"consecutive_crashes"`
-	BackoffMS      int64          `json:"backoff_ms"`
-	LastExit       string         `json:"last_exit,omitempty"`
-}
-
-// Status returns a snapshot of the lane.
-func (l *Lane) Status() Status {
+// Status returns a snapshot of the lane for the admin API.
+func (l *Lane) Status() api.Lane {
 	now := time.Now()
 	l.mu.Lock()
-	st := Status{
+	st := api.Lane{
 		Name:           l.name,
+		State:          "ok",
 		MinWorkers:     l.cfg.MinWorkers,
 		MaxWorkers:     l.cfg.MaxWorkers,
 		Concurrency:    l.cfg.Concurrency,
 		MaxQueue:       l.cfg.MaxQueue,
 		RequestTimeout: l.cfg.RequestTimeout.String(),
-		Workers:        make([]WorkerStatus, 0, len(l.workers)),
+		IdleTimeout:    l.cfg.IdleTimeout.String(),
+		Workers:        make([]api.Worker, 0, len(l.workers)),
+		WorkersByState: make(map[string]int, len(states)),
 		Queued:         len(l.queue),
 		Inflight:       l.inflight,
+		Draining:       l.draining > 0,
 		CrashLoop:      l.crashes >= crashLoopAt,
 		Crashes:        l.crashes,
 		LastExit:       l.lastExit,
 	}
+	switch {
+	case l.stopping:
+		st.State = "stopping"
+	case st.CrashLoop:
+		st.State = "crash_loop"
+	case st.Draining:
+		st.State = "draining"
+	}
 	if b := l.backoff.Sub(now); b > 0 {
 		st.BackoffMS = b.Milliseconds()
 	}
+	for _, s := range states[:len(states)-1] {
+		st.WorkersByState[s.String()] = 0
+	}
 	for _, w := range l.workers {
-		ws := WorkerStatus{State: w.state.String(), Inflight: w.inflight, Served: w.served, RSS: w.rss}
-		if w.state != Starting { // pid and ready are written while starting, unlocked
-			ws.PID = w.pid
-			ws.Uptime = now.Sub(w.ready).Round(time.Millisecond).Seconds()
+		ws := api.Worker{PID: w.pid, State: w.state.String(), Inflight: w.inflight, Served: w.served, RSS: w.rss}
+		if !w.ready.IsZero() {
+			ws.UptimeS = now.Sub(w.ready).Round(time.Millisecond).Seconds()
 		}
 		st.Workers = append(st.Workers, ws)
+		st.WorkersByState[ws.State]++
 	}
 	l.mu.Unlock()
 	st.Served = l.served.Load()
@@ -120,6 +95,7 @@ func (l *Lane) Status() Status {
 	st.Timeouts = l.timeouts.Load()
 	st.Killed = l.killed.Load()
 	st.Respawns = l.respawns.Load()
+	st.Drains = l.drains.Load()
 	st.Latency = l.lat.percentiles()
 	return st
 }

@@ -1,0 +1,217 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/lanes-dev/lanes/shared/api"
+	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/shared/logging"
+	"github.com/lanes-dev/lanes/supervisor/lane"
+)
+
+// trace is every lane's Trace hook: the one place a finished request is
+// accounted for outside its lane — the access log, the metrics, and the
+// auto_map trace.
+func (s *Supervisor) trace(l *lane.Lane, o *lane.Outcome) {
+	st := s.state.Load()
+	if o.Retry {
+		return // the retry is the request; this attempt only fed the lane
+	}
+	if st.access != nil {
+		args := []any{"lane", l.Name(), "method", logging.Quote(o.Method), "path", logging.Quote(o.Path),
+			"status", o.Status, "bytes", o.Bytes, "pid", o.PID,
+			"queue", o.Queue, "filter", o.Filter, "run", o.Run, "total", o.Total}
+		if o.Truncated {
+			args = append(args, "failed", "truncated")
+		} else if o.Result == lane.ClientGone {
+			args = append(args, "failed", "client")
+		}
+		st.access.Info("request", args...)
+	}
+}
+
+// Resize sets a lane's min_workers and max_workers (admin API, lanectl,
+// SIGTTIN/SIGTTOU).
+func (s *Supervisor) Resize(name string, r api.ResizeRequest) (api.ResizeResult, error) {
+	l := s.state.Load().lane(name)
+	if l == nil {
+		return api.ResizeResult{}, s.noLane(name)
+	}
+	return l.Resize(r.MinWorkers, r.MaxWorkers)
+}
+
+// Drain replaces every worker of a lane, one by one (admin API, lanectl).
+func (s *Supervisor) Drain(name string) (api.DrainResult, error) {
+	l := s.state.Load().lane(name)
+	if l == nil {
+		return api.DrainResult{}, s.noLane(name)
+	}
+	return l.Drain("drain")
+}
+
+// DrainAll drains every lane (SIGUSR2: roll out a new worker binary).
+func (s *Supervisor) DrainAll() {
+	for _, l := range s.state.Load().lanes {
+		_, _ = l.Drain("SIGUSR2")
+	}
+}
+
+// Step adds one worker to the default lane (+1) or takes one away (-1):
+// SIGTTIN and SIGTTOU. It moves min_workers, and max_workers with it where
+// needed; never below 1.
+func (s *Supervisor) Step(delta int) {
+	l := s.state.Load().lane(config.DefaultLaneName)
+	c := l.Config()
+	lo, hi := max(c.MinWorkers+delta, 1), c.MaxWorkers
+	if delta > 0 {
+		hi = max(hi, lo)
+	} else if c.MaxWorkers == c.MinWorkers {
+		hi = lo // a fixed-size lane stays fixed-size
+	}
+	if _, err := l.Resize(&lo, &hi); err != nil {
+		s.log.Warn("resize by signal refused", "error", err)
+	}
+}
+
+func (s *Supervisor) noLane(name string) error {
+	var names []string
+	for _, l := range s.state.Load().lanes {
+		names = append(names, l.Name())
+	}
+	return api.NotFound("no lane %q; lanes are %s", name, strings.Join(names, ", "))
+}
+
+// Reload reads the config file again and applies it as a diff, or refuses
+// it whole: a config with errors, or one that changes what cannot change
+// while running, leaves the running config as it is.
+func (s *Supervisor) Reload() (res api.ReloadResult, err error) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	defer func() {
+		rec := &api.ReloadLog{At: time.Now(), OK: err == nil, Changed: res.Changed}
+		if err != nil {
+			rec.Error = err.Error()
+			s.log.Error("reload refused; running config unchanged", "error", err)
+			if e, ok := err.(*api.Error); ok {
+				for _, d := range e.Diagnostics {
+					s.log.Error("reload", "diagnostic", d)
+				}
+			}
+		} else {
+			s.log.Info("reloaded", "changes", len(res.Changed))
+			for _, c := range res.Changed {
+				s.log.Info("reload", "change", c)
+			}
+		}
+		s.lastLoad.Store(rec)
+	}()
+	old := s.state.Load()
+	file := old.cfg.File
+	cfg, diags := config.Load(file)
+	if diags.HasErrors() || cfg == nil {
+		e := &api.Error{Code: http.StatusUnprocessableEntity, Msg: "config " + file + " has errors; running config unchanged"}
+		for _, d := range diags {
+			if d.Severity == hcl.DiagError {
+				e.Diagnostics = append(e.Diagnostics, d.Error())
+			}
+		}
+		return api.ReloadResult{}, e
+	}
+	if why := fixedChanges(old.cfg, cfg); len(why) > 0 {
+		return api.ReloadResult{}, api.Conflict("reload refused, running config unchanged: %s cannot change while lanesd runs; restart it to apply", strings.Join(why, ", "))
+	}
+
+	have := make(map[string]*lane.Lane, len(old.lanes))
+	for _, l := range old.lanes {
+		have[l.Name()] = l
+	}
+	st, made, err := s.newState(cfg, have)
+	if err != nil {
+		return api.ReloadResult{}, api.BadRequest("%v", err)
+	}
+	// New lanes start before anything changes: one that cannot start
+	// refuses the reload.
+	if err := startAll(context.Background(), made); err != nil {
+		return api.ReloadResult{}, api.Errorf(http.StatusUnprocessableEntity, "reload refused, running config unchanged: %v", err)
+	}
+	var changes []string
+	for _, l := range made {
+		changes = append(changes, "lane "+l.Name()+": added")
+	}
+	env := s.laneEnv(cfg)
+	for _, lc := range cfg.Lanes {
+		if l := have[lc.Name]; l != nil {
+			changes = append(changes, l.Reconfigure(lc, env)...)
+		}
+	}
+	s.state.Store(st)
+	for _, l := range old.lanes {
+		if !slices.Contains(st.lanes, l) {
+			changes = append(changes, "lane "+l.Name()+": removed; draining")
+			go s.retireLane(l)
+		}
+	}
+	if old.cfg.Log.AccessLog != cfg.Log.AccessLog {
+		changes = append(changes, fmt.Sprintf("log: access_log %v -> %v", old.cfg.Log.AccessLog, cfg.Log.AccessLog))
+	}
+	if old.cfg.Log.Level != cfg.Log.Level {
+		s.log.SetLevel(cfg.Log.Level)
+		changes = append(changes, fmt.Sprintf("log: level %s -> %s", old.cfg.Log.Level, cfg.Log.Level))
+	}
+	if old.cfg.DebugHeaders != cfg.DebugHeaders {
+		changes = append(changes, fmt.Sprintf("debug_headers %v -> %v", old.cfg.DebugHeaders, cfg.DebugHeaders))
+	}
+	if old.cfg.ShutdownTimeout != cfg.ShutdownTimeout {
+		changes = append(changes, fmt.Sprintf("shutdown_timeout %s -> %s", old.cfg.ShutdownTimeout, cfg.ShutdownTimeout))
+	}
+	if changes == nil {
+		changes = []string{}
+	}
+	return api.ReloadResult{Config: file, Changed: changes}, nil
+}
+
+// retireLane stops a lane a reload removed once the requests routed to it
+// before the new routes took over have ended (bounded by its
+// request_timeout): its workers finish what they run.
+func (s *Supervisor) retireLane(l *lane.Lane) {
+	limit := l.RequestTimeout() + l.Config().QueueTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	for ctx.Err() == nil {
+		if st := l.Status(); st.Queued == 0 && st.Inflight == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l.Stop(ctx, false)
+	s.log.Info("lane stopped", "lane", l.Name())
+}
+
+// fixedChanges lists what differs between a and b that lanesd cannot apply
+// while it runs: the listeners and the front's client limits.
+func fixedChanges(a, b *config.Config) []string {
+	var why []string
+	if a.Listen != b.Listen {
+		why = append(why, fmt.Sprintf("listen (%s -> %s)", a.Listen, b.Listen))
+	}
+	if a.Admin.Listen != b.Admin.Listen {
+		why = append(why, fmt.Sprintf("admin.listen (%s -> %s)", a.Admin.Listen, b.Admin.Listen))
+	}
+	if a.Admin.Token != b.Admin.Token || a.Admin.MaxConns != b.Admin.MaxConns {
+		why = append(why, "the admin block")
+	}
+	if a.Front != b.Front {
+		why = append(why, "the front block")
+	}
+	if (a.Fetchd == nil) != (b.Fetchd == nil) || (a.Fetchd != nil && *a.Fetchd != *b.Fetchd) {
+		why = append(why, "the fetchd block")
+	}
+	return why
+}

@@ -1,0 +1,273 @@
+package lane
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
+	"github.com/lanes-dev/lanes/shared/config"
+)
+
+// idleLoop stops workers above min_workers that have been idle for
+// idle_timeout, one check every quarter of it (between 50 ms and 5 s).
+func (l *Lane) idleLoop() {
+	for {
+		l.mu.Lock()
+		every := min(max(l.cfg.IdleTimeout/4, 50*time.Millisecond), 5*time.Second)
+		l.mu.Unlock()
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		l.mu.Lock()
+		l.shrinkIdleLocked(time.Now())
+		l.mu.Unlock()
+	}
+}
+
+// shrinkIdleLocked retires ready workers idle for idle_timeout while more
+// than min_workers are active, the longest idle first.
+func (l *Lane) shrinkIdleLocked(now time.Time) {
+	if l.stopping || l.cfg.IdleTimeout <= 0 {
+		return
+	}
+	active := l.activeLocked()
+	if active <= l.cfg.MinWorkers {
+		return
+	}
+	idle := make([]*Worker, 0, len(l.workers))
+	for _, w := range l.workers {
+		if w.state == Ready && w.inflight == 0 && w.replacement == nil && now.Sub(w.idleSince) >= l.cfg.IdleTimeout {
+			idle = append(idle, w)
+		}
+	}
+	slices.SortFunc(idle, func(a, b *Worker) int { return a.idleSince.Compare(b.idleSince) })
+	for _, w := range idle {
+		if active <= l.cfg.MinWorkers {
+			break
+		}
+		l.log.Debug("shrinking: worker idle", "pid", w.pid, "idle", now.Sub(w.idleSince).Round(time.Millisecond),
+			"active", active, "min_workers", l.cfg.MinWorkers)
+		l.retireLocked(w, "idle_timeout")
+		active--
+	}
+}
+
+// Resize sets min_workers and max_workers (nil keeps a value). Growing
+// starts workers at once; shrinking below the active count retires idle
+// workers first, then busy ones, which finish what they run: nothing in
+// flight is cut. A refused resize changes nothing.
+func (l *Lane) Resize(minW, maxW *int) (api.ResizeResult, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lo, hi := l.cfg.MinWorkers, l.cfg.MaxWorkers
+	if minW != nil {
+		lo = *minW
+	}
+	if maxW != nil {
+		hi = *maxW
+	}
+	if minW != nil && maxW == nil && hi < lo {
+		hi = lo // a larger min carries max with it
+	}
+	if maxW != nil && minW == nil && lo > hi {
+		lo = hi // a smaller max carries min with it
+	}
+	floor := 0
+	if l.name == config.DefaultLaneName {
+		floor = 1
+	}
+	switch {
+	case l.stopping:
+		return api.ResizeResult{}, api.Conflict("lane %s is stopping", l.name)
+	case lo < floor:
+		return api.ResizeResult{}, api.BadRequest("min_workers = %d: the %s lane needs at least %d", lo, l.name, floor)
+	case hi < 1:
+		return api.ResizeResult{}, api.BadRequest("max_workers = %d: must be at least 1", hi)
+	case lo > hi:
+		return api.ResizeResult{}, api.BadRequest("min_workers = %d is more than max_workers = %d", lo, hi)
+	case hi > maxWorkersCap:
+		return api.ResizeResult{}, api.BadRequest("max_workers = %d is more than lanes allows (%d)", hi, maxWorkersCap)
+	}
+	if lo != l.cfg.MinWorkers || hi != l.cfg.MaxWorkers {
+		l.log.Info("resizing", "min_workers", fmt.Sprintf("%d -> %d", l.cfg.MinWorkers, lo), "max_workers", fmt.Sprintf("%d -> %d", l.cfg.MaxWorkers, hi))
+	}
+	l.cfg.MinWorkers, l.cfg.MaxWorkers = lo, hi
+	l.fitLocked()
+	return api.ResizeResult{Lane: l.name, MinWorkers: lo, MaxWorkers: hi}, nil
+}
+
+// maxWorkersCap bounds max_workers through the API: a typo must not fork a
+// thousand processes.
+const maxWorkersCap = 256
+
+// fitLocked brings the number of active workers within min..max: it spawns
+// up to min, and retires workers above max, idle ones first.
+func (l *Lane) fitLocked() {
+	l.reconcileLocked()
+	active := l.activeLocked()
+	if active <= l.cfg.MaxWorkers {
+		return
+	}
+	cands := make([]*Worker, 0, len(l.workers))
+	for _, w := range l.workers {
+		if w.state == Starting || w.state == Ready {
+			cands = append(cands, w)
+		}
+	}
+	// Starting first (they serve nothing yet), then ready by load.
+	slices.SortStableFunc(cands, func(a, b *Worker) int {
+		if (a.state == Starting) != (b.state == Starting) {
+			if a.state == Starting {
+				return -1
+			}
+			return 1
+		}
+		return a.inflight - b.inflight
+	})
+	for _, w := range cands[:active-l.cfg.MaxWorkers] {
+		if w.state == Starting {
+			w.state = Stopping
+			w.proc.Kill()
+			continue
+		}
+		l.retireLocked(w, "resize")
+	}
+}
+
+// Drain replaces every worker of the lane, one at a time: a replacement is
+// started and ready before the worker it replaces leaves rotation, and the
+// old worker finishes its in-flight requests (a request past
+// request_timeout is handled as a hung one) and exits. Drain returns at
+// once; Status shows the lane as draining until it is done.
+func (l *Lane) Drain(why string) (api.DrainResult, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopping {
+		return api.DrainResult{}, api.Conflict("lane %s is stopping", l.name)
+	}
+	old := make([]*Worker, 0, len(l.workers))
+	for _, w := range l.workers {
+		if w.state == Ready || w.state == Starting {
+			old = append(old, w)
+		}
+	}
+	l.drains.Add(1)
+	l.draining++
+	l.notifyLocked()
+	l.log.Info("draining", "workers", len(old), "reason", why)
+	l.goLocked(func() { l.drain(old, why) })
+	return api.DrainResult{Lane: l.name, Workers: len(old), Started: true}, nil
+}
+
+// drain replaces old one by one. A replacement that fails to start is tried
+// again after the lane's crash back-off; a lane in a crash loop ends the
+// drain, keeping the old workers in rotation.
+func (l *Lane) drain(old []*Worker, why string) {
+	defer func() {
+		l.mu.Lock()
+		l.draining--
+		l.notifyLocked()
+		l.mu.Unlock()
+		l.log.Info("drain done", "reason", why)
+	}()
+	for _, w := range old {
+		for {
+			l.mu.Lock()
+			if l.stopping {
+				l.mu.Unlock()
+				return
+			}
+			if w.state == Starting { // wait until it is ready or gone
+				ch := l.changed
+				l.mu.Unlock()
+				l.waitChange(ch)
+				continue
+			}
+			if w.state != Ready {
+				l.mu.Unlock()
+				break // gone or already out of rotation
+			}
+			if l.crashes >= crashLoopAt {
+				l.log.Error("drain stopped: workers crash while starting", "last", l.lastExit)
+				l.mu.Unlock()
+				return
+			}
+			if w.replacement == nil {
+				if wait := time.Until(l.backoff); wait > 0 {
+					l.mu.Unlock()
+					if !l.sleep(wait) {
+						return
+					}
+					continue
+				}
+				l.replaceLocked(w, why)
+			}
+			ch := l.changed
+			l.mu.Unlock()
+			l.waitChange(ch)
+		}
+	}
+}
+
+func (l *Lane) waitChange(ch <-chan struct{}) {
+	select {
+	case <-ch:
+	case <-l.ctx.Done():
+	}
+}
+
+func (l *Lane) sleep(d time.Duration) bool {
+	select {
+	case <-time.After(d):
+		return true
+	case <-l.ctx.Done():
+		return false
+	}
+}
+
+// Reconfigure applies a reloaded lane block. Worker settings (command,
+// concurrency, max_rss, max_requests, or the environment every worker gets,
+// i.e. the app) drain the lane onto new workers; sizes resize it; queue and
+// timeout settings apply to the next request. It returns what changed.
+func (l *Lane) Reconfigure(cfg config.Lane, env Env) []string {
+	l.mu.Lock()
+	old := l.cfg
+	var changes []string
+	workersChanged := !slices.Equal(old.Command, cfg.Command) || old.Concurrency != cfg.Concurrency ||
+		old.MaxRSS != cfg.MaxRSS || old.MaxRequests != cfg.MaxRequests || old.MaxRequestsJitter != cfg.MaxRequestsJitter ||
+		!slices.Equal(l.env.WorkerEnv, env.WorkerEnv) || !slices.Equal(l.env.Builtin, env.Builtin)
+	if old.MinWorkers != cfg.MinWorkers || old.MaxWorkers != cfg.MaxWorkers {
+		changes = append(changes, fmt.Sprintf("lane %s: resized %d..%d -> %d..%d", l.name, old.MinWorkers, old.MaxWorkers, cfg.MinWorkers, cfg.MaxWorkers))
+	}
+	if old.MaxQueue != cfg.MaxQueue || old.QueueTimeout != cfg.QueueTimeout || old.RequestTimeout != cfg.RequestTimeout || old.IdleTimeout != cfg.IdleTimeout {
+		changes = append(changes, fmt.Sprintf("lane %s: limits changed", l.name))
+	}
+	if !slices.Equal(old.Map, cfg.Map) {
+		changes = append(changes, fmt.Sprintf("lane %s: static mappings changed", l.name))
+	}
+	l.setConfigLocked(cfg, env)
+	l.fitLocked()
+	l.mu.Unlock()
+	if workersChanged {
+		changes = append(changes, fmt.Sprintf("lane %s: worker settings changed; draining onto new workers", l.name))
+		_, _ = l.Drain("reload")
+	}
+	return changes
+}
+
+// Draining says a drain is running.
+func (l *Lane) Draining() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.draining > 0 }
+
+// Goroutines returns how many goroutines the lane runs now.
+func (l *Lane) Goroutines() int64 { return l.goroutines.Load() }
+
+// StopAfterDrain retires every worker of a lane removed by a reload: each
+// finishes its in-flight requests, then the lane stops. Requests that
+// still arrive (routed before the new table) are served meanwhile.
+func (l *Lane) StopAfterDrain(ctx context.Context) {
+	l.Stop(ctx, false)
+}

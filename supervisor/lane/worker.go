@@ -1,0 +1,163 @@
+package lane
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/lanes-dev/lanes/shared"
+	"github.com/lanes-dev/lanes/supervisor/proc"
+)
+
+// State is where a worker process is in its life.
+type State int
+
+const (
+	Starting State = iota // forked, handshaking
+	Ready                 // in rotation
+	Retiring              // out of rotation; stopped gracefully once idle (drain, recycle, shrink)
+	Killing               // out of rotation after a hard timeout or a failed health check; killed once its other requests end
+	Stopping              // lane shutdown
+	Dead                  // exited and reaped
+)
+
+// String returns the state's name as the admin API shows it.
+func (s State) String() string {
+	switch s {
+	case Starting:
+		return "starting"
+	case Ready:
+		return "ready"
+	case Retiring:
+		return "retiring"
+	case Killing:
+		return "killing"
+	case Stopping:
+		return "stopping"
+	case Dead:
+		return "dead"
+	}
+	return "state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// states lists every State, for counts by state.
+var states = [...]State{Starting, Ready, Retiring, Killing, Stopping, Dead}
+
+// Proc is a worker process as the lane sees it: package proc's Process, or
+// a fake in the lane's unit tests. Kill may be called at any time, even
+// while Start runs.
+type Proc interface {
+	Start(ctx context.Context) error
+	PID() int
+	Socket() string
+	Exited() <-chan struct{}
+	ExitErr() string
+	Health(ctx context.Context) (shared.WorkerStats, error)
+	Kill()
+	Quit(grace time.Duration, max int) string
+	Stop(ctx context.Context)
+	RSS() int64
+	WhereHung() (wchan, sysc string)
+}
+
+var _ Proc = (*proc.Process)(nil)
+
+// Worker is one worker process of a lane. Its state and counters are
+// guarded by the lane's mutex.
+type Worker struct {
+	lane    *Lane
+	seq     int
+	proc    Proc
+	hc      *fasthttp.HostClient
+	started time.Time
+	pid     int // set when it leaves Starting
+
+	// guarded by lane.mu
+	state       State
+	ready       time.Time
+	inflight    int
+	served      uint64
+	maxServed   uint64 // recycle after this many requests (0: never)
+	rss         int64
+	suspect     bool      // a request failed on its data plane: not picked until a health check clears it
+	idleSince   time.Time // when inflight last dropped to 0
+	replacement *Worker   // a worker starting to take this one's place (drain, recycle)
+	replaces    *Worker   // the worker this one takes the place of
+	why         string    // why it is retiring or being killed
+	hung        *hungRequest
+}
+
+// hungRequest is the request that condemned a worker, for the kill's log
+// record.
+type hungRequest struct {
+	method, path   string
+	queue, run     time.Duration
+	wchan, syscall string
+}
+
+// PID returns the worker's process id.
+func (w *Worker) PID() int { return w.pid }
+
+// Client returns the data-plane client: persistent HTTP/1.1 connections over
+// the worker's unix socket, no retries, streamed response bodies.
+func (w *Worker) Client() *fasthttp.HostClient { return w.hc }
+
+// newDataClient returns the data-plane client of a worker serving on sock.
+func newDataClient(sock string, conc int) *fasthttp.HostClient {
+	return &fasthttp.HostClient{
+		Addr: sock,
+		Dial: func(string) (net.Conn, error) {
+			c, err := net.DialTimeout("unix", sock, time.Second)
+			if err != nil {
+				return nil, err
+			}
+			return &dataConn{Conn: c}, nil
+		},
+		// Admission already caps requests at concurrency; the slack covers
+		// connections still closing.
+		MaxConns:                      conc + 2,
+		MaxIdemponentCallAttempts:     1,
+		RetryIfErr:                    func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		StreamResponseBody:            true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		NoDefaultUserAgentHeader:      true,
+		MaxIdleConnDuration:           5 * time.Minute,
+		ReadBufferSize:                32 << 10,
+	}
+}
+
+// dataConn is one data-plane connection to a worker. It remembers whether
+// the worker has closed it, because fasthttp's chunked body reader cannot
+// tell a body that ended from one whose worker closed the connection between
+// two chunks: both end in io.EOF. Its LocalAddr is the dataConn itself, so
+// that a response (Response.LocalAddr) leads back to the connection it came
+// on.
+type dataConn struct {
+	net.Conn
+	closed atomic.Bool // a Read saw EOF or an error: the peer is gone
+}
+
+func (c *dataConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.closed.Store(true)
+	}
+	return n, err
+}
+
+func (c *dataConn) LocalAddr() net.Addr { return c }
+func (c *dataConn) Network() string     { return "unix" }
+func (c *dataConn) String() string      { return c.Conn.LocalAddr().String() }
+
+// Truncated says resp's streamed chunked body ended in io.EOF only because
+// its worker closed the connection before the terminating chunk: the body
+// is cut short, not complete.
+func Truncated(resp *fasthttp.Response) bool {
+	c, ok := resp.LocalAddr().(*dataConn)
+	return ok && resp.Header.ContentLength() == -1 && c.closed.Load()
+}
