@@ -170,6 +170,7 @@ type Set struct {
 	pace     pacer
 	dirty    bool // learned changes not compiled yet
 	timerSet bool
+	compiles int // recompiles since New, for tests of pacing
 }
 
 // New builds a Set. It fails, with an *api.Error, on a lane list without
@@ -392,6 +393,7 @@ func (s *Set) compileLocked() error {
 	}
 	s.cur.Store(snap)
 	s.dirty = false
+	s.compiles++
 	s.pace.done(start, time.Since(start))
 	return nil
 }
