@@ -112,17 +112,23 @@ type victim struct {
 // entry whose recency changed since (it was hit) is skipped, not evicted,
 // and goes back into the pool for the next list. Amortised cost per
 // eviction: O(8 log N).
+//
+// Hits race with this (Match takes no lock), so a list made in this very
+// call is trusted as it is: skipping its entries for hits landing between
+// the sort and now could, in theory, go on forever.
 func (s *Set) evictOneLocked(a *learner) {
+	fresh := false
 	for {
 		if len(s.victims) == 0 {
-			s.fillVictimsLocked(max(16, a.cfg.MaxEntries/8))
-			if len(s.victims) == 0 {
+			if s.learned == 0 {
 				return
 			}
+			s.fillVictimsLocked(max(16, a.cfg.MaxEntries/8))
+			fresh = true
 		}
 		v := s.victims[0]
 		s.victims = s.victims[1:]
-		if s.dyn[v.k] != v.e || v.e.recency() != v.at {
+		if s.dyn[v.k] != v.e || (!fresh && v.e.recency() != v.at) {
 			continue // gone, replaced or hit since
 		}
 		delete(s.dyn, v.k)
