@@ -51,3 +51,24 @@ func BenchmarkCompile(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCompileLearned measures a table the size auto_map can reach
+// (max_entries defaults to 10000): a few config globs plus n exact dynamic
+// routes, the shape learned mappings have. supervisor/mapping chooses how
+// often to recompile from these figures.
+func BenchmarkCompileLearned(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		routes := benchRoutes(50)
+		for i := range n {
+			routes = append(routes, Route{Method: "GET", Path: fmt.Sprintf("/learned/page/%d", i), Lane: 1, Dynamic: true})
+		}
+		b.Run(fmt.Sprintf("learned=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Compile(routes, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

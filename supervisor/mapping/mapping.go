@@ -1,0 +1,410 @@
+// Package mapping owns which lane a request goes to at runtime: the static
+// mappings of the config file, the runtime mappings of the admin API
+// (POST/DELETE /api/map), the mappings auto_map learns from slow requests,
+// their hit statistics, and the compiled router table built from all of them.
+//
+// The table is immutable and swapped with one atomic store, so Match is
+// lock-free and a request never sees half a change. Statistics live in one
+// struct per mapping, referenced by pointer from every table compiled while
+// the mapping exists, so they survive recompiles.
+package mapping
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lanes-dev/lanes/shared/api"
+	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/supervisor/router"
+)
+
+// Config is what a Set is built from; New and Reconfigure take one.
+type Config struct {
+	// Lanes are the lane names in order; Match returns an index into them.
+	// One must be config.DefaultLaneName ("default").
+	Lanes []string
+	// Static maps a lane name to its config `map` patterns.
+	Static map[string][]config.Pattern
+	// AutoMap configures learning; nil turns it off.
+	AutoMap *config.AutoMap
+	// Now is the clock for hit, learn and added times; nil means time.Now.
+	// Only New reads it: a Set keeps its clock across Reconfigure.
+	Now func() time.Time
+}
+
+// Ref identifies the mapping a request matched, from Match to Observe. The
+// zero Ref means no mapping matched and the default lane took the request.
+type Ref struct{ e *entry }
+
+// IsZero reports whether no mapping matched.
+func (r Ref) IsZero() bool { return r.e == nil }
+
+// Pattern is the matched mapping's "METHOD PATH", or "" for the zero Ref.
+func (r Ref) Pattern() string {
+	if r.e == nil {
+		return ""
+	}
+	return r.e.pattern
+}
+
+// Source is api.SourceConfig, api.SourceAPI or api.SourceAutoMap, or "".
+func (r Ref) Source() string {
+	if r.e == nil {
+		return ""
+	}
+	return r.e.src.String()
+}
+
+type source uint8
+
+const (
+	srcConfig source = iota
+	srcAPI
+	srcLearned
+)
+
+func (s source) String() string {
+	switch s {
+	case srcAPI:
+		return api.SourceAPI
+	case srcLearned:
+		return api.SourceAutoMap
+	}
+	return api.SourceConfig
+}
+
+// entry is one mapping. Its identity fields never change; a mapping that
+// changes lane or source is a new entry. The atomics are its statistics,
+// written on the hot path.
+type entry struct {
+	hits     atomic.Uint64
+	lastHit  atomic.Int64 // unix ns of the last hit, to hitGrain; 0: never
+	lastSlow atomic.Int64 // learned only: unix ns of the last request >= threshold/2; starts at learn time
+
+	lane    string
+	method  string
+	path    string
+	pattern string // method + " " + path, built once so Ref.Pattern does not allocate
+	src     source
+	added   time.Time
+	addedNS int64
+}
+
+// hitGrain is how precise last-hit times are: a hit stores the time only
+// when it moved by at least this much, so hits on a busy mapping do not all
+// write the same word.
+const hitGrain = int64(time.Millisecond)
+
+func (e *entry) hit(now int64) {
+	e.hits.Add(1)
+	if now-e.lastHit.Load() >= hitGrain {
+		e.lastHit.Store(now)
+	}
+}
+
+// recency is when the mapping was last used: its last hit, or when it was
+// added if it was never hit. Eviction and forgetting order by it.
+func (e *entry) recency() int64 { return max(e.lastHit.Load(), e.addedNS) }
+
+func (e *entry) mapping() api.Mapping {
+	m := api.Mapping{
+		Lane:    e.lane,
+		Method:  e.method,
+		Pattern: e.path,
+		Dynamic: e.src != srcConfig,
+		Source:  e.src.String(),
+		Hits:    e.hits.Load(),
+		Added:   e.added,
+	}
+	if ns := e.lastHit.Load(); ns != 0 {
+		t := time.Unix(0, ns)
+		m.LastHit = &t
+	}
+	return m
+}
+
+// key identifies a dynamic mapping: one per method and pattern.
+type key struct{ method, path string }
+
+// snapshot is what the hot path reads, swapped whole.
+type snapshot struct {
+	rt   *router.Table
+	refs []*entry // by route index in rt
+	auto *learner // nil: auto_map off
+}
+
+// learner is auto_map's settings resolved against one lane list.
+type learner struct {
+	cfg       config.AutoMap
+	lane      int
+	from      []bool // by lane index
+	threshold time.Duration
+	half      time.Duration // requests at least this slow keep a learned mapping alive
+}
+
+// Set is the live set of mappings. Its methods are safe for concurrent use.
+type Set struct {
+	log   hclog.Logger
+	clock func() time.Time
+
+	cur atomic.Pointer[snapshot]
+
+	nLearned, nForgotten, nEvicted atomic.Uint64
+	nEntries                       atomic.Int64
+
+	mu       sync.Mutex
+	lanes    []string
+	laneIdx  map[string]int
+	def      int
+	static   []*entry
+	dyn      map[key]*entry // runtime and learned
+	learned  int            // learned entries in dyn
+	victims  []victim       // eviction candidates, coldest first (see evictOneLocked)
+	full     bool           // at max_entries; logged once per episode
+	pace     pacer
+	dirty    bool // learned changes not compiled yet
+	timerSet bool
+	compiles int // recompiles since New, for tests of pacing
+}
+
+// New builds a Set. It fails, with an *api.Error, on a lane list without
+// "default", a static or auto_map lane that is not in it, or a pattern the
+// router refuses.
+func New(c Config, log hclog.Logger) (*Set, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	s := &Set{log: log.Named("map"), clock: c.Now, dyn: make(map[key]*entry)}
+	p, err := s.prepare(c)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := s.build(p, s.dyn)
+	if err != nil {
+		return nil, err
+	}
+	s.commit(p, s.dyn, snap)
+	return s, nil
+}
+
+func (s *Set) now() time.Time {
+	if s.clock == nil {
+		return time.Now()
+	}
+	return s.clock()
+}
+
+// Match returns the lane for a request and the mapping that chose it, and
+// counts the hit. method and path are fasthttp's ctx.Method() and
+// ctx.Path(), only read during the call. Lock-free, allocation-free.
+func (s *Set) Match(method, path []byte) (lane int, ref Ref) {
+	snap := s.cur.Load()
+	lane, ri := snap.rt.MatchRoute(method, path)
+	if ri < 0 {
+		return lane, Ref{}
+	}
+	e := snap.refs[ri]
+	e.hit(s.now().UnixNano())
+	return lane, Ref{e}
+}
+
+// Lanes returns the lane names Match indexes into.
+func (s *Set) Lanes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.lanes)
+}
+
+// prepared is a Config resolved and validated, not yet applied.
+type prepared struct {
+	lanes   []string
+	laneIdx map[string]int
+	def     int
+	static  []*entry
+	auto    *learner
+}
+
+// prepare validates c. It reads nothing of s but the clock.
+func (s *Set) prepare(c Config) (*prepared, error) {
+	p := &prepared{lanes: slices.Clone(c.Lanes), laneIdx: make(map[string]int, len(c.Lanes)), def: -1}
+	for i, name := range c.Lanes {
+		if _, dup := p.laneIdx[name]; dup {
+			return nil, api.BadRequest("map: lane %q is listed twice", name)
+		}
+		p.laneIdx[name] = i
+		if name == config.DefaultLaneName {
+			p.def = i
+		}
+	}
+	if p.def < 0 {
+		return nil, api.BadRequest("map: no lane named %q", config.DefaultLaneName)
+	}
+	now := s.now()
+	// Static mappings in lane order, then pattern order within a lane as
+	// written: the router breaks ties between equally specific globs by
+	// position, so the order must not depend on map iteration.
+	names := make([]string, 0, len(c.Static))
+	for name := range c.Static {
+		if _, ok := p.laneIdx[name]; !ok {
+			return nil, p.unknownLane(name)
+		}
+		names = append(names, name)
+	}
+	slices.SortFunc(names, func(a, b string) int { return p.laneIdx[a] - p.laneIdx[b] })
+	for _, name := range names {
+		for _, pat := range c.Static[name] {
+			p.static = append(p.static, newEntry(name, pat.Method, pat.Path, srcConfig, now))
+		}
+	}
+	if am := c.AutoMap; am != nil {
+		l, err := p.learner(am)
+		if err != nil {
+			return nil, err
+		}
+		p.auto = l
+	}
+	return p, nil
+}
+
+func (p *prepared) learner(am *config.AutoMap) (*learner, error) {
+	lane, ok := p.laneIdx[am.Lane]
+	if !ok {
+		return nil, p.unknownLane(am.Lane)
+	}
+	if am.Threshold <= 0 {
+		return nil, api.BadRequest("auto_map: threshold must be positive, not %s", am.Threshold)
+	}
+	l := &learner{cfg: *am, lane: lane, from: make([]bool, len(p.lanes)), threshold: am.Threshold, half: am.Threshold / 2}
+	l.cfg.From = slices.Clone(am.From)
+	if l.cfg.ForgetAfter <= 0 {
+		l.cfg.ForgetAfter = config.DefaultAutoMapForgetAfter
+	}
+	if l.cfg.MaxEntries <= 0 {
+		l.cfg.MaxEntries = config.DefaultAutoMapMaxEntries
+	}
+	if len(am.From) == 0 {
+		// No from list: learn from every lane but the one it maps to.
+		for i := range l.from {
+			l.from[i] = i != lane
+		}
+	}
+	for _, name := range am.From {
+		i, ok := p.laneIdx[name]
+		if !ok {
+			return nil, p.unknownLane(name)
+		}
+		l.from[i] = true
+	}
+	return l, nil
+}
+
+func (p *prepared) unknownLane(name string) error {
+	return api.NotFound("no lane %q: the lanes are %s", name, strings.Join(p.lanes, ", "))
+}
+
+func newEntry(lane, method, path string, src source, now time.Time) *entry {
+	return &entry{
+		lane:    lane,
+		method:  method,
+		path:    path,
+		pattern: method + " " + path,
+		src:     src,
+		added:   now,
+		addedNS: now.UnixNano(),
+	}
+}
+
+// build compiles a snapshot of p's static mappings and dyn.
+func (s *Set) build(p *prepared, dyn map[key]*entry) (*snapshot, error) {
+	routes := make([]router.Route, 0, len(p.static)+len(dyn))
+	refs := make([]*entry, 0, cap(routes))
+	add := func(e *entry) {
+		routes = append(routes, router.Route{Method: e.method, Path: e.path, Lane: p.laneIdx[e.lane], Dynamic: e.src != srcConfig})
+		refs = append(refs, e)
+	}
+	for _, e := range p.static {
+		add(e)
+	}
+	// Dynamic exact paths (all learned ones) cannot tie, so their order does
+	// not matter; dynamic globs are ordered, oldest first, so that a tie
+	// between equally specific globs does not flip from one compile to the
+	// next.
+	var globs []*entry
+	for _, e := range dyn {
+		if strings.Contains(e.path, "*") {
+			globs = append(globs, e)
+			continue
+		}
+		add(e)
+	}
+	slices.SortFunc(globs, func(a, b *entry) int {
+		if c := a.added.Compare(b.added); c != 0 {
+			return c
+		}
+		return strings.Compare(a.pattern, b.pattern)
+	})
+	for _, e := range globs {
+		add(e)
+	}
+	rt, err := router.Compile(routes, p.def)
+	if err != nil {
+		return nil, api.BadRequest("map: %v", err)
+	}
+	return &snapshot{rt: rt, refs: refs, auto: p.auto}, nil
+}
+
+// commit makes p, dyn and snap the live state. Called with s.mu held (or
+// before s is shared).
+func (s *Set) commit(p *prepared, dyn map[key]*entry, snap *snapshot) {
+	s.lanes, s.laneIdx, s.def, s.static = p.lanes, p.laneIdx, p.def, p.static
+	s.dyn = dyn
+	s.learned = 0
+	for _, e := range dyn {
+		if e.src == srcLearned {
+			s.learned++
+		}
+	}
+	s.nEntries.Store(int64(s.learned))
+	s.victims = nil
+	s.dirty = false
+	s.cur.Store(snap)
+}
+
+// current returns the live state as a prepared, for recompiling it.
+func (s *Set) current() *prepared {
+	return &prepared{lanes: s.lanes, laneIdx: s.laneIdx, def: s.def, static: s.static, auto: s.cur.Load().auto}
+}
+
+// compileLocked recompiles the live state and swaps it in. The live state
+// always compiled before, and every dynamic entry is validated when added,
+// so an error here is a bug; it is logged and the old table stays.
+func (s *Set) compileLocked() error {
+	start := time.Now()
+	snap, err := s.build(s.current(), s.dyn)
+	if err != nil {
+		s.log.Error("recompiling the routing table failed; keeping the old one", "error", err)
+		return err
+	}
+	s.cur.Store(snap)
+	s.dirty = false
+	s.compiles++
+	s.pace.done(start, time.Since(start))
+	return nil
+}
+
+func (s *Set) unknownLaneLocked(name string) error {
+	return (&prepared{lanes: s.lanes}).unknownLane(name)
+}
+
+// String is for debugging: the number of mappings of each kind.
+func (s *Set) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprintf("mapping.Set{static: %d, dynamic: %d, learned: %d}", len(s.static), len(s.dyn), s.learned)
+}

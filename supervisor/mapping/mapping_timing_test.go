@@ -1,0 +1,77 @@
+package mapping
+
+import (
+	"fmt"
+	"testing"
+)
+
+// BenchmarkMatch measures Set.Match (router match, hit count, last-hit
+// time) with 10,000 learned mappings held, the default max_entries.
+func BenchmarkMatch(b *testing.B) {
+	s := hotPathSet(b, 10_000)
+	for _, c := range []struct {
+		name string
+		path []byte
+	}{
+		{"static-glob", pStatic},
+		{"catch-all", pCatchAll},
+		{"runtime-glob", pRuntime},
+		{"learned-exact", pLearned},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Match(mGet, c.path)
+			}
+		})
+		b.Run(c.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					s.Match(mGet, c.path)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkObserveFast measures Observe for what almost every request is: a
+// fast request matched by a config mapping, and a learned one.
+func BenchmarkObserveFast(b *testing.B) {
+	s := hotPathSet(b, 10_000)
+	for _, c := range []struct {
+		name string
+		path []byte
+	}{
+		{"config", pCatchAll},
+		{"learned", pLearned},
+	} {
+		lane, ref := s.Match(mGet, c.path)
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Observe(ref, lane, mGet, c.path, fastRun, false)
+			}
+		})
+		b.Run(c.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					s.Observe(ref, lane, mGet, c.path, fastRun, false)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkLearn measures learning distinct slow URLs past max_entries:
+// learn, evict, and the paced recompiles, per URL.
+func BenchmarkLearn(b *testing.B) {
+	s := hotPathSet(b, 10_000)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s.Observe(Ref{}, laneDefault, mGet, fmt.Appendf(nil, "/flood/%d", i), 2*threshold, false)
+		i++
+	}
+}
