@@ -86,6 +86,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "lanectl:", err)
 		var ue usageError
 		if errors.As(err, &ue) {
+			fmt.Fprintln(stderr)
+			fs.Usage()
 			return 2
 		}
 		return 1
