@@ -147,6 +147,9 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	s.state.Store(st)
 
 	s.front = s.newFront()
+	if admin.WarnExposed(s.cfg.Admin.Listen, s.cfg.Admin.Token) {
+		s.log.Warn("admin listener is reachable from other machines and has no token; set admin.token_file", "listen", s.cfg.Admin.Listen)
+	}
 	s.admin = admin.New(admin.Options{
 		Token:   s.cfg.Admin.Token,
 		Listen:  s.cfg.Admin.Listen,
