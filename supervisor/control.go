@@ -14,6 +14,7 @@ import (
 	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/shared/logging"
 	"github.com/lanes-dev/lanes/supervisor/lane"
+	"github.com/lanes-dev/lanes/supervisor/mapping"
 )
 
 // trace is every lane's Trace hook: the one place a finished request is
@@ -23,6 +24,10 @@ func (s *Supervisor) trace(l *lane.Lane, o *lane.Outcome) {
 	st := s.state.Load()
 	if o.Retry {
 		return // the retry is the request; this attempt only fed the lane
+	}
+	s.metrics.observe(l, o)
+	if ref, ok := o.Mapping.(mapping.Ref); ok && o.Result != lane.Refused {
+		st.maps.Observe(ref, st.index(l), o.Method, o.Path, o.Filter+o.Run, o.Result == lane.HardTimeout)
 	}
 	if st.access != nil {
 		args := []any{"lane", l.Name(), "method", logging.Quote(o.Method), "path", logging.Quote(o.Path),
@@ -35,6 +40,28 @@ func (s *Supervisor) trace(l *lane.Lane, o *lane.Outcome) {
 		}
 		st.access.Info("request", args...)
 	}
+}
+
+// Mappings lists every mapping: static, runtime and learned.
+func (s *Supervisor) Mappings() []api.Mapping { return s.state.Load().maps.List() }
+
+// Map adds a runtime mapping; it wins over a static one for the same
+// pattern.
+func (s *Supervisor) Map(r api.MapRequest) (api.Mapping, error) {
+	m, err := s.state.Load().maps.Add(r.Lane, r.Method, r.Pattern)
+	if err == nil {
+		s.log.Info("mapped", "lane", m.Lane, "method", m.Method, "pattern", m.Pattern)
+	}
+	return m, err
+}
+
+// Unmap removes a runtime or learned mapping.
+func (s *Supervisor) Unmap(r api.UnmapRequest) error {
+	err := s.state.Load().maps.Remove(r.Method, r.Pattern)
+	if err == nil {
+		s.log.Info("unmapped", "method", r.Method, "pattern", r.Pattern)
+	}
+	return err
 }
 
 // Resize sets a lane's min_workers and max_workers (admin API, lanectl,
@@ -145,13 +172,19 @@ func (s *Supervisor) Reload() (res api.ReloadResult, err error) {
 	for _, l := range made {
 		changes = append(changes, "lane "+l.Name()+": added")
 	}
+	mchanges, err := s.maps.Reconfigure(mappingConfig(cfg))
+	if err != nil {
+		stopAll(context.Background(), made, true)
+		return api.ReloadResult{}, api.Errorf(http.StatusUnprocessableEntity, "reload refused, running config unchanged: %v", err)
+	}
+	s.state.Store(st)
+	changes = append(changes, mchanges...)
 	env := s.laneEnv(cfg)
 	for _, lc := range cfg.Lanes {
 		if l := have[lc.Name]; l != nil {
 			changes = append(changes, l.Reconfigure(lc, env)...)
 		}
 	}
-	s.state.Store(st)
 	for _, l := range old.lanes {
 		if !slices.Contains(st.lanes, l) {
 			changes = append(changes, "lane "+l.Name()+": removed; draining")

@@ -29,8 +29,8 @@ import (
 	"github.com/lanes-dev/lanes/supervisor/admin"
 	"github.com/lanes-dev/lanes/supervisor/lane"
 	"github.com/lanes-dev/lanes/supervisor/listener"
+	"github.com/lanes-dev/lanes/supervisor/mapping"
 	"github.com/lanes-dev/lanes/supervisor/proc"
-	"github.com/lanes-dev/lanes/supervisor/router"
 )
 
 // startTimeout bounds how long Run waits for every lane's first workers.
@@ -55,11 +55,13 @@ type Supervisor struct {
 	started time.Time
 
 	state    atomic.Pointer[state]
+	maps     *mapping.Set // static, runtime and learned mappings; outlives reloads
+	metrics  *metrics
 	reloadMu sync.Mutex // one reload, resize or drain of the lane set at a time
 	lastLoad atomic.Pointer[api.ReloadLog]
 
 	front   *fasthttp.Server
-	admin   *fasthttp.Server
+	admin   *admin.Server
 	frontLn *listener.Listener
 	adminLn *listener.Listener
 
@@ -74,18 +76,44 @@ type Supervisor struct {
 
 // state is what a request needs, swapped as one piece: a reload builds a
 // new one and stores it, so a request sees the old config or the new one,
-// never half of each.
+// never half of each. The mappings live in their own atomically swapped
+// table (package mapping), whose lane indices follow cfg.Lanes like lanes.
 type state struct {
 	cfg    *config.Config
 	access hclog.Logger // nil when access_log = false
 	lanes  []*lane.Lane
-	routes *router.Table
+	maps   *mapping.Set
+	def    int // index of the default lane
 }
 
 // match returns the index of the request's lane and the mapping that sent
 // it there.
-func (st *state) match(method, path []byte) (int, any) {
-	return st.routes.Match(method, path), nil
+func (st *state) match(method, path []byte) (int, mapping.Ref) {
+	i, ref := st.maps.Match(method, path)
+	if i >= len(st.lanes) { // a reload between the two swaps
+		i = st.def
+	}
+	return i, ref
+}
+
+// index returns l's index in st.lanes, or -1.
+func (st *state) index(l *lane.Lane) int {
+	for i, x := range st.lanes {
+		if x == l {
+			return i
+		}
+	}
+	return -1
+}
+
+// mappingConfig is cfg's mappings as package mapping takes them.
+func mappingConfig(cfg *config.Config) mapping.Config {
+	c := mapping.Config{Static: map[string][]config.Pattern{}, AutoMap: cfg.AutoMap}
+	for _, l := range cfg.Lanes {
+		c.Lanes = append(c.Lanes, l.Name)
+		c.Static[l.Name] = l.Map
+	}
+	return c
 }
 
 // lane returns the lane named name, or nil.
@@ -114,6 +142,7 @@ func New(cfg *config.Config, opt Options) (*Supervisor, error) {
 		abort: make(chan struct{}),
 	}
 	s.warn = s.log
+	s.metrics = newMetrics(s)
 	return s, nil
 }
 
@@ -176,12 +205,20 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	s.state.Store(st)
+	mctx, mcancel := context.WithCancel(context.Background())
+	defer mcancel()
+	go s.maps.Run(mctx)
 
 	s.front = s.newFront()
+	if admin.WarnExposed(s.cfg.Admin.Listen, s.cfg.Admin.Token) {
+		s.log.Warn("admin listener is reachable from other machines and has no token; set admin.token_file", "listen", s.cfg.Admin.Listen)
+	}
 	s.admin = admin.New(admin.Options{
-		Token:  s.cfg.Admin.Token,
-		Status: func() any { return s.Status() },
-		Log:    s.log.Named("admin"),
+		Token:   s.cfg.Admin.Token,
+		Listen:  s.cfg.Admin.Listen,
+		Backend: s,
+		Metrics: s.metricsHandler(),
+		Log:     s.log.Named("admin"),
 	})
 	errc := make(chan error, 2)
 	go func() { errc <- s.front.Serve(s.frontLn) }()
@@ -224,8 +261,6 @@ func (s *Supervisor) newState(cfg *config.Config, have map[string]*lane.Lane) (*
 	}
 	env := s.laneEnv(cfg)
 	var made []*lane.Lane
-	var routes []router.Route
-	def := 0
 	for i, lc := range cfg.Lanes {
 		l := have[lc.Name]
 		if l == nil {
@@ -234,17 +269,17 @@ func (s *Supervisor) newState(cfg *config.Config, have map[string]*lane.Lane) (*
 		}
 		st.lanes = append(st.lanes, l)
 		if lc.Name == config.DefaultLaneName {
-			def = i
-		}
-		for _, p := range lc.Map {
-			routes = append(routes, router.Route{Method: p.Method, Path: p.Path, Lane: i})
+			st.def = i
 		}
 	}
-	t, err := router.Compile(routes, def)
-	if err != nil {
-		return nil, nil, fmt.Errorf("routes: %w", err)
+	if s.maps == nil {
+		m, err := mapping.New(mappingConfig(cfg), s.log.Named("map"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("mappings: %w", err)
+		}
+		s.maps = m
 	}
-	st.routes = t
+	st.maps = s.maps
 	return st, made, nil
 }
 
@@ -325,7 +360,7 @@ func (s *Supervisor) shutdown(immediate bool) error {
 	stopAll(ctx, st.lanes, false)
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()
-	_ = s.admin.ShutdownWithContext(actx)
+	_ = s.admin.Shutdown(actx)
 	s.log.Info("stopped")
 	return nil
 }
@@ -349,6 +384,7 @@ func (s *Supervisor) Status() api.Status {
 	for _, l := range st.lanes {
 		out.Lanes = append(out.Lanes, l.Status())
 	}
+	out.AutoMap = st.maps.AutoMapStatus()
 	return out
 }
 

@@ -1,33 +1,56 @@
 // Command lanectl talks to a running lanesd through its admin API.
 //
-//	lanectl [-admin URL] [-token TOKEN] status [-json]
+//	lanectl [-admin URL] [-token TOKEN | -token-file FILE] [-json] COMMAND [ARGS]
 //
-// -admin defaults to $LANES_ADMIN, else http://127.0.0.1:8081; -token to
-// $LANES_TOKEN.
+// -admin defaults to $LANES_ADMIN, else http://127.0.0.1:8081; the token
+// to $LANES_TOKEN. Exit status: 0 done, 1 refused by lanesd or lanesd not
+// reachable, 2 usage error.
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: lanectl [-admin URL] [-token TOKEN] COMMAND
+const defaultAdmin = "http://127.0.0.1:8081"
+
+const usage = `usage: lanectl [-admin URL] [-token TOKEN | -token-file FILE] [-json] COMMAND [ARGS]
 
 commands:
-  status [-json]   lanes, their workers, queues and latencies
+  status                       lanes, their workers, queues and latencies; fetchd and themes
+  mapped                       every mapping: lane, method, pattern, source, hits, last hit
+  map LANE "METHOD PATTERN"    send requests matching the pattern to LANE, e.g. map slow "GET /report/*"
+  unmap "METHOD PATTERN"       remove a mapping added by map or learned by auto_map
+  resize LANE MIN [MAX]        set a lane's min_workers (and max_workers)
+  drain LANE                   replace the lane's workers one by one, no request failing
+  reload                       reload the config file, as SIGHUP does
+
+-json prints the admin API's JSON answer as it is (also accepted after
+the command name).
+
+flags:
 `
+
+// usageError is a wrong command line: exit status 2 with the usage.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lanectl", flag.ContinueOnError)
@@ -35,148 +58,254 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	defAdmin := os.Getenv("LANES_ADMIN")
 	if defAdmin == "" {
-		defAdmin = "http://127.0.0.1:8081"
+		defAdmin = defaultAdmin
 	}
-	admin := fs.String("admin", defAdmin, "admin API base `URL` (env LANES_ADMIN)")
-	token := fs.String("token", os.Getenv("LANES_TOKEN"), "bearer `token` (env LANES_TOKEN)")
+	adminURL := fs.String("admin", defAdmin, "admin API base `URL` (env LANES_ADMIN)")
+	token := fs.String("token", "", "bearer `token` (env LANES_TOKEN)")
+	tokenFile := fs.String("token-file", "", "read the bearer token from `FILE`")
+	asJSON := fs.Bool("json", false, "print the raw JSON answer")
+	timeout := fs.Duration("timeout", 60*time.Second, "give up on lanesd after this long")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return 2
 	}
-	c := &client{base: strings.TrimRight(*admin, "/"), token: *token, http: &http.Client{Timeout: 10 * time.Second}}
+
+	base, err := baseURL(*adminURL)
+	if err != nil {
+		fmt.Fprintln(stderr, "lanectl:", err)
+		return 2
+	}
+	tok, err := resolveToken(*token, *tokenFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "lanectl:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(stderr)
+			fs.Usage()
+			return 2
+		}
+		return 1
+	}
+	c := &client{base: base, token: tok, http: &http.Client{Timeout: *timeout}, json: *asJSON, out: stdout}
+
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	var err error
+	// Flags after the command name: only -json.
+	cfs := flag.NewFlagSet("lanectl "+cmd, flag.ContinueOnError)
+	cfs.SetOutput(stderr)
+	cfs.Usage = fs.Usage
+	cfs.BoolVar(&c.json, "json", c.json, "print the raw JSON answer")
+	if err := cfs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	rest = cfs.Args()
+
 	switch cmd {
 	case "status":
-		err = c.status(rest, stdout)
-	case "mapped", "map", "unmap", "resize", "drain", "reload":
-		err = fmt.Errorf("%s: not available in this version of lanes", cmd)
+		err = c.status(rest)
+	case "mapped":
+		err = c.mapped(rest)
+	case "map":
+		err = c.addMapping(rest)
+	case "unmap":
+		err = c.removeMapping(rest)
+	case "resize":
+		err = c.resize(rest)
+	case "drain":
+		err = c.drain(rest)
+	case "reload":
+		err = c.reload(rest)
 	default:
-		fmt.Fprintf(stderr, "lanectl: unknown command %q\n\n", cmd)
+		err = usagef("unknown command %q", cmd)
+	}
+	if err == nil {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "lanectl %s: %s\n\n", cmd, ue.msg)
 		fs.Usage()
 		return 2
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, "lanectl:", err)
-		return 1
+	fmt.Fprintln(stderr, "lanectl:", err)
+	var se *serverError
+	if errors.As(err, &se) {
+		for _, d := range se.body.Diagnostics {
+			fmt.Fprintln(stderr, "  "+d)
+		}
 	}
-	return 0
+	return 1
 }
 
-type client struct {
-	base, token string
-	http        *http.Client
+// baseURL accepts "http://host:port", or "host:port" meaning http.
+func baseURL(s string) (string, error) {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("-admin %q: want a URL like %s", s, defaultAdmin)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
 }
 
-// get fetches path and decodes the JSON answer into v; an admin error
-// ({"error": ...}) becomes the returned error.
-func (c *client) get(path string, v any) ([]byte, error) {
-	req, err := http.NewRequest(http.MethodGet, c.base+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct{ Error string }
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s: %s", resp.Status, e.Error)
+// resolveToken: -token, else -token-file, else $LANES_TOKEN.
+func resolveToken(token, file string) (string, error) {
+	switch {
+	case token != "" && file != "":
+		return "", usagef("give -token or -token-file, not both")
+	case token != "":
+		return token, nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("token file: %w", err)
 		}
-		return nil, errors.New(resp.Status)
-	}
-	if v != nil {
-		if err := json.Unmarshal(body, v); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", path, err)
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("token file %s is empty", file)
 		}
+		return tok, nil
 	}
-	return body, nil
+	return strings.TrimSpace(os.Getenv("LANES_TOKEN")), nil
 }
 
-type statusDoc struct {
-	PID    int     `json:"pid"`
-	Uptime float64 `json:"uptime_s"`
-	Listen string  `json:"listen"`
-	Lanes  []struct {
-		Name       string `json:"name"`
-		MinWorkers int    `json:"min_workers"`
-		MaxWorkers int    `json:"max_workers"`
-		Workers    []struct {
-			PID      int    `json:"pid"`
-			State    string `json:"state"`
-			Inflight int    `json:"inflight"`
-			Served   uint64 `json:"served"`
-		} `json:"workers"`
-		Queued    int    `json:"queued"`
-		Inflight  int    `json:"inflight"`
-		Served    uint64 `json:"served"`
-		Rejected  uint64 `json:"rejected"`
-		Timeouts  uint64 `json:"timeouts"`
-		Killed    uint64 `json:"killed"`
-		Respawns  uint64 `json:"respawns"`
-		CrashLoop bool   `json:"crash_loop"`
-		LastExit  string `json:"last_exit"`
-		Latency   struct {
-			P50 float64 `json:"p50"`
-			P99 float64 `json:"p99"`
-		} `json:"latency_ms"`
-	} `json:"lanes"`
-}
-
-func (c *client) status(args []string, w io.Writer) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print the raw JSON document")
-	if err := fs.Parse(args); err != nil {
+func (c *client) status(args []string) error {
+	if len(args) != 0 {
+		return usagef("status takes no arguments")
+	}
+	var st api.Status
+	if err := c.call(http.MethodGet, "/api/status", nil, &st); err != nil || c.json {
 		return err
 	}
-	var st statusDoc
-	raw, err := c.get("/api/status", &st)
+	return printStatus(c.out, st, time.Now())
+}
+
+func (c *client) mapped(args []string) error {
+	if len(args) != 0 {
+		return usagef("mapped takes no arguments")
+	}
+	var ms []api.Mapping
+	if err := c.call(http.MethodGet, "/api/map", nil, &ms); err != nil || c.json {
+		return err
+	}
+	return printMappings(c.out, ms, time.Now())
+}
+
+// methodPattern reads "METHOD PATTERN" from one argument or two.
+func methodPattern(args []string) (method, pattern string, err error) {
+	var f []string
+	switch len(args) {
+	case 1:
+		f = strings.Fields(args[0])
+	case 2:
+		f = args
+	}
+	if len(f) != 2 || f[0] == "" || f[1] == "" {
+		return "", "", usagef(`want "METHOD PATTERN", e.g. "GET /report/*" ("*" as method matches any)`)
+	}
+	return strings.ToUpper(f[0]), f[1], nil
+}
+
+func (c *client) addMapping(args []string) error {
+	if len(args) < 2 || len(args) > 3 {
+		return usagef(`usage: map LANE "METHOD PATTERN"`)
+	}
+	method, pattern, err := methodPattern(args[1:])
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		_, err := w.Write(raw)
+	var m api.Mapping
+	if err := c.call(http.MethodPost, "/api/map", api.MapRequest{Lane: args[0], Method: method, Pattern: pattern}, &m); err != nil || c.json {
 		return err
 	}
-	fmt.Fprintf(w, "lanesd pid %d, up %s, listening on %s\n\n", st.PID, (time.Duration(st.Uptime) * time.Second).String(), st.Listen)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "LANE\tREADY\tINFLIGHT\tQUEUED\tSERVED\tREJECTED\tTIMEOUTS\tKILLED\tRESPAWNS\tP50ms\tP99ms\tSTATE\t")
-	for _, l := range st.Lanes {
-		ready := 0
-		for _, wk := range l.Workers {
-			if wk.State == "ready" {
-				ready++
-			}
-		}
-		state := "ok"
-		if l.CrashLoop {
-			state = "crash loop: " + l.LastExit
-		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%s\t\n", l.Name, ready, l.MinWorkers,
-			l.Inflight, l.Queued, l.Served, l.Rejected, l.Timeouts, l.Killed, l.Respawns, l.Latency.P50, l.Latency.P99, state)
+	_, err = fmt.Fprintf(c.out, "mapped %s %s to lane %s\n", m.Method, m.Pattern, m.Lane)
+	return err
+}
+
+func (c *client) removeMapping(args []string) error {
+	if len(args) < 1 || len(args) > 2 {
+		return usagef(`usage: unmap "METHOD PATTERN"`)
 	}
-	if err := tw.Flush(); err != nil {
+	method, pattern, err := methodPattern(args)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LANE\tPID\tSTATE\tINFLIGHT\tSERVED")
-	for _, l := range st.Lanes {
-		for _, wk := range l.Workers {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\n", l.Name, wk.PID, wk.State, wk.Inflight, wk.Served)
+	var res api.UnmapResult
+	if err := c.call(http.MethodDelete, "/api/map", api.UnmapRequest{Method: method, Pattern: pattern}, &res); err != nil || c.json {
+		return err
+	}
+	_, err = fmt.Fprintf(c.out, "unmapped %s %s\n", method, pattern)
+	return err
+}
+
+func (c *client) resize(args []string) error {
+	if len(args) < 2 || len(args) > 3 {
+		return usagef("usage: resize LANE MIN [MAX]")
+	}
+	var req api.ResizeRequest
+	for i, arg := range args[1:] {
+		n, err := strconv.Atoi(arg)
+		if err != nil || n < 0 {
+			return usagef("resize: %q is not a number of workers", arg)
+		}
+		if i == 0 {
+			req.MinWorkers = &n
+		} else {
+			req.MaxWorkers = &n
 		}
 	}
-	return tw.Flush()
+	if req.MaxWorkers != nil && *req.MinWorkers > *req.MaxWorkers {
+		return usagef("resize: MIN %d is above MAX %d", *req.MinWorkers, *req.MaxWorkers)
+	}
+	var res api.ResizeResult
+	if err := c.call(http.MethodPost, "/api/lanes/"+url.PathEscape(args[0])+"/resize", req, &res); err != nil || c.json {
+		return err
+	}
+	_, err := fmt.Fprintf(c.out, "lane %s: min_workers %d, max_workers %d\n", res.Lane, res.MinWorkers, res.MaxWorkers)
+	return err
+}
+
+func (c *client) drain(args []string) error {
+	if len(args) != 1 {
+		return usagef("usage: drain LANE")
+	}
+	var res api.DrainResult
+	if err := c.call(http.MethodPost, "/api/lanes/"+url.PathEscape(args[0])+"/drain", nil, &res); err != nil || c.json {
+		return err
+	}
+	var err error
+	if res.Started {
+		_, err = fmt.Fprintf(c.out, "lane %s: draining, %d workers to replace one by one\n", res.Lane, res.Workers)
+	} else {
+		_, err = fmt.Fprintf(c.out, "lane %s: a drain is already under way\n", res.Lane)
+	}
+	return err
+}
+
+func (c *client) reload(args []string) error {
+	if len(args) != 0 {
+		return usagef("reload takes no arguments")
+	}
+	var res api.ReloadResult
+	if err := c.call(http.MethodPost, "/api/reload", nil, &res); err != nil || c.json {
+		return err
+	}
+	fmt.Fprintf(c.out, "reloaded %s\n", res.Config)
+	if len(res.Changed) == 0 {
+		_, err := fmt.Fprintln(c.out, "  no changes")
+		return err
+	}
+	for _, ch := range res.Changed {
+		fmt.Fprintln(c.out, "  "+ch)
+	}
+	return nil
 }

@@ -129,6 +129,13 @@ type UnmapRequest struct {
 	Pattern string `json:"pattern"`
 }
 
+// UnmapResult answers DELETE /api/map.
+type UnmapResult struct {
+	Method  string `json:"method"`
+	Pattern string `json:"pattern"`
+	Removed bool   `json:"removed"`
+}
+
 // ResizeRequest is the body of POST /api/lanes/NAME/resize; an omitted
 // field keeps its value.
 type ResizeRequest struct {

@@ -1,150 +1,254 @@
 // Package admin is the supervisor's admin listener (the monitor lane): the
-// JSON API and dashboard, served by the front process itself and never
-// through a worker lane, so it answers when every lane is saturated.
+// JSON API, the dashboard and the metrics, served by the front process
+// itself and never through a worker lane, so it answers when every lane is
+// saturated. It runs on net/http, not fasthttp: it is not a hot path, and
+// net/http gives method routing, body limits and timeouts for free.
+//
+// The package owns the HTTP side only — routing, authentication, request
+// validation and the one error shape ({"error": ...}, api.ErrorBody); what a
+// call does is the Backend's business.
 package admin
 
 import (
-	"crypto/subtle"
-	"encoding/json"
+	"context"
+	"errors"
 	"fmt"
-	"html/template"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/valyala/fasthttp"
 
-	"github.com/lanes-dev/lanes/shared/logging"
+	"github.com/lanes-dev/lanes/shared/api"
 )
+
+// Backend is what the admin API controls: the running supervisor. Errors
+// that are an *api.Error are answered with their Code, Msg and
+// Diagnostics; any other error is a 500.
+type Backend interface {
+	Status() api.Status
+	Mappings() []api.Mapping
+	Map(api.MapRequest) (api.Mapping, error)
+	Unmap(api.UnmapRequest) error
+	Resize(lane string, r api.ResizeRequest) (api.ResizeResult, error)
+	Drain(lane string) (api.DrainResult, error)
+	Reload() (api.ReloadResult, error)
+}
 
 // Options configure the admin server.
 type Options struct {
 	// Token, when set, is required as "Authorization: Bearer TOKEN" on
-	// every call.
+	// every call except the dashboard's page shell (GET /), which holds no
+	// data and no secret.
 	Token string
-	// Status returns the /api/status document.
-	Status func() any
-	Log    hclog.Logger
+	// Listen is the configured admin listen address. Without a Token only
+	// requests whose Host is this address or a loopback name are answered
+	// (a defence against DNS rebinding).
+	Listen  string
+	Backend Backend
+	// Metrics is served at GET /metrics; nil answers 404.
+	Metrics http.Handler
+	Log     hclog.Logger
 }
 
-// New returns the admin server; the caller serves it on its listener.
-func New(o Options) *fasthttp.Server {
-	h := &handler{o: o}
-	return &fasthttp.Server{
-		Handler:               h.serve,
-		ReadTimeout:           10 * time.Second,
-		WriteTimeout:          10 * time.Second,
-		IdleTimeout:           60 * time.Second,
-		MaxRequestBodySize:    1 << 20,
-		NoDefaultServerHeader: true,
-		CloseOnShutdown:       true,
-		Logger:                logging.Std(o.Log),
+// Server timeouts. A reload may spawn workers, so writes get longer than
+// reads; nothing here streams.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
+// Server is the admin listener's HTTP server.
+type Server struct {
+	o       Options
+	log     hclog.Logger
+	mux     *http.ServeMux
+	handler http.Handler
+	srv     *http.Server
+}
+
+// New returns the admin server; Serve it on a listener.
+func New(o Options) *Server {
+	if o.Log == nil {
+		o.Log = hclog.NewNullLogger()
 	}
+	s := &Server{o: o, log: o.Log, mux: http.NewServeMux()}
+	s.routes()
+	s.handler = s.middleware(s.mux)
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          o.Log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	return s
 }
 
-type handler struct{ o Options }
+// Handler is the whole admin API as one handler, for tests (httptest).
+func (s *Server) Handler() http.Handler { return s.handler }
 
-func (h *handler) serve(ctx *fasthttp.RequestCtx) {
-	defer func() {
-		if r := recover(); r != nil {
-			h.o.Log.Error("admin handler panic", "path", string(ctx.Path()), "panic", fmt.Sprint(r))
-			apiError(ctx, fasthttp.StatusInternalServerError, "internal error")
-		}
-	}()
-	if !h.authorized(ctx) {
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="lanes"`)
-		apiError(ctx, fasthttp.StatusUnauthorized, "missing or wrong bearer token")
+// Serve answers on l until Shutdown; it returns nil after a Shutdown and
+// the listener's error otherwise. The caller wraps l with its own
+// connection cap and accept back-off.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.srv.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, waits for in-flight calls until ctx ends, then
+// closes whatever connections remain.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	return err
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /{$}", s.dashboard)
+	m.HandleFunc("GET /api/status", s.status)
+	m.HandleFunc("GET /api/map", s.mappings)
+	m.HandleFunc("POST /api/map", s.addMapping)
+	m.HandleFunc("DELETE /api/map", s.removeMapping)
+	m.HandleFunc("POST /api/lanes/{name}/resize", s.resize)
+	m.HandleFunc("POST /api/lanes/{name}/drain", s.drain)
+	m.HandleFunc("POST /api/reload", s.reload)
+	m.HandleFunc("GET /metrics", s.metrics)
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.o.Backend.Status())
+}
+
+func (s *Server) mappings(w http.ResponseWriter, r *http.Request) {
+	ms := s.o.Backend.Mappings()
+	if ms == nil {
+		ms = []api.Mapping{} // a list, never null
+	}
+	writeJSON(w, http.StatusOK, ms)
+}
+
+func (s *Server) addMapping(w http.ResponseWriter, r *http.Request) {
+	var req api.MapRequest
+	if !decodeBody(w, r, &req) {
 		return
 	}
-	switch path := string(ctx.Path()); path {
-	case "/api/status":
-		if !ctx.IsGet() && !ctx.IsHead() {
-			methodNotAllowed(ctx, "GET")
-			return
-		}
-		writeJSON(ctx, fasthttp.StatusOK, h.o.Status())
-	case "/":
-		if !ctx.IsGet() && !ctx.IsHead() {
-			methodNotAllowed(ctx, "GET")
-			return
-		}
-		h.dashboard(ctx)
-	default:
-		apiError(ctx, fasthttp.StatusNotFound, "no such admin call: "+path)
+	if msg := missing("lane", req.Lane, "method", req.Method, "pattern", req.Pattern); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
 	}
-}
-
-func (h *handler) authorized(ctx *fasthttp.RequestCtx) bool {
-	if h.o.Token == "" {
-		return true
-	}
-	const prefix = "Bearer "
-	got := ctx.Request.Header.Peek("Authorization")
-	if len(got) <= len(prefix) || string(got[:len(prefix)]) != prefix {
-		return false
-	}
-	return subtle.ConstantTimeCompare(got[len(prefix):], []byte(h.o.Token)) == 1
-}
-
-func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
-	ctx.Response.Header.Set("Allow", allow)
-	apiError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed; use "+allow)
-}
-
-// apiError is the one error shape of the admin API: {"error": "..."}.
-func apiError(ctx *fasthttp.RequestCtx, code int, msg string) {
-	writeJSON(ctx, code, map[string]string{"error": msg})
-}
-
-func writeJSON(ctx *fasthttp.RequestCtx, code int, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
+	m, err := s.o.Backend.Map(req)
 	if err != nil {
-		code, b = fasthttp.StatusInternalServerError, []byte(`{"error":"encoding status"}`)
+		s.fail(w, r, err)
+		return
 	}
-	ctx.SetStatusCode(code)
-	ctx.SetContentType("application/json")
-	ctx.Response.Header.Set("Cache-Control", "no-store")
-	ctx.SetBody(append(b, '\n'))
+	s.log.Info("mapped", "lane", m.Lane, "method", m.Method, "pattern", m.Pattern, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, m)
 }
 
-// The dashboard is a plain page that renders /api/status itself and
-// refreshes every two seconds; it carries the token it was loaded with.
-var dashboardPage = template.Must(template.New("dash").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>lanes</title>
-<style>
-body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-.bad{color:#b00;font-weight:bold}
-</style></head><body>
-<h1>lanes</h1><div id="s">loading…</div>
-<script>
-const tok = {{.}};
-async function tick(){
-  const r = await fetch('/api/status',{headers: tok ? {Authorization:'Bearer '+tok} : {}});
-  const s = await r.json();
-  let h = '<p>pid '+s.pid+' · up '+Math.round(s.uptime_s)+'s · '+s.listen+'</p>';
-  h += '<table><tr><th>lane</th><th>workers</th><th>inflight</th><th>queued</th><th>served</th><th>rejected</th><th>timeouts</th><th>killed</th><th>respawns</th><th>p50 ms</th><th>p99 ms</th><th>state</th></tr>';
-  for (const l of s.lanes){
-    const ready = l.workers.filter(w=>w.state==='ready').length;
-    h += '<tr><td>'+l.name+'</td><td>'+ready+'/'+l.min_workers+'</td><td>'+l.inflight+'</td><td>'+l.queued+'</td><td>'+l.served+'</td><td>'+l.rejected+'</td><td>'+l.timeouts+'</td><td>'+l.killed+'</td><td>'+l.respawns+'</td><td>'+l.latency_ms.p50+'</td><td>'+l.latency_ms.p99+'</td><td'+(l.crash_loop?' class="bad">crash loop: '+(l.last_exit||''):'>ok')+'</td></tr>';
-  }
-  h += '</table>';
-  for (const l of s.lanes){
-    h += '<h3>'+l.name+'</h3><table><tr><th>pid</th><th>state</th><th>inflight</th><th>served</th><th>rss MB</th><th>uptime s</th></tr>';
-    for (const w of l.workers) h += '<tr><td>'+w.pid+'</td><td>'+w.state+'</td><td>'+w.inflight+'</td><td>'+w.served+'</td><td>'+(w.rss/1048576).toFixed(1)+'</td><td>'+Math.round(w.uptime_s)+'</td></tr>';
-    h += '</table>';
-  }
-  document.getElementById('s').innerHTML = h;
-}
-tick(); setInterval(tick, 2000);
-</script></body></html>
-`))
-
-func (h *handler) dashboard(ctx *fasthttp.RequestCtx) {
-	ctx.SetContentType("text/html; charset=utf-8")
-	ctx.Response.Header.Set("Cache-Control", "no-store")
-	if err := dashboardPage.Execute(ctx, h.o.Token); err != nil {
-		h.o.Log.Warn("dashboard", "error", err)
+func (s *Server) removeMapping(w http.ResponseWriter, r *http.Request) {
+	var req api.UnmapRequest
+	if !decodeBody(w, r, &req) {
+		return
 	}
+	if msg := missing("method", req.Method, "pattern", req.Pattern); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	if err := s.o.Backend.Unmap(req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("unmapped", "method", req.Method, "pattern", req.Pattern, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, api.UnmapResult{Method: req.Method, Pattern: req.Pattern, Removed: true})
+}
+
+func (s *Server) resize(w http.ResponseWriter, r *http.Request) {
+	var req api.ResizeRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if msg := checkResize(req); msg != "" {
+		writeError(w, http.StatusBadRequest, msg)
+		return
+	}
+	name := r.PathValue("name")
+	res, err := s.o.Backend.Resize(name, req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("resized", "lane", name, "min_workers", res.MinWorkers, "max_workers", res.MaxWorkers, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, res)
+}
+
+func checkResize(req api.ResizeRequest) string {
+	switch {
+	case req.MinWorkers == nil && req.MaxWorkers == nil:
+		return "resize: give min_workers, max_workers or both"
+	case req.MinWorkers != nil && *req.MinWorkers < 0:
+		return fmt.Sprintf("resize: min_workers must not be negative, got %d", *req.MinWorkers)
+	case req.MaxWorkers != nil && *req.MaxWorkers < 0:
+		return fmt.Sprintf("resize: max_workers must not be negative, got %d", *req.MaxWorkers)
+	case req.MinWorkers != nil && req.MaxWorkers != nil && *req.MinWorkers > *req.MaxWorkers:
+		return fmt.Sprintf("resize: min_workers %d is above max_workers %d", *req.MinWorkers, *req.MaxWorkers)
+	}
+	return ""
+}
+
+func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	res, err := s.o.Backend.Drain(name)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("drain started", "lane", name, "workers", res.Workers, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	res, err := s.o.Backend.Reload()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("reloaded", "config", res.Config, "changes", len(res.Changed), "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	if s.o.Metrics == nil {
+		writeError(w, http.StatusNotFound, "metrics are not enabled")
+		return
+	}
+	s.o.Metrics.ServeHTTP(w, r)
+}
+
+// fail answers a Backend error: its own code for an *api.Error, else 500
+// (logged, since it is a bug or an outage rather than a refusal).
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := api.Code(err)
+	body := api.ErrorBody{Error: err.Error()}
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		body.Diagnostics = ae.Diagnostics
+	}
+	if code >= 500 {
+		s.log.Error("admin call failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	} else {
+		s.log.Debug("admin call refused", "method", r.Method, "path", r.URL.Path, "code", code, "error", err)
+	}
+	writeJSON(w, code, body)
 }

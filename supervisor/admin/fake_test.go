@@ -1,0 +1,136 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
+)
+
+// fakeBackend is a Backend with two lanes ("default", "slow") that records
+// every call it gets.
+type fakeBackend struct {
+	mu    sync.Mutex
+	calls []string
+	maps  []api.Mapping
+	// reloadErr, when set, is what Reload answers.
+	reloadErr error
+}
+
+func newFake() *fakeBackend {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	return &fakeBackend{maps: []api.Mapping{
+		{Lane: "fast", Method: "GET", Pattern: "/static/*", Source: api.SourceConfig, Hits: 12, Added: t0, LastHit: &t0},
+		{Lane: "slow", Method: "POST", Pattern: "/report/<b>x</b>", Dynamic: true, Source: api.SourceAutoMap, Hits: 3, Added: t0},
+	}}
+}
+
+func (f *fakeBackend) record(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+func (f *fakeBackend) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+func known(lane string) bool { return lane == "default" || lane == "slow" || lane == "fast" }
+
+func (f *fakeBackend) Status() api.Status {
+	f.record("status")
+	return api.Status{
+		PID: 4242, UptimeS: 90, Listen: "127.0.0.1:8080", Config: "configs/example.hcl",
+		Lanes: []api.Lane{
+			{Name: "default", State: "ok", MinWorkers: 2, MaxWorkers: 8, Served: 1234,
+				Workers: []api.Worker{{PID: 101, State: "ready", Served: 600}, {PID: 102, State: "ready", Inflight: 1, Served: 634}},
+				Latency: api.Percentiles{Count: 10, P50: 1.5, P99: 20}},
+			{Name: "slowlane", State: "ok", MinWorkers: 1, MaxWorkers: 4, CrashLoop: true, LastExit: "exit status 2",
+				Workers: []api.Worker{{PID: 201, State: "starting"}}},
+		},
+		AutoMap: &api.AutoMap{Lane: "slow", From: []string{"default"}, Threshold: "3s", Entries: 1, Learned: 5},
+		Fetchd:  api.Fetchd{Enabled: true, PID: 300, State: "ready", CacheEntries: 2},
+		Themes:  []api.Theme{{Name: "main", URL: "http://127.0.0.1:9001/theme.html", State: "fresh", Version: "v1"}},
+	}
+}
+
+func (f *fakeBackend) Mappings() []api.Mapping {
+	f.record("mappings")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]api.Mapping(nil), f.maps...)
+}
+
+func (f *fakeBackend) Map(r api.MapRequest) (api.Mapping, error) {
+	f.record("map %s %s %s", r.Lane, r.Method, r.Pattern)
+	if !known(r.Lane) {
+		return api.Mapping{}, api.NotFound("no lane %q", r.Lane)
+	}
+	if r.Pattern == "/boom" {
+		return api.Mapping{}, errors.New("router exploded")
+	}
+	if r.Pattern == "/panic" {
+		panic("backend panic")
+	}
+	m := api.Mapping{Lane: r.Lane, Method: r.Method, Pattern: r.Pattern, Dynamic: true, Source: api.SourceAPI, Added: time.Now()}
+	f.mu.Lock()
+	f.maps = append(f.maps, m)
+	f.mu.Unlock()
+	return m, nil
+}
+
+func (f *fakeBackend) Unmap(r api.UnmapRequest) error {
+	f.record("unmap %s %s", r.Method, r.Pattern)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, m := range f.maps {
+		if m.Method == r.Method && m.Pattern == r.Pattern {
+			f.maps = append(f.maps[:i], f.maps[i+1:]...)
+			return nil
+		}
+	}
+	return api.NotFound("no mapping %s %s", r.Method, r.Pattern)
+}
+
+func (f *fakeBackend) Resize(lane string, r api.ResizeRequest) (api.ResizeResult, error) {
+	res := api.ResizeResult{Lane: lane, MinWorkers: 2, MaxWorkers: 8}
+	if r.MinWorkers != nil {
+		res.MinWorkers = *r.MinWorkers
+	}
+	if r.MaxWorkers != nil {
+		res.MaxWorkers = *r.MaxWorkers
+	}
+	f.record("resize %s %d %d", lane, res.MinWorkers, res.MaxWorkers)
+	if !known(lane) {
+		return api.ResizeResult{}, api.NotFound("no lane %q", lane)
+	}
+	if res.MinWorkers > res.MaxWorkers {
+		return api.ResizeResult{}, api.BadRequest("lane %s: min_workers %d > max_workers %d", lane, res.MinWorkers, res.MaxWorkers)
+	}
+	return res, nil
+}
+
+func (f *fakeBackend) Drain(lane string) (api.DrainResult, error) {
+	f.record("drain %s", lane)
+	if !known(lane) {
+		return api.DrainResult{}, api.NotFound("no lane %q", lane)
+	}
+	return api.DrainResult{Lane: lane, Workers: 2, Started: true}, nil
+}
+
+func (f *fakeBackend) Reload() (api.ReloadResult, error) {
+	f.record("reload")
+	if f.reloadErr != nil {
+		return api.ReloadResult{}, f.reloadErr
+	}
+	return api.ReloadResult{Config: "configs/example.hcl", Changed: []string{"lane slow: resized 2..4 -> 3..6"}}, nil
+}
+
+// refusedReload is a reload refused with diagnostics.
+var refusedReload = &api.Error{Code: http.StatusUnprocessableEntity, Msg: "config has errors; the running one stays",
+	Diagnostics: []string{"configs/example.hcl:3,1: Unsupported argument; An argument named \"bogus\" is not expected here."}}
