@@ -155,15 +155,18 @@ func (l *Limiter) Flush() {
 	}
 }
 
-// Quote returns s (a path, a URI, a header value) fit for a log line: in
-// double quotes, control and non-UTF-8 bytes escaped, and cut to max bytes
-// (200 if max <= 0) so a client cannot write lines or flood the log.
-func Quote(s string, max int) string {
+// Escape returns s (a path, a URI, a method) fit for a log line: control
+// and non-UTF-8 bytes escaped as in a Go string literal, and cut to max
+// bytes (200 if max <= 0), so a client can neither write lines of its own
+// nor flood the log.
+func Escape(s string, max int) string {
 	if max <= 0 {
 		max = 200
 	}
+	suffix := ""
 	if len(s) > max {
-		return strconv.Quote(s[:max]) + fmt.Sprintf("...(%d bytes)", len(s))
+		s, suffix = s[:max], fmt.Sprintf("...(%d bytes)", len(s))
 	}
-	return strconv.Quote(s)
+	q := strconv.Quote(s)
+	return q[1:len(q)-1] + suffix
 }

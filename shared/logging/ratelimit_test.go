@@ -76,19 +76,20 @@ func TestLimiterDisabledLevel(t *testing.T) {
 	}
 }
 
-func TestQuote(t *testing.T) {
+func TestEscape(t *testing.T) {
 	for in, want := range map[string]string{
-		"/a/b?c=d":              `"/a/b?c=d"`,
-		"/x\r\nX-Injected: 1":   `"/x\r\nX-Injected: 1"`,
-		"/\x1b[31mred":          `"/\x1b[31mred"`,
-		strings.Repeat("a", 10): `"aaaa"...(10 bytes)`,
+		"/a/b?c=d":              `/a/b?c=d`,
+		"/x\r\nX-Injected: 1":   `/x\r\nX-Injected: 1`,
+		"/\x1b[31mred":          `/\x1b[31mred`,
+		"/\xff\\":               `/\xff\\`,
+		strings.Repeat("a", 10): `aaaa...(10 bytes)`,
 	} {
 		max := 0
 		if len(in) == 10 {
 			max = 4
 		}
-		if got := Quote(in, max); got != want {
-			t.Errorf("Quote(%q) = %s, want %s", in, got, want)
+		if got := Escape(in, max); got != want {
+			t.Errorf("Escape(%q) = %s, want %s", in, got, want)
 		}
 	}
 }
