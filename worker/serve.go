@@ -212,7 +212,13 @@ func (d dataLogger) Printf(format string, args ...any) {
 	// What fasthttp quotes (%q) in an error is a piece of the request,
 	// such as the header line it could not parse.
 	msg = quoted.ReplaceAllString(msg, `"..."`)
-	d.lim.Log(hclog.Warn, format, "fasthttp: "+logging.Escape(msg, 500))
+	level := hclog.Warn
+	if strings.HasPrefix(format, "WARNING: Request.Body()") {
+		// A custom handler reading a streamed body whole: bounded by
+		// limitBody, and the handler's choice.
+		level = hclog.Debug
+	}
+	d.lim.Log(level, format, "fasthttp: "+logging.Escape(msg, 500))
 }
 
 // server is the worker's data-plane wrapper around the user handler and its

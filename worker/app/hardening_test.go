@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -639,4 +643,36 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestDialUpstreamTLS: the upstream connection wrapper does TLS itself, so
+// it sees plaintext, and fasthttp takes the connection as TLS already done.
+func TestDialUpstreamTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "tls ok "+r.URL.RequestURI())
+	}))
+	t.Cleanup(srv.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	c := &fasthttp.HostClient{
+		Addr: addr, IsTLS: true, MaxIdemponentCallAttempts: 1,
+		DialTimeout: dialUpstream(true, &tls.Config{ServerName: "example.com", RootCAs: pool}),
+	}
+	for range 2 {
+		req := fasthttp.AcquireRequest()
+		req.SetRequestURI("https://" + addr + "/x?y=1")
+		resp := fasthttp.AcquireResponse()
+		if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if string(resp.Body()) != "tls ok /x?y=1" {
+			t.Fatalf("got %d %q", resp.StatusCode(), resp.Body())
+		}
+		if _, ok := resp.LocalAddr().(*upstreamAddr); !ok {
+			t.Fatalf("response's LocalAddr is a %T, not the wrapper's", resp.LocalAddr())
+		}
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+	}
 }

@@ -119,7 +119,7 @@ func newProxy(upstream string, timeout time.Duration, underscores bool, log hclo
 		client: &fasthttp.HostClient{
 			Addr:        addr,
 			IsTLS:       u.Scheme == "https",
-			DialTimeout: dialUpstream(u.Scheme == "https", u.Hostname()),
+			DialTimeout: dialUpstream(u.Scheme == "https", &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}),
 			// One attempt: a hung or failing upstream is never hit twice.
 			MaxIdemponentCallAttempts:     1,
 			StreamResponseBody:            true,
@@ -478,7 +478,7 @@ func (b *upstreamBody) CloseWithError(err error) error {
 // dialUpstream returns the HostClient's dial function: a TCP connection
 // (TLS on top for https) wrapped in an upstreamConn. fasthttp takes a
 // connection with a Handshake method for TLS already done.
-func dialUpstream(isTLS bool, serverName string) fasthttp.DialFuncWithTimeout {
+func dialUpstream(isTLS bool, tlsConfig *tls.Config) fasthttp.DialFuncWithTimeout {
 	return func(addr string, timeout time.Duration) (net.Conn, error) {
 		var raw net.Conn
 		var err error
@@ -492,7 +492,7 @@ func dialUpstream(isTLS bool, serverName string) fasthttp.DialFuncWithTimeout {
 		}
 		c := &upstreamConn{Conn: raw}
 		if isTLS {
-			tc := tls.Client(raw, &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12})
+			tc := tls.Client(raw, tlsConfig)
 			hctx, cancel := context.Background(), context.CancelFunc(func() {})
 			if timeout > 0 {
 				hctx, cancel = context.WithTimeout(hctx, timeout)
