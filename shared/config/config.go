@@ -82,6 +82,10 @@ type App struct {
 	UpstreamTimeout time.Duration
 	Theme           string
 	Demo            bool
+	// UnderscoresInHeaders forwards request headers whose names contain
+	// "_"; by default they are dropped, as nginx does, since "X_User" and
+	// "X-User" reach many frameworks as the same variable.
+	UnderscoresInHeaders bool
 }
 
 // Theme is a theme block; decoded and validated, not yet acted on.

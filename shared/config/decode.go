@@ -134,7 +134,7 @@ var (
 	}
 	adminSchema = &hcl.BodySchema{Attributes: attrSchemas("listen", "token_file", "max_conns")}
 	logSchema   = &hcl.BodySchema{Attributes: attrSchemas("level", "format", "access_log")}
-	appSchema   = &hcl.BodySchema{Attributes: attrSchemas("upstream", "upstream_timeout", "theme", "demo")}
+	appSchema   = &hcl.BodySchema{Attributes: attrSchemas("upstream", "upstream_timeout", "theme", "demo", "underscores_in_headers")}
 	themeSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "url", Required: true}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "rule", LabelNames: []string{"kind"}}},
@@ -361,6 +361,7 @@ func (d *decoder) app(b *hcl.Block, app *App) {
 	if attr, ok := d.str(a, "theme", &app.Theme); ok && app.Theme != "" {
 		d.refs = append(d.refs, ref{"theme", app.Theme, attr.Expr.Range()})
 	}
+	d.boolean(a, "underscores_in_headers", &app.UnderscoresInHeaders)
 	demo, demoOK := d.boolean(a, "demo", &app.Demo)
 	if demo != nil && !demoOK {
 		return // already reported; which mode is meant is unknown

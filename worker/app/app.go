@@ -47,7 +47,7 @@ func New(cfg config.App, log hclog.Logger) (*App, error) {
 		if timeout <= 0 {
 			timeout = config.DefaultUpstreamTimeout
 		}
-		p, err := newProxy(cfg.Upstream, timeout, log.Named("proxy"))
+		p, err := newProxy(cfg.Upstream, timeout, cfg.UnderscoresInHeaders, log.Named("proxy"))
 		if err != nil {
 			return nil, err
 		}
@@ -72,7 +72,7 @@ func (a *App) Close() error {
 	a.closeOnce.Do(func() {
 		close(a.done)
 		if a.proxy != nil {
-			a.proxy.client.CloseIdleConnections()
+			a.proxy.close()
 		}
 	})
 	return nil

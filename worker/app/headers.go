@@ -19,14 +19,16 @@ var hopByHop = [...][]byte{
 }
 
 var (
-	strConnection      = []byte("Connection")
-	strContentLength   = []byte("Content-Length")
-	strHost            = []byte("Host")
-	strForwardedProto  = []byte("X-Forwarded-Proto")
-	strForwardedHeader = "X-Forwarded-Proto"
-	strForwardedHTTP   = []byte("http")
-	strCRLF            = []byte("\r\n")
-	strHTTP11          = []byte("HTTP/1.1")
+	strConnection     = []byte("Connection")
+	strContentLength  = []byte("Content-Length")
+	strHost           = []byte("Host")
+	strUpgrade        = []byte("Upgrade")
+	strForwardedFor   = []byte("X-Forwarded-For")
+	strForwardedProto = []byte("X-Forwarded-Proto")
+	strForwardedHTTP  = []byte("http")
+	strInternalPrefix = []byte("X-Lanes-")
+	strCRLF           = []byte("\r\n")
+	strHTTP11         = []byte("HTTP/1.1")
 )
 
 // isHopByHop reports whether the header named key must not be forwarded,
@@ -88,4 +90,84 @@ func skipLine(b []byte) []byte {
 		return b[i+2:]
 	}
 	return nil
+}
+
+// isToken reports whether b is a valid header field name: an RFC 9110
+// token, which has no spaces, controls or separators.
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c >= 0x80 || !tokenChars[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChars = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// isInternal reports whether a response header is one of lanes' own
+// (X-Lanes-*), which only lanes may set: the front reads them, so an
+// upstream's copy would forge lanes' timings.
+func isInternal(key []byte) bool {
+	return len(key) >= len(strInternalPrefix) && bytes.EqualFold(key[:len(strInternalPrefix)], strInternalPrefix)
+}
+
+// isH2C reports whether an Upgrade value asks for HTTP/2 over cleartext
+// only. That upgrade is optional for the client, so lanes declines it by
+// dropping the header (RFC 9110 section 7.8) rather than refusing the
+// request.
+func isH2C(v []byte) bool {
+	return bytes.EqualFold(bytes.TrimSpace(v), []byte("h2c"))
+}
+
+// originForm returns the path and query of a request target: an
+// origin-form target ("/p?q") as it is, and those parts of an
+// absolute-form one ("http://host/p?q"), whose host and any userinfo are
+// dropped: the Host header names the site. ok is false for the asterisk
+// and authority forms and for anything else.
+func originForm(target []byte) (path []byte, ok bool) {
+	if len(target) > 0 && target[0] == '/' {
+		return target, true
+	}
+	i := bytes.Index(target, []byte("://"))
+	if i <= 0 || !isScheme(target[:i]) {
+		return nil, false
+	}
+	rest := target[i+3:]
+	j := bytes.IndexAny(rest, "/?#")
+	if j < 0 {
+		return []byte("/"), true
+	}
+	rest = rest[j:]
+	if k := bytes.IndexByte(rest, '#'); k >= 0 {
+		rest = rest[:k]
+	}
+	if len(rest) == 0 || rest[0] != '/' {
+		return append([]byte("/"), rest...), true
+	}
+	return rest, true
+}
+
+func isScheme(b []byte) bool {
+	for _, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

@@ -2,6 +2,8 @@ package app
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/valyala/fasthttp"
+
+	"github.com/lanes-dev/lanes/shared/logging"
 )
 
 // Upstream client settings.
@@ -38,7 +42,14 @@ type proxy struct {
 	host    []byte // upstream host[:port] as configured
 	timeout time.Duration
 	log     hclog.Logger
-	scratch sync.Pool // *scratch
+	// limited logs per-request failures: an upstream outage under load
+	// would otherwise write one line per request.
+	limited *logging.Limiter
+	// underscores forwards request header names containing "_".
+	underscores bool
+	scratch     sync.Pool // *scratch
+
+	truncated atomic.Uint64 // responses cut off because the upstream's body failed
 }
 
 // scratch holds per-request working memory.
@@ -47,9 +58,39 @@ type scratch struct {
 	buf    []byte
 	names  [][]byte
 	tokens [][]byte
+	xff    []byte
 }
 
-func newProxy(upstream string, timeout time.Duration, log hclog.Logger) (*proxy, error) {
+// Errors a request can fail with before it reaches the upstream.
+var (
+	errTarget     = errors.New("app: request target is not origin-form or absolute-form")
+	errHeaderName = errors.New("app: header name is not a token")
+	errUpgrade    = errors.New("app: protocol upgrade requested")
+	// errSwitched is what the upstream connection returns instead of a
+	// "101 Switching Protocols" answer: the connection then speaks another
+	// protocol and must never go back to the pool.
+	errSwitched = errors.New("app: upstream switched protocols")
+)
+
+// clientBodyError is a failure reading the request body from the client
+// (the front), as opposed to one talking to the upstream.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
+
+// clientBody tags read errors of the request body as the client's.
+type clientBody struct{ r io.Reader }
+
+func (b clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &clientBodyError{err}
+	}
+	return n, err
+}
+
+func newProxy(upstream string, timeout time.Duration, underscores bool, log hclog.Logger) (*proxy, error) {
 	u, err := url.Parse(upstream)
 	if err != nil {
 		return nil, fmt.Errorf("app: upstream %q: %w", upstream, err)
@@ -73,10 +114,12 @@ func newProxy(upstream string, timeout time.Duration, log hclog.Logger) (*proxy,
 		port = p
 	}
 	addr := net.JoinHostPort(u.Hostname(), port)
+	log = log.With("upstream", addr)
 	p := &proxy{
 		client: &fasthttp.HostClient{
-			Addr:  addr,
-			IsTLS: u.Scheme == "https",
+			Addr:        addr,
+			IsTLS:       u.Scheme == "https",
+			DialTimeout: dialUpstream(u.Scheme == "https", &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}),
 			// One attempt: a hung or failing upstream is never hit twice.
 			MaxIdemponentCallAttempts:     1,
 			StreamResponseBody:            true,
@@ -87,10 +130,12 @@ func newProxy(upstream string, timeout time.Duration, log hclog.Logger) (*proxy,
 			DisableHeaderNamesNormalizing: true,
 			DisablePathNormalizing:        true,
 		},
-		scheme:  u.Scheme,
-		host:    []byte(u.Host),
-		timeout: timeout,
-		log:     log.With("upstream", addr),
+		scheme:      u.Scheme,
+		host:        []byte(u.Host),
+		timeout:     timeout,
+		log:         log,
+		limited:     logging.NewLimiter(log, time.Second),
+		underscores: underscores,
 	}
 	p.scratch.New = func() any { return new(scratch) }
 	return p, nil
@@ -105,8 +150,7 @@ func (p *proxy) serve(ctx *fasthttp.RequestCtx) {
 	req := fasthttp.AcquireRequest()
 	if err := p.prepare(ctx, req, s); err != nil {
 		fasthttp.ReleaseRequest(req)
-		p.log.Warn("unparsable request target", "uri", string(ctx.RequestURI()), "error", err)
-		ctx.Error("400 Bad Request: unparsable request target\n", fasthttp.StatusBadRequest)
+		p.refuse(ctx, err)
 		return
 	}
 	resp := fasthttp.AcquireResponse()
@@ -116,6 +160,11 @@ func (p *proxy) serve(ctx *fasthttp.RequestCtx) {
 	// The request is fully written once DoDeadline returns; only the
 	// response body may still be in flight.
 	fasthttp.ReleaseRequest(req)
+	if err == nil && resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
+		// The upstream connection refuses this answer (upstreamConn); should
+		// one ever get through, it is still not the client's.
+		err = errSwitched
+	}
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		p.fail(ctx, err)
@@ -124,9 +173,27 @@ func (p *proxy) serve(ctx *fasthttp.RequestCtx) {
 	p.respond(ctx, resp, s)
 }
 
-// prepare builds the upstream request from ctx's: same method, request
-// target, Host, headers and body, minus hop-by-hop headers, plus
-// X-Forwarded-Proto when absent.
+// refuse answers a request that prepare would not forward.
+func (p *proxy) refuse(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, errUpgrade):
+		ctx.SetConnectionClose()
+		ctx.Error("501 Not Implemented: WebSocket and other protocol upgrades are not supported by lanes\n",
+			fasthttp.StatusNotImplemented)
+	case errors.Is(err, errHeaderName):
+		ctx.SetConnectionClose()
+		ctx.Error("400 Bad Request: invalid header name\n", fasthttp.StatusBadRequest)
+	default:
+		p.limited.Log(hclog.Warn, "bad request target", "unparsable request target",
+			"uri", logging.Escape(string(ctx.RequestURI()), 0), "error", err)
+		ctx.Error("400 Bad Request: unparsable request target\n", fasthttp.StatusBadRequest)
+	}
+}
+
+// prepare builds the upstream request from ctx's: same method, path and
+// query, Host, headers and body, minus hop-by-hop headers, with one
+// X-Forwarded-For and one X-Forwarded-Proto. It refuses (errUpgrade,
+// errHeaderName, errTarget) what it cannot forward faithfully.
 func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, s *scratch) error {
 	src := &ctx.Request.Header
 
@@ -135,11 +202,45 @@ func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, s *scra
 	// an odd Host header from costing the path; the Host header itself is
 	// sent as received (UseHostHeader). With path normalizing off the target
 	// goes out as path + "?" + query, byte for byte.
-	if err := s.uri.Parse(p.host, src.RequestURI()); err != nil {
+	target, ok := originForm(src.RequestURI())
+	if !ok {
+		return errTarget
+	}
+	if err := s.uri.Parse(p.host, target); err != nil {
 		return err
 	}
 	s.uri.SetScheme(p.scheme) // HostClient refuses a scheme other than its own
 	s.uri.DisablePathNormalizing = true
+	// fasthttp turns a URI's userinfo into an Authorization header when it
+	// writes the request; a target never carries credentials upstream.
+	s.uri.SetUsernameBytes(nil)
+	s.uri.SetPasswordBytes(nil)
+
+	// fasthttp has no way to list a request's headers without parsing its
+	// cookies, so read the names from the serialized header instead.
+	s.buf = src.AppendBytes(s.buf[:0])
+	block := skipLine(s.buf)
+	s.tokens = s.tokens[:0]
+	upgrade := false
+	for b := block; ; {
+		k, v, rest, ok := nextHeader(b)
+		if !ok {
+			break
+		}
+		if !isToken(k) {
+			return errHeaderName
+		}
+		switch {
+		case bytes.EqualFold(k, strConnection):
+			s.tokens = appendTokens(s.tokens, v)
+		case bytes.EqualFold(k, strUpgrade):
+			upgrade = upgrade || !isH2C(v)
+		}
+		b = rest
+	}
+	if upgrade {
+		return errUpgrade
+	}
 
 	h := &req.Header
 	// CopyTo keeps header order and the Cookie header unparsed (parsing it
@@ -153,48 +254,57 @@ func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, s *scra
 	req.UseHostHeader = true
 	req.SetURI(&s.uri)
 
-	// fasthttp has no way to list a request's headers without parsing its
-	// cookies, so read the names from the serialized header instead.
-	s.buf = h.AppendBytes(s.buf[:0])
-	block := skipLine(s.buf)
-	s.tokens = s.tokens[:0]
+	// Connection and the fields it names go first, so that a field it
+	// names (X-Forwarded-For, say) is gone before anything reads it.
+	s.names = s.names[:0]
+	s.xff = s.xff[:0]
+	var proto []byte
 	for b := block; ; {
 		k, v, rest, ok := nextHeader(b)
 		if !ok {
 			break
 		}
-		if bytes.EqualFold(k, strConnection) {
-			s.tokens = appendTokens(s.tokens, v)
-		}
 		b = rest
-	}
-	s.names = s.names[:0]
-	hasProto := false
-	for b := block; ; {
-		k, _, rest, ok := nextHeader(b)
-		if !ok {
-			break
-		}
 		switch {
 		case bytes.EqualFold(k, strHost):
 			// Never dropped, even when Connection names it.
+			continue
 		case isHopByHop(k, s.tokens):
-			s.names = append(s.names, k)
+		case !p.underscores && bytes.IndexByte(k, '_') >= 0:
+			// Dropped as nginx does: X_Forwarded_For and X-Forwarded-For
+			// reach many frameworks as the same variable.
+		case bytes.EqualFold(k, strForwardedFor):
+			// Every copy, whatever its case, joined into one field.
+			if len(v) > 0 {
+				if len(s.xff) > 0 {
+					s.xff = append(s.xff, ", "...)
+				}
+				s.xff = append(s.xff, v...)
+			}
 		case bytes.EqualFold(k, strForwardedProto):
-			hasProto = true
+			// The front sets this one after removing the client's: the
+			// last copy is the front's.
+			proto = v
+		default:
+			continue
 		}
-		b = rest
+		s.names = append(s.names, k)
 	}
 	for _, k := range s.names {
 		h.DelBytes(k)
 	}
 	h.ResetConnectionClose() // the upstream connection stays open for reuse
-	if !hasProto {
-		h.SetBytesV(strForwardedHeader, strForwardedHTTP)
+	if len(s.xff) > 0 {
+		h.SetBytesKV(strForwardedFor, s.xff)
 	}
+	if len(proto) == 0 {
+		proto = strForwardedHTTP
+	}
+	h.SetBytesKV(strForwardedProto, proto)
 
 	if ctx.Request.IsBodyStream() {
-		req.SetBodyStream(ctx.Request.BodyStream(), src.ContentLength())
+		// Streamed as it arrives: a 50 MB upload never sits in memory.
+		req.SetBodyStream(clientBody{ctx.Request.BodyStream()}, src.ContentLength())
 	} else if body := ctx.Request.Body(); len(body) > 0 {
 		req.SetBodyRaw(body) // valid until the handler returns; DoDeadline is done long before
 	}
@@ -222,7 +332,7 @@ func (p *proxy) respond(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, s *sc
 		}
 	}
 	for k, v := range resp.Header.All() {
-		if bytes.EqualFold(k, strContentLength) || isHopByHop(k, s.tokens) {
+		if bytes.EqualFold(k, strContentLength) || isHopByHop(k, s.tokens) || isInternal(k) {
 			continue
 		}
 		dst.AddBytesKV(k, v)
@@ -243,22 +353,32 @@ func (p *proxy) respond(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, s *sc
 		fasthttp.ReleaseResponse(resp)
 		dst.SetContentLength(0)
 	default:
+		b := &upstreamBody{p: p, resp: resp, r: resp.BodyStream(), framed: n != -2}
+		if a, ok := resp.LocalAddr().(*upstreamAddr); ok {
+			b.conn = a.c
+		}
 		// -1 (chunked) and -2 (until the upstream closes) both reach the
 		// client chunked. Set the stream after the headers: SetBodyStream
 		// sets Content-Length, which AddBytesKV would otherwise overwrite.
 		if n < 0 {
 			n = -1
 		}
-		ctx.Response.SetBodyStream(&upstreamBody{resp: resp, r: resp.BodyStream(), log: p.log}, n)
+		ctx.Response.SetBodyStream(b, n)
 	}
 }
 
 // fail answers ctx for a request that got no upstream response.
 func (p *proxy) fail(ctx *fasthttp.RequestCtx, err error) {
 	status, what := classify(err)
-	p.log.Warn("upstream request failed",
-		"method", string(ctx.Method()), "uri", string(ctx.RequestURI()),
+	// One key per status: a dead upstream gives one line a second, not one
+	// per request, and a different failure still shows at once.
+	p.limited.Log(hclog.Warn, "upstream request failed "+what, "upstream request failed",
+		"method", logging.Escape(string(ctx.Method()), 20), "uri", logging.Escape(string(ctx.RequestURI()), 0),
 		"status", status, "error", err)
+	if status == fasthttp.StatusRequestEntityTooLarge || status == fasthttp.StatusBadRequest {
+		// The rest of the request body is still on the connection.
+		ctx.SetConnectionClose()
+	}
 	ctx.Error(fmt.Sprintf("%d %s: %s\n", status, fasthttp.StatusMessage(status), what), status)
 }
 
@@ -268,7 +388,14 @@ func (p *proxy) fail(ctx *fasthttp.RequestCtx, err error) {
 func classify(err error) (int, string) {
 	var te interface{ Timeout() bool }
 	var de *fasthttp.ErrDialWithUpstream
+	var ce *clientBodyError
 	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return fasthttp.StatusRequestEntityTooLarge, "request body too large"
+	case errors.As(err, &ce):
+		return fasthttp.StatusBadRequest, "request body incomplete"
+	case errors.Is(err, errSwitched):
+		return fasthttp.StatusBadGateway, "upstream switched protocols"
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
 		errors.As(err, &te) && te.Timeout():
 		return fasthttp.StatusGatewayTimeout, "upstream did not answer in time"
@@ -289,21 +416,37 @@ func classify(err error) (int, string) {
 // Closing it closes the upstream stream, which returns the connection to the
 // pool when the body was read to the end and closes it otherwise, and
 // releases the upstream response.
+//
+// A body that fails ends the client's response with an error too: fasthttp's
+// server then closes the connection without the terminating chunk, or short
+// of the Content-Length, so the front sees a cut response as cut, not as
+// complete.
 type upstreamBody struct {
+	p      *proxy
 	resp   *fasthttp.Response
-	r      io.Reader // resp.BodyStream(); safe to call after close (io.ErrClosedPipe)
-	log    hclog.Logger
+	r      io.Reader     // resp.BodyStream(); safe to call after close (io.ErrClosedPipe)
+	conn   *upstreamConn // the connection the body arrives on; nil if unknown
+	framed bool          // chunked or Content-Length: the connection's end is not the body's
 	n      int64
+	failed error
 	closed atomic.Bool
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.n += int64(n)
+	if err == io.EOF && b.framed && b.conn != nil && b.conn.ended.Load() {
+		// fasthttp's chunked reader takes a connection closed between two
+		// chunks for the end of the body, and its length-delimited one may
+		// too: a framed body never needs the connection's end, so it was cut.
+		err = io.ErrUnexpectedEOF
+	}
 	if err != nil && err != io.EOF && !b.closed.Load() {
+		b.failed = err
+		b.p.truncated.Add(1)
 		// The client gets a truncated response: past the header there is
 		// no other way to tell it.
-		b.log.Warn("upstream body failed", "read", b.n, "error", err)
+		b.p.limited.Warn("upstream body failed; response to the client cut off", "read", b.n, "error", err)
 	}
 	return n, err
 }
@@ -317,7 +460,11 @@ func (b *upstreamBody) CloseWithError(err error) error {
 	if !b.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	if err == nil {
+		err = b.failed
+	}
 	if err != nil {
+		// The connection is not reused: its body was not read to a proper end.
 		if c, ok := b.r.(fasthttp.ReadCloserWithError); ok {
 			_ = c.CloseWithError(err)
 		}
@@ -328,7 +475,162 @@ func (b *upstreamBody) CloseWithError(err error) error {
 	return cerr
 }
 
+// dialUpstream returns the HostClient's dial function: a TCP connection
+// (TLS on top for https) wrapped in an upstreamConn. fasthttp takes a
+// connection with a Handshake method for TLS already done.
+func dialUpstream(isTLS bool, tlsConfig *tls.Config) fasthttp.DialFuncWithTimeout {
+	return func(addr string, timeout time.Duration) (net.Conn, error) {
+		var raw net.Conn
+		var err error
+		if timeout > 0 {
+			raw, err = fasthttp.DialTimeout(addr, timeout)
+		} else {
+			raw, err = fasthttp.Dial(addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		c := &upstreamConn{Conn: raw}
+		if isTLS {
+			tc := tls.Client(raw, tlsConfig)
+			hctx, cancel := context.Background(), context.CancelFunc(func() {})
+			if timeout > 0 {
+				hctx, cancel = context.WithTimeout(hctx, timeout)
+			}
+			err := tc.HandshakeContext(hctx)
+			cancel()
+			if err != nil {
+				raw.Close()
+				return nil, err
+			}
+			c.Conn = tc
+		}
+		c.laddr = &upstreamAddr{Addr: raw.LocalAddr(), c: c}
+		return c, nil
+	}
+}
+
+// upstreamAddr is an upstream connection's local address, carrying the
+// connection itself: fasthttp hands a response its connection's addresses
+// (Response.LocalAddr) and nothing else of it.
+type upstreamAddr struct {
+	net.Addr
+	c *upstreamConn
+}
+
+// upstreamConn is a connection to the upstream that watches what fasthttp's
+// client cannot be told:
+//
+//   - whether the connection has ended (a Read failed or hit EOF), which
+//     tells a body cut at a chunk boundary from one that ended properly;
+//   - whether a response is "101 Switching Protocols": fasthttp would put
+//     that connection, now speaking another protocol, back in the pool,
+//     where it fails the next request. The Read that brings it fails
+//     instead, so fasthttp closes the connection.
+//
+// Reads and Writes come from one request at a time (fasthttp's client does
+// not pipeline), so the sniffing state needs no lock.
+type upstreamConn struct {
+	net.Conn
+	laddr *upstreamAddr
+	ended atomic.Bool
+
+	state     int      // sniffStatus, sniffInterim or sniffNone
+	line      [12]byte // start of the status line: "HTTP/1.1 101"
+	nline     int
+	lineEmpty bool // interim header: nothing but CR so far on this line
+}
+
+const (
+	sniffNone    = iota // inside a response: nothing to watch
+	sniffStatus         // a status line starts here
+	sniffInterim        // inside an interim (1xx) response header
+)
+
+func (c *upstreamConn) LocalAddr() net.Addr { return c.laddr }
+
+// Handshake tells fasthttp not to wrap the connection in TLS again.
+func (c *upstreamConn) Handshake() error {
+	if tc, ok := c.Conn.(*tls.Conn); ok {
+		return tc.Handshake()
+	}
+	return nil
+}
+
+func (c *upstreamConn) Write(p []byte) (int, error) {
+	// A request is going out: what comes back starts with a status line.
+	c.state, c.nline = sniffStatus, 0
+	return c.Conn.Write(p)
+}
+
+func (c *upstreamConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.ended.Store(true)
+	}
+	if c.state != sniffNone && n > 0 && c.sniff(p[:n]) {
+		c.ended.Store(true)
+		_ = c.Conn.Close()
+		return 0, errSwitched
+	}
+	return n, err
+}
+
+// sniff follows the status lines at the start of a response and reports a
+// 101 among them.
+func (c *upstreamConn) sniff(b []byte) bool {
+	for len(b) > 0 {
+		switch c.state {
+		case sniffStatus:
+			k := copy(c.line[c.nline:], b)
+			c.nline += k
+			b = b[k:]
+			if c.nline < len(c.line) {
+				return false
+			}
+			code := c.line[9:12]
+			switch {
+			case !bytes.HasPrefix(c.line[:], []byte("HTTP/")):
+				c.state = sniffNone // not HTTP: fasthttp's parser says so
+			case bytes.Equal(code, []byte("101")):
+				return true
+			case code[0] == '1':
+				c.state, c.lineEmpty = sniffInterim, false
+			default:
+				c.state = sniffNone
+			}
+		case sniffInterim:
+			// An empty line ends the interim header; the next status
+			// line follows.
+			i := 0
+			for ; i < len(b) && c.state == sniffInterim; i++ {
+				switch b[i] {
+				case '\n':
+					if c.lineEmpty {
+						c.state, c.nline = sniffStatus, 0
+					}
+					c.lineEmpty = true
+				case '\r':
+				default:
+					c.lineEmpty = false
+				}
+			}
+			b = b[i:]
+		default:
+			return false
+		}
+	}
+	return false
+}
+
 var (
 	_ io.ReadCloser                = (*upstreamBody)(nil)
 	_ fasthttp.ReadCloserWithError = (*upstreamBody)(nil)
 )
+
+// close releases idle upstream connections and reports the failures the
+// log suppressed; later failures log without limit.
+func (p *proxy) close() {
+	p.client.CloseIdleConnections()
+	p.limited.Flush()
+}

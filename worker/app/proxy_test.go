@@ -195,7 +195,7 @@ func TestProxyRequestHopByHop(t *testing.T) {
 				"Proxy-Connection: keep-alive\r\n"+
 				"Proxy-Authorization: Basic Zm9vOmJhcg==\r\n"+
 				"TE: trailers\r\n"+
-				"Upgrade: websocket\r\n"+
+				"Upgrade: h2c\r\n"+
 				"X-Keep: yes\r\n"+
 				"Cookie: sid=\"a b\"; theme=dark; odd=x\\y\r\n"+
 				"X-Forwarded-For: 203.0.113.7\r\n"+

@@ -1,0 +1,95 @@
+package logging
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) lines() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Split(strings.TrimSpace(s.b.String()), "\n")
+}
+
+func TestLimiter(t *testing.T) {
+	var out syncBuffer
+	log := hclog.New(&hclog.LoggerOptions{Output: &out, Level: hclog.Info})
+	l := NewLimiter(log, 100*time.Millisecond)
+	for i := range 10_000 {
+		l.Warn("upstream request failed", "i", i)
+		l.Log(hclog.Warn, "other", "upstream body failed", "i", i)
+	}
+	time.Sleep(250 * time.Millisecond) // the summaries come at the end of the interval
+	lines := out.lines()
+	if len(lines) != 4 {
+		t.Fatalf("got %d lines, want 2 messages and 2 summaries:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	var summaries int
+	for _, line := range lines {
+		if strings.Contains(line, "9999 similar messages suppressed") {
+			summaries++
+		}
+	}
+	if summaries != 2 {
+		t.Fatalf("want two summaries of 9999:\n%s", strings.Join(lines, "\n"))
+	}
+
+	// After the interval, the message is logged again.
+	l.Warn("upstream request failed", "i", "again")
+	if lines := out.lines(); !strings.Contains(lines[len(lines)-1], "i=again") {
+		t.Fatalf("message after the interval not logged: %q", lines[len(lines)-1])
+	}
+
+	// Flush reports what is pending at once.
+	l.Warn("upstream request failed", "i", "suppressed")
+	l.Flush()
+	if lines := out.lines(); !strings.Contains(lines[len(lines)-1], "1 similar messages suppressed") {
+		t.Fatalf("Flush: last line %q", lines[len(lines)-1])
+	}
+}
+
+func TestLimiterDisabledLevel(t *testing.T) {
+	var out syncBuffer
+	l := NewLimiter(hclog.New(&hclog.LoggerOptions{Output: &out, Level: hclog.Error}), time.Second)
+	l.Warn("x")
+	if s := strings.TrimSpace(out.b.String()); s != "" {
+		t.Fatalf("logged below the level: %q", s)
+	}
+	if len(l.keys) != 0 {
+		t.Fatalf("remembered a key for a disabled level")
+	}
+}
+
+func TestEscape(t *testing.T) {
+	for in, want := range map[string]string{
+		"/a/b?c=d":              `/a/b?c=d`,
+		"/x\r\nX-Injected: 1":   `/x\r\nX-Injected: 1`,
+		"/\x1b[31mred":          `/\x1b[31mred`,
+		"/\xff\\":               `/\xff\\`,
+		strings.Repeat("a", 10): `aaaa...(10 bytes)`,
+	} {
+		max := 0
+		if len(in) == 10 {
+			max = 4
+		}
+		if got := Escape(in, max); got != want {
+			t.Errorf("Escape(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
