@@ -167,6 +167,9 @@ func (s *Service) Theme(ctx context.Context, name, have string) (shared.ThemeDoc
 		t.mu.Lock()
 		st, e = s.stateLocked(t, s.now())
 		t.mu.Unlock()
+		if st == shared.ThemeStale && !e.Fetched.Before(now) {
+			st = shared.ThemeFresh // fetched for this very ask (min_refresh 0)
+		}
 	}
 	return s.answer(t, st, e, have), nil
 }
