@@ -87,11 +87,12 @@ func OpenCache(dir string, o CacheOptions) (*Cache, error) {
 			return c, nil
 		}
 		if isLockError(err, dir) {
-			if time.Now().Add(delay).After(deadline) {
+			left := time.Until(deadline)
+			if left <= 0 {
 				return nil, inUseError(dir, lockPID(dir))
 			}
-			log.Debug("cache_dir locked; retrying", "dir", dir, "in", delay)
-			time.Sleep(delay)
+			log.Debug("cache_dir locked; retrying", "dir", dir, "in", min(delay, left))
+			time.Sleep(min(delay, left))
 			delay = min(2*delay, time.Second)
 			continue
 		}
