@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/logging"
 )
 
 // TestMain doubles as the helper process that holds a cache open, the way
@@ -18,6 +20,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv("FETCHD_TEST_HOLD"); dir != "" {
 		holdCache(dir)
 		return
+	}
+	if os.Getenv("FETCHD_TEST_MAIN") != "" {
+		os.Exit(Main(logging.Worker("debug")))
 	}
 	if os.Getenv("FETCHD_TEST_RSS") != "" {
 		rssHelper()
