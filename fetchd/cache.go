@@ -131,7 +131,9 @@ func openDB(dir string, log hclog.Logger) (db *badger.DB, err error) {
 		WithBaseLevelSize(4 << 20).
 		WithBlockCacheSize(2 << 20).
 		WithIndexCacheSize(1 << 20).
-		WithValueLogFileSize(16 << 20).
+		// Badger reads the newest value-log file whole at open: small files
+		// keep that (and GC rewrites) to a few MB of RSS.
+		WithValueLogFileSize(4 << 20).
 		// Under 15% of the memtable (or Open fails): pages go to the
 		// value log, the small Entry records stay in the LSM tree.
 		WithValueThreshold(1 << 10).
