@@ -3,6 +3,8 @@ package shared
 import (
 	"context"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 // EnvFetchdSocket names, in a worker's environment, the unix socket on which
@@ -36,3 +38,33 @@ const (
 	ThemeStale    = "stale"
 	ThemeUnthemed = "unthemed"
 )
+
+// EnvFetchdConfig names, in fetchd's environment, the JSON of its settings
+// (the fetchd block and the themes), written by fetchd.Env.
+const EnvFetchdConfig = "LANES_FETCHD_CONFIG"
+
+// StatusService is fetchd's report to the supervisor, served on the same
+// socket as ThemeService.
+type StatusService interface {
+	Status(ctx context.Context) (FetchdStatus, error)
+}
+
+// FetchdStatus is what fetchd reports about itself. The supervisor adds what
+// only it knows (enabled, state, restarts) to make an api.Fetchd.
+type FetchdStatus struct {
+	PID          int         `json:"pid"`
+	RSS          int64       `json:"rss"` // bytes
+	CacheEntries int         `json:"cache_entries"`
+	CacheBytes   int64       `json:"cache_bytes"`
+	Fetching     int         `json:"fetching"` // fetches running now
+	Queued       int         `json:"queued"`   // fetch jobs waiting for a fetch goroutine
+	LastError    string      `json:"last_error,omitempty"`
+	Themes       []api.Theme `json:"themes"`
+}
+
+// FetchdService is both services fetchd offers; DialThemeService returns
+// one, and RegisterThemeService serves one.
+type FetchdService interface {
+	ThemeService
+	StatusService
+}

@@ -94,6 +94,9 @@ type Theme struct {
 	URL   string
 	Rules []ThemeRule
 	Range hcl.Range
+	// URLRange is the range of the url attribute's value, for diagnostics
+	// about the theme's origin (lanesd -check).
+	URLRange hcl.Range
 }
 
 // ThemeRule is one rule inside a theme block.

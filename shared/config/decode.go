@@ -381,6 +381,7 @@ func (d *decoder) theme(b *hcl.Block) Theme {
 	d.checkName(b, "theme", d.themes)
 	c := d.content(b.Body, themeSchema)
 	if attr, ok := d.str(c.Attributes, "url", &t.URL); ok {
+		t.URLRange = attr.Expr.Range()
 		u, err := url.Parse(t.URL)
 		valid := err == nil && (((u.Scheme == "http" || u.Scheme == "https") && u.Host != "") ||
 			(u.Scheme == "file" && u.Path != ""))

@@ -51,6 +51,10 @@ func TestLoadFull(t *testing.T) {
 		t.Errorf("Themes[0].Range = %v, want line 33", r)
 	}
 	cfg.Themes[0].Range = hcl.Range{}
+	if r := cfg.Themes[0].URLRange; r.Start.Line != 34 {
+		t.Errorf("Themes[0].URLRange = %v, want line 34", r)
+	}
+	cfg.Themes[0].URLRange = hcl.Range{}
 
 	want := &Config{
 		File:            "testdata/full.hcl",

@@ -1,0 +1,179 @@
+package fetchd
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lanes-dev/lanes/shared/logging"
+)
+
+// TestMain doubles as the helper process that holds a cache open, the way
+// another lanesd's fetchd would.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("FETCHD_TEST_HOLD"); dir != "" {
+		holdCache(dir)
+		return
+	}
+	if os.Getenv("FETCHD_TEST_MAIN") != "" {
+		os.Exit(Main(logging.Worker("debug")))
+	}
+	if os.Getenv("FETCHD_TEST_RSS") != "" {
+		rssHelper()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// holdCache opens dir, says "ready", and exits when its parent does.
+func holdCache(dir string) {
+	c, err := OpenCache(dir, CacheOptions{})
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	ppid := os.Getppid()
+	for os.Getppid() == ppid {
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = c.Close()
+	os.Exit(0)
+}
+
+func TestTwoCachesOnOneDir(t *testing.T) {
+	dir := t.TempDir()
+	c, err := OpenCache(dir, CacheOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	t0 := time.Now()
+	_, err = OpenCache(dir, CacheOptions{LockWait: 300 * time.Millisecond})
+	if !errors.Is(err, ErrCacheInUse) || !strings.Contains(err.Error(), "cache_dir "+dir+" is in use by another lanesd") {
+		t.Fatalf("second open: %v, want a clear in-use error", err)
+	}
+	if el := time.Since(t0); el < 200*time.Millisecond || el > 2*time.Second {
+		t.Errorf("gave up after %v, want about the 300ms lock wait", el)
+	}
+	// The holder is this very process: not "another lanesd".
+	if err := CheckCacheDir(dir); err != nil {
+		t.Errorf("CheckCacheDir of our own cache: %v", err)
+	}
+
+	// The lock is taken again once the holder closes, within the wait.
+	go func() { time.Sleep(200 * time.Millisecond); _ = c.Close() }()
+	c2, err := OpenCache(dir, CacheOptions{LockWait: 3 * time.Second})
+	if err != nil {
+		t.Fatalf("open after the holder closed: %v", err)
+	}
+	_ = c2.Close()
+}
+
+// TestCacheDirHeldByAnotherLanesd runs the holder as a grandchild (through
+// sh), so it is not this process's own fetchd.
+func TestCacheDirHeldByAnotherLanesd(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("sh", "-c", `"$0" & wait`, os.Args[0])
+	cmd.Env = append(os.Environ(), "FETCHD_TEST_HOLD="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "ready\n" {
+		t.Fatalf("holder: %q", line)
+	}
+	err = CheckCacheDir(dir)
+	if !errors.Is(err, ErrCacheInUse) || !strings.Contains(err.Error(), fmt.Sprintf("in use by another lanesd (pid %d, its fetchd pid", cmd.Process.Pid)) {
+		t.Fatalf("CheckCacheDir: %v, want in use by pid %d", err, cmd.Process.Pid)
+	}
+	t.Log(err)
+}
+
+func TestCheckCacheDirPaths(t *testing.T) {
+	base := t.TempDir()
+	if err := CheckCacheDir(filepath.Join(base, "a", "b")); err != nil {
+		t.Errorf("creatable dir: %v", err)
+	}
+	file := filepath.Join(base, "f")
+	_ = os.WriteFile(file, nil, 0o600)
+	if err := CheckCacheDir(file); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("file as cache_dir: %v", err)
+	}
+	if err := CheckCacheDir(filepath.Join(file, "x")); err == nil {
+		t.Errorf("dir under a file: no error")
+	}
+}
+
+func TestCorruptCacheMovedAside(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "cache")
+	_ = os.MkdirAll(dir, 0o700)
+	for _, name := range []string{"MANIFEST", "000001.vlog", "000001.sst", "KEYREGISTRY"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(strings.Repeat("garbage!", 500)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What -check does: report, move nothing.
+	if _, err := OpenCache(dir, CacheOptions{}); err == nil {
+		t.Fatal("garbage cache opened without MoveCorrupt")
+	}
+	c, err := OpenCache(dir, CacheOptions{Log: testLog(t), MoveCorrupt: true})
+	if err != nil {
+		t.Fatalf("open with MoveCorrupt: %v", err)
+	}
+	defer c.Close()
+	if n, _, _ := c.Stats(); n != 0 {
+		t.Errorf("%d entries, want an empty cache", n)
+	}
+	aside, _ := filepath.Glob(dir + ".corrupt-*")
+	if len(aside) != 1 {
+		t.Fatalf("moved-aside dirs: %v, want one", aside)
+	}
+	if _, err := os.Stat(filepath.Join(aside[0], "MANIFEST")); err != nil {
+		t.Errorf("garbage not kept for inspection: %v", err)
+	}
+}
+
+func TestCacheRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	c, err := OpenCache(dir, CacheOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := Entry{URL: "http://x/", Version: "v1", Fetched: time.Now().UTC().Round(0), ETag: `"a"`, MaxAge: time.Minute, Size: 5}
+	if err := c.Put("main", e, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	if err := c.Put("x", e, nil); !errors.Is(err, ErrCacheClosed) {
+		t.Errorf("put after close: %v", err)
+	}
+	c, err = OpenCache(dir, CacheOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got, ok, err := c.Load("main")
+	if err != nil || !ok || !got.Fetched.Equal(e.Fetched) || got.ETag != e.ETag || got.MaxAge != e.MaxAge {
+		t.Fatalf("load: %+v %v %v", got, ok, err)
+	}
+	v, html, ok, err := c.HTML("main")
+	if err != nil || !ok || v != "v1" || string(html) != "hello" {
+		t.Fatalf("html: %q %q %v %v", v, html, ok, err)
+	}
+	if n, size, _ := c.Stats(); n != 1 || size != 5 {
+		t.Errorf("stats %d entries %d bytes", n, size)
+	}
+}

@@ -1,0 +1,98 @@
+package fetchd
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/lanes-dev/lanes/shared"
+	"github.com/lanes-dev/lanes/shared/config"
+)
+
+// TestMainProcess runs Main as a real go-plugin child, the way lanesd
+// does: handshake, Health, a theme lookup over the socket, Drain, Kill, and
+// a cache that is closed cleanly afterwards.
+func TestMainProcess(t *testing.T) {
+	o := newTestOrigin(t)
+	rundir, err := os.MkdirTemp("", "fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(rundir)
+	sock := filepath.Join(rundir, "fetchd.sock")
+	dir := filepath.Join(t.TempDir(), "cache")
+	set := settings(o.URL)
+	set.Fetchd.CacheDir = dir
+	env, err := Env(&config.Config{Fetchd: &set.Fetchd, Themes: set.Themes}, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(cmd.Env, "FETCHD_TEST_MAIN=1", shared.EnvParentPID+"="+strconv.Itoa(os.Getpid()))
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  shared.Handshake,
+		Plugins:          shared.PluginMap(nil),
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		StartTimeout:     10 * time.Second,
+		Logger:           testLog(t),
+	})
+	defer client.Kill()
+	rpc, err := client.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := rpc.Dispense(shared.PluginName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := raw.(shared.Control)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h, err := ctl.Health(ctx)
+	if err != nil || h.PID == 0 || h.PID == os.Getpid() {
+		t.Fatalf("health: %+v %v", h, err)
+	}
+
+	cl, closeClient, err := shared.DialThemeService(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeClient()
+	d, err := cl.Theme(ctx, "main", "")
+	if err != nil || d.State != shared.ThemeFresh || string(d.HTML) != goodPage {
+		t.Fatalf("lookup through the fetchd process: %+v %v", d, err)
+	}
+	st, err := cl.Status(ctx)
+	if err != nil || st.PID != h.PID || st.CacheEntries != 1 {
+		t.Errorf("status: %+v %v", st, err)
+	}
+	t.Logf("fetchd process RSS %.1f MB with one theme", float64(st.RSS)/(1<<20))
+
+	if err := ctl.Drain(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	client.Kill()
+	if !client.Exited() {
+		t.Fatal("fetchd still running after Kill")
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
+	}
+	// Closed cleanly: the lock is free at once, and the copy is there.
+	c, err := OpenCache(dir, CacheOptions{})
+	if err != nil {
+		t.Fatalf("reopen after fetchd exit: %v", err)
+	}
+	defer c.Close()
+	if e, ok, _ := c.Load("main"); !ok || e.Version != d.Version {
+		t.Errorf("cached copy after exit: %+v %v", e, ok)
+	}
+}
