@@ -202,8 +202,9 @@ func clone(src *html.Node, size int) *html.Node {
 		if len(arena) < cap(arena) {
 			arena = append(arena, n)
 			d = &arena[len(arena)-1]
-		} else {
-			d = &n // size was short; never when it comes from countNodes
+		} else { // size was short; never when it comes from countNodes
+			d = new(html.Node)
+			*d = n
 		}
 		var prev *html.Node
 		for c := s.FirstChild; c != nil; c = c.NextSibling {
