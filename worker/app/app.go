@@ -65,6 +65,9 @@ func New(cfg config.App, log hclog.Logger, opts ...Option) (*App, error) {
 			return nil, err
 		}
 	}
+	if a.demo != nil {
+		a.demo.themed = a.theme != nil
+	}
 	if a.themeName != "" && a.theme == nil {
 		log.Warn("app names a theme but the worker has no theme filter; serving unthemed", "theme", a.themeName)
 	}
