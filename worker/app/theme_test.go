@@ -236,3 +236,31 @@ func TestWithThemeNameMismatch(t *testing.T) {
 		t.Fatal("no error for an invalid selector")
 	}
 }
+
+// TestThemedExampleConfig keeps configs/themed.hcl loadable and its theme
+// working on the demo: every selector compiles and the demo's / comes out
+// themed with the demo's own theme page.
+func TestThemedExampleConfig(t *testing.T) {
+	cfg, diags := config.Load("../../configs/themed.hcl")
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	var th *config.Theme
+	for i := range cfg.Themes {
+		if cfg.Themes[i].Name == cfg.App.Theme {
+			th = &cfg.Themes[i]
+		}
+	}
+	if th == nil || !cfg.App.Demo || !strings.HasSuffix(th.URL, "/demo/theme.html") {
+		t.Fatalf("app %+v, theme %+v: want the demo themed from /demo/theme.html", cfg.App, th)
+	}
+	a, err := New(cfg.App, testLogger(t), WithTheme(*th, staticThemes{demoTheme}, theme.Options{}), WithDebugHeaders(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	r := tget(t, serve(t, a.Handler, nil), "GET", "/")
+	if string(r.Header.Peek("X-Theme")) != "fresh" || !strings.Contains(string(r.Body()), "<title>lanes demo</title>") {
+		t.Errorf("/ not themed: %s", r.Header.String())
+	}
+}
