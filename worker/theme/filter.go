@@ -7,7 +7,9 @@
 // answers to anything but HEAD, with a body no larger than Options.MaxBody
 // (after gzip decoding), in identity or gzip Content-Encoding, whose upstream
 // did not opt out. Everything else passes through untouched, and a streamed
-// body that turns out too large keeps streaming.
+// body that turns out too large keeps streaming. An eligible page in which
+// no replace rule finds its content (an HTML fragment) goes out as it came,
+// as "unthemed".
 //
 // Opting out: an upstream that answers with the header "X-Lanes-Theme: off"
 // gets its response passed through unthemed. The header is the worker's
@@ -17,6 +19,7 @@ package theme
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"slices"
 	"sync"
@@ -195,8 +198,13 @@ func (f *Filter) Apply(ctx context.Context, head bool, resp *fasthttp.Response) 
 	}
 	out := getBuf()
 	defer putBuf(out)
+	out.B = slices.Grow(out.B, len(content)+th.size)
 	if err := f.render(out, th, content); err != nil {
-		f.log.Warn("theming failed; serving content unthemed", "error", err)
+		if errors.Is(err, errNotAPage) {
+			f.log.Trace("page not themed: no replace rule finds its content")
+		} else {
+			f.log.Warn("theming failed; serving content unthemed", "error", err)
+		}
 		return f.unthemed(resp, raw)
 	}
 	// SetBody copies out and closes the upstream stream, read to its end.

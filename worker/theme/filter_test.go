@@ -59,8 +59,8 @@ func TestRules(t *testing.T) {
 			`<style>p{color:red}</style><link rel="stylesheet" href="/page.css"/></head>`, "Site footer"},
 		unwant: []string{"theme placeholder", "theme filler", "Theme title", "page nav"},
 	}, {
-		name:   "selectors that match nothing leave the theme as it is",
-		rules:  []config.ThemeRule{{Kind: "replace", Theme: "#content", Content: "#nothing"}, {Kind: "append", Theme: "#nowhere", Content: "p"}},
+		name:   "theme selectors that match nothing leave the theme as it is",
+		rules:  []config.ThemeRule{{Kind: "replace", Theme: "#nowhere", Content: "#content"}, {Kind: "append", Theme: "#nowhere", Content: "p"}},
 		want:   []string{"theme filler", "Theme title"},
 		unwant: []string{"Hello, world"},
 	}}
@@ -514,4 +514,23 @@ func TestCloneKeepsTheSource(t *testing.T) {
 	if c := countNodes(clone(p.root, p.nodes)); c != p.nodes {
 		t.Errorf("clone has %d nodes, want %d", c, p.nodes)
 	}
+}
+
+func TestFragmentNotThemed(t *testing.T) {
+	f, _ := newFilter(t, testRules, Options{})
+	const frag = `<li class="row">new row</li>`
+	r := htmlResp(frag)
+	if res := f.Apply(context.Background(), false, r); res.State != shared.ThemeUnthemed {
+		t.Errorf("state %q, want unthemed", res.State)
+	}
+	if string(r.Body()) != frag {
+		t.Errorf("fragment changed: %q", r.Body())
+	}
+	// Without a replace rule every page is themed.
+	f, _ = newFilter(t, []config.ThemeRule{{Kind: "append", Theme: "footer", Content: "li"}}, Options{})
+	r = htmlResp(frag)
+	if res := f.Apply(context.Background(), false, r); res.State != shared.ThemeFresh {
+		t.Errorf("append only: state %q, want fresh", res.State)
+	}
+	contains(t, string(r.Body()), `Site footer<li class="row">new row</li></footer>`)
 }

@@ -2,6 +2,7 @@ package theme
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/PuerkitoBio/goquery"
@@ -32,6 +33,10 @@ const (
 //     theme element its selector matches; a content node goes to the first
 //     rule that takes it. A rule whose selectors match nothing does nothing:
 //     the theme element keeps its own content.
+//
+// A page in which no replace rule finds its content (an HTML fragment for
+// a script, a page not made for the theme) is not themed at all: wrapping
+// it would show the theme's filler instead of the page. See errNotAPage.
 type rule struct {
 	kind    string
 	desc    string            // for logs: kind and selectors as configured
@@ -98,6 +103,10 @@ func (f *Filter) prepare(root *html.Node) (misses []string) {
 	return misses
 }
 
+// errNotAPage is a content page in which no replace rule's content selector
+// matches: it goes out unthemed.
+var errNotAPage = errors.New("theme: no replace rule matches the content")
+
 // render writes the themed page: th's page with content's parts put in by
 // the rules. th is not modified; content is parsed here.
 func (f *Filter) render(out *buffer, th *parsed, content []byte) error {
@@ -105,15 +114,17 @@ func (f *Filter) render(out *buffer, th *parsed, content []byte) error {
 	if err != nil {
 		return fmt.Errorf("parse content: %w", err)
 	}
-	troot := clone(th.root, th.nodes)
-	tdoc := goquery.NewDocumentFromNode(troot)
 	cdoc := goquery.NewDocumentFromNode(croot)
-
 	for _, r := range f.rules {
 		if r.kind == kindDrop && r.content != nil {
 			cdoc.FindMatcher(r.content).Remove()
 		}
 	}
+	if !f.takesContent(croot) {
+		return errNotAPage
+	}
+	troot := clone(th.root, th.nodes)
+	tdoc := goquery.NewDocumentFromNode(troot)
 	for _, r := range f.rules {
 		switch r.kind {
 		case kindReplace:
@@ -148,6 +159,21 @@ func (f *Filter) render(out *buffer, th *parsed, content []byte) error {
 		}
 	}
 	return html.Render(out, troot)
+}
+
+// takesContent reports whether some replace rule finds its content in the
+// page, or there is no replace rule.
+func (f *Filter) takesContent(croot *html.Node) bool {
+	replaces := false
+	for _, r := range f.rules {
+		if r.kind == kindReplace {
+			if r.content.MatchFirst(croot) != nil {
+				return true
+			}
+			replaces = true
+		}
+	}
+	return !replaces
 }
 
 // outermost returns the nodes of ns (in document order) that have no

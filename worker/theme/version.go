@@ -18,6 +18,7 @@ type parsed struct {
 	fetched time.Time
 	root    *html.Node
 	nodes   int // nodes under root, root included: the clone's arena size
+	size    int // bytes of the page: a guess at what it adds to a themed body
 }
 
 // theme returns the theme copy to use for one request and its state, or nil
@@ -96,7 +97,7 @@ func (f *Filter) adopt(doc shared.ThemeDoc) *parsed {
 		f.log.Warn("theme selector matches nothing in the theme page",
 			"version", doc.Version, "rule", miss)
 	}
-	p := &parsed{version: doc.Version, fetched: doc.Fetched, root: root, nodes: countNodes(root)}
+	p := &parsed{version: doc.Version, fetched: doc.Fetched, root: root, nodes: countNodes(root), size: len(doc.HTML)}
 	f.cur.Store(p)
 	f.log.Debug("theme version adopted", "version", doc.Version, "bytes", len(doc.HTML), "nodes", p.nodes)
 	return p
