@@ -137,7 +137,8 @@ type Result struct {
 	// State is "" when the response was not eligible for theming and passed
 	// through; otherwise shared.ThemeFresh or ThemeStale (themed with a copy
 	// in that state; stale also when fetchd was unreachable and the last
-	// copy served) or ThemeUnthemed (no theme to be had: content as it came).
+	// copy served) or ThemeUnthemed (no theme to be had, or a page no
+	// replace rule finds content in: the response as it came).
 	State string
 	// Took is the filter time: asking fetchd, parsing a new theme version,
 	// applying the rules and rendering. Reading the upstream body is not in
@@ -155,8 +156,10 @@ type Unreader interface {
 }
 
 // Apply themes resp in place when it is eligible (see the package doc);
-// head tells whether it answers a HEAD request. The body is read into
-// memory, bounded; a body that streamed and was too large streams on.
+// head tells whether it answers a HEAD request. It asks fetchd for the
+// theme first: with none to be had the response is left as it is, its body
+// still streaming. Otherwise the body is read into memory, bounded; a body
+// that streamed and turned out too large streams on, untouched.
 //
 // A themed response has the theme's body, a Content-Length, no
 // Content-Encoding (gzip is decoded), no ETag (the upstream's tag names the
@@ -174,18 +177,32 @@ func (f *Filter) Apply(ctx context.Context, head bool, resp *fasthttp.Response) 
 	if !ok {
 		return Result{}
 	}
+	if n := resp.Header.ContentLength(); n > f.maxBody || (!resp.IsBodyStream() && len(resp.Body()) > f.maxBody) {
+		return Result{} // too large, known before anything is read or asked
+	}
+
+	// Filter time is asking fetchd and theming; reading the upstream's
+	// body between the two is run time.
+	start := f.now()
+	var read time.Duration
+	defer func() {
+		if res.State != "" {
+			res.Took = f.now().Sub(start) - read
+		}
+	}()
+	th, state := f.theme(ctx)
+	if th == nil {
+		// Nothing to theme with: the response goes on as it came, its
+		// body still streaming.
+		return Result{State: shared.ThemeUnthemed}
+	}
+	readStart := f.now()
 	raw, ok := f.readBody(resp)
+	read = f.now().Sub(readStart)
 	if !ok {
 		return Result{}
 	}
 	defer putBuf(raw)
-
-	start := f.now()
-	defer func() { res.Took = f.now().Sub(start) }()
-	th, state := f.theme(ctx)
-	if th == nil {
-		return f.unthemed(resp, raw)
-	}
 	content := raw.B
 	if gz {
 		dec := getBuf()
