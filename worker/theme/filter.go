@@ -53,9 +53,8 @@ const (
 	maxAskTimeout = 2 * time.Second
 )
 
-// AskTimeout returns the ThemeService deadline for fetchd's stale_wait:
-// twice stale_wait, at least DefaultAskTimeout's floor of 50 ms and at most
-// 2 s. A request never waits long for a theme: without one it is served
+// AskTimeout returns the ThemeService deadline that suits fetchd's
+// stale_wait: twice stale_wait, at least 50 ms and at most 2 s. A request never waits long for a theme: without one it is served
 // unthemed.
 func AskTimeout(staleWait time.Duration) time.Duration {
 	return min(max(2*staleWait, 50*time.Millisecond), maxAskTimeout)
