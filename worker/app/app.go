@@ -11,12 +11,18 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/worker/theme"
 )
 
 // App is the built-in worker handler for one app block.
 type App struct {
 	proxy *proxy // nil when serving the demo site
 	demo  *demo  // nil when proxying
+
+	themeName    string        // the app block's theme, "" for none
+	theme        *theme.Filter // nil: nothing is themed
+	debugHeaders bool          // X-Theme on themed responses
+	log          hclog.Logger
 
 	// done is closed by Close; it releases demo requests that would
 	// otherwise block forever (/demo/hang) or for long (/demo/sleep).
@@ -28,13 +34,14 @@ type App struct {
 // cfg.Upstream, or the demo site when cfg.Demo. The returned Close releases
 // idle upstream connections.
 //
-// cfg.Theme is not acted on yet: responses pass through unthemed.
-func New(cfg config.App, log hclog.Logger) (*App, error) {
+// cfg.Theme takes effect with the WithTheme option, which brings the theme
+// block and fetchd; without it responses pass through unthemed.
+func New(cfg config.App, log hclog.Logger, opts ...Option) (*App, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
 	log = log.Named("app")
-	a := &App{done: make(chan struct{})}
+	a := &App{done: make(chan struct{}), themeName: cfg.Theme, log: log}
 	switch {
 	case cfg.Demo && cfg.Upstream != "":
 		return nil, errors.New("app: set only one of upstream and demo")
@@ -53,6 +60,17 @@ func New(cfg config.App, log hclog.Logger) (*App, error) {
 		}
 		a.proxy = p
 	}
+	for _, o := range opts {
+		if err := o(a); err != nil {
+			return nil, err
+		}
+	}
+	if a.demo != nil {
+		a.demo.themed = a.theme != nil
+	}
+	if a.themeName != "" && a.theme == nil {
+		log.Warn("app names a theme but the worker has no theme filter; serving unthemed", "theme", a.themeName)
+	}
 	return a, nil
 }
 
@@ -60,9 +78,12 @@ func New(cfg config.App, log hclog.Logger) (*App, error) {
 func (a *App) Handler(ctx *fasthttp.RequestCtx) {
 	if a.proxy != nil {
 		a.proxy.serve(ctx)
-		return
+	} else {
+		a.demo.serve(ctx)
 	}
-	a.demo.serve(ctx)
+	if a.theme != nil {
+		a.applyTheme(ctx)
+	}
 }
 
 // Close releases idle upstream connections and unblocks demo requests that

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"cmp"
+	_ "embed"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/valyala/fasthttp"
+
+	"github.com/lanes-dev/lanes/worker/theme"
 )
 
 // Demo limits.
@@ -31,6 +34,8 @@ const (
 type demo struct {
 	log  hclog.Logger
 	done <-chan struct{} // closed by App.Close
+	// themed: the app themes responses, so the theme page opts out.
+	themed bool
 }
 
 func (d *demo) serve(ctx *fasthttp.RequestCtx) {
@@ -49,6 +54,8 @@ func (d *demo) serve(ctx *fasthttp.RequestCtx) {
 		d.byteStream(ctx)
 	case "/demo/echo":
 		d.echo(ctx)
+	case "/demo/theme.html":
+		d.themePage(ctx)
 	default:
 		// /demo/sleep/ANYTHING sleeps too, so that a config can give some
 		// sleeps a lane of their own by path (the bench maps its slow class).
@@ -67,6 +74,7 @@ const indexHTML = `<!DOCTYPE html>
 <title>lanes demo</title>
 </head>
 <body>
+<main id="content">
 <h1>lanes demo</h1>
 <p>Each link below is served by a lanes worker process. Some misbehave on
 purpose; watch the dashboard while you try them.</p>
@@ -78,7 +86,9 @@ purpose; watch the dashboard while you try them.</p>
 <li><a href="/demo/crash">/demo/crash</a> makes the worker exit; the supervisor replaces it.</li>
 <li><a href="/demo/bytes?n=104857600">/demo/bytes?n=104857600</a> streams 100 MiB.</li>
 <li><a href="/demo/echo">/demo/echo</a> shows the request as the worker got it.</li>
+<li><a href="/demo/theme.html">/demo/theme.html</a> is the page configs/themed.hcl wraps this one in.</li>
 </ul>
+</main>
 </body>
 </html>
 `
@@ -91,6 +101,30 @@ func (d *demo) index(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.SetContentType(contentTypeHTML)
 	ctx.SetBodyString(indexHTML)
+}
+
+// demoTheme is a theme page for the demo site (configs/themed.hcl): a
+// 20 KB layout with a #content box, a <title>, a .placeholder to drop and
+// head links and styles, like a real site's.
+//
+//go:embed demo_theme.html
+var demoTheme string
+
+// themePage serves demoTheme. In a themed app it opts out of theming
+// (X-Lanes-Theme: off, which the filter removes): fetchd fetches it through
+// lanes itself, and it must arrive as it is.
+func (d *demo) themePage(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Response.Header.Set("Allow", "GET, HEAD")
+		ctx.Error("405 Method Not Allowed\n", fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	ctx.SetContentType(contentTypeHTML)
+	if d.themed {
+		ctx.Response.Header.Set(theme.HeaderOptOut, "off")
+	}
+	ctx.Response.Header.Set("Cache-Control", "max-age=60")
+	ctx.SetBodyString(demoTheme)
 }
 
 // sleep answers after ?ms=N milliseconds (/demo/sleep and /demo/sleep/*).

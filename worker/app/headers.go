@@ -1,6 +1,10 @@
 package app
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/lanes-dev/lanes/worker/theme"
+)
 
 // hopByHop are the header fields that describe one connection, not the
 // message (RFC 9110 section 7.6.1), so a proxy drops them in both directions,
@@ -122,10 +126,15 @@ var tokenChars = func() (t [128]bool) {
 
 // isInternal reports whether a response header is one of lanes' own
 // (X-Lanes-*), which only lanes may set: the front reads them, so an
-// upstream's copy would forge lanes' timings.
+// upstream's copy would forge lanes' timings. The one X-Lanes- header an
+// upstream may send is the theme opt-out, which the theme filter reads and
+// removes before the response leaves the worker.
 func isInternal(key []byte) bool {
-	return len(key) >= len(strInternalPrefix) && bytes.EqualFold(key[:len(strInternalPrefix)], strInternalPrefix)
+	return len(key) >= len(strInternalPrefix) && bytes.EqualFold(key[:len(strInternalPrefix)], strInternalPrefix) &&
+		!bytes.EqualFold(key, strThemeOptOut)
 }
+
+var strThemeOptOut = []byte(theme.HeaderOptOut)
 
 // isH2C reports whether an Upgrade value asks for HTTP/2 over cleartext
 // only. That upgrade is optional for the client, so lanes declines it by
