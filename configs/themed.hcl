@@ -6,14 +6,12 @@
 #   open http://127.0.0.1:8081/       the dashboard
 #   curl -si http://127.0.0.1:8080/ | grep -i x-theme    # fresh, stale or unthemed
 #
-# Where the theme comes from: the demo itself serves a 20 KB theme page at
-# /demo/theme.html, so this config needs no other server. fetchd fetches it
-# through lanes' own listener; the page opts out of theming (the response
-# header "X-Lanes-Theme: off"), so it arrives as it is. Until lanes is up
-# and the first fetch has landed (or from fetchd's cache on a later start)
-# pages are served unthemed, never failed. A file:// theme URL would need
-# an absolute path, which a config meant to run from any checkout cannot
-# give. With your own site, point url at the theme page it serves.
+# Where the theme comes from: a 20 KB theme page in this checkout (the one
+# the demo also serves at /demo/theme.html), named with a file: URL
+# relative to this config file, so this config needs no other server and
+# `lanesd -check` can read it. fetchd caches it in ./data/fetchd; edit the
+# file and the site picks the new version up within min_refresh. With your
+# own site, point url at the theme page it serves (http:// or https://).
 
 listen        = "127.0.0.1:8080"
 debug_headers = true   # X-Lane, Server-Timing (with the filter time) and X-Theme
@@ -33,7 +31,7 @@ app {
 }
 
 theme "demo" {
-  url = "http://127.0.0.1:8080/demo/theme.html"
+  url = "file:../worker/app/demo_theme.html"
 
   # The page's #content becomes the theme's #content.
   rule "replace" {
@@ -66,14 +64,6 @@ lane "default" {
   min_workers     = 2
   max_workers     = 2
   request_timeout = "30s"
-}
-
-# fetchd's own fetches of the theme page get a lane of their own, so they
-# never wait behind the site's traffic.
-lane "theme" {
-  min_workers = 1
-  max_workers = 1
-  map         = ["GET /demo/theme.html"]
 }
 
 lane "slow" {

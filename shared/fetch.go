@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/lanes-dev/lanes/shared/api"
+	"github.com/lanes-dev/lanes/shared/config"
 )
 
 // EnvFetchdSocket names, in a worker's environment, the unix socket on which
@@ -67,4 +68,11 @@ type FetchdStatus struct {
 type FetchdService interface {
 	ThemeService
 	StatusService
+}
+
+// WorkerTheme is what the built-in worker needs to theme responses
+// (EnvTheme): the theme block and how long to wait for fetchd per request.
+type WorkerTheme struct {
+	Theme      config.Theme  `json:"theme"`
+	AskTimeout time.Duration `json:"ask_timeout"`
 }

@@ -35,6 +35,12 @@ const (
 	EnvLogLevel = "LANES_LOG_LEVEL"
 	// EnvApp is the JSON encoding of config.App, for the built-in worker.
 	EnvApp = "LANES_APP"
+	// EnvTheme is the JSON encoding of WorkerTheme: the app's theme, for
+	// the built-in worker. Unset: no theme.
+	EnvTheme = "LANES_THEME"
+	// EnvDebugHeaders is "1" when the config's debug_headers is on (the
+	// worker then answers X-Theme).
+	EnvDebugHeaders = "LANES_DEBUG_HEADERS"
 	// EnvMaxHeaderSize and EnvMaxBodySize carry the front's limits so the
 	// worker's server accepts whatever the front accepted.
 	EnvMaxHeaderSize = "LANES_MAX_HEADER_SIZE"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -227,6 +228,16 @@ func (s *Supervisor) retireLane(l *lane.Lane) {
 	s.log.Info("lane stopped", "lane", l.Name())
 }
 
+// themeValues is themes without their source positions, which move when
+// lines are added above them.
+func themeValues(themes []config.Theme) []config.Theme {
+	out := slices.Clone(themes)
+	for i := range out {
+		out[i].Range, out[i].URLRange = hcl.Range{}, hcl.Range{}
+	}
+	return out
+}
+
 // fixedChanges lists what differs between a and b that lanesd cannot apply
 // while it runs: the listeners and the front's client limits.
 func fixedChanges(a, b *config.Config) []string {
@@ -245,6 +256,9 @@ func fixedChanges(a, b *config.Config) []string {
 	}
 	if (a.Fetchd == nil) != (b.Fetchd == nil) || (a.Fetchd != nil && *a.Fetchd != *b.Fetchd) {
 		why = append(why, "the fetchd block")
+	}
+	if a.App.Theme != b.App.Theme || !reflect.DeepEqual(themeValues(a.Themes), themeValues(b.Themes)) {
+		why = append(why, "the themes (fetchd reads them at start)")
 	}
 	return why
 }

@@ -42,6 +42,9 @@ type Options struct {
 	// Builtin is the argv that runs the built-in worker (lanesd's own
 	// "worker" subcommand); lanes without a command run it.
 	Builtin []string
+	// Fetchd is the argv that runs fetchd (lanesd's own "fetchd"
+	// subcommand); a themed app needs it.
+	Fetchd []string
 }
 
 // Supervisor is one running lanes front.
@@ -55,6 +58,7 @@ type Supervisor struct {
 	started time.Time
 
 	state    atomic.Pointer[state]
+	fetchd   *fetchdSup   // nil when no theme is used
 	maps     *mapping.Set // static, runtime and learned mappings; outlives reloads
 	metrics  *metrics
 	reloadMu sync.Mutex // one reload, resize or drain of the lane set at a time
@@ -194,6 +198,10 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		case <-sctx.Done():
 		}
 	}()
+	if themed(s.cfg) && len(s.opt.Fetchd) > 0 {
+		s.fetchd = s.startFetchd(s.cfg)
+		defer s.fetchd.stop() // after the lanes: workers ask it until they stop
+	}
 	st, err := s.startLanes(sctx, s.cfg)
 	stopped := sctx.Err() != nil
 	cancel()
@@ -323,12 +331,19 @@ func stopAll(ctx context.Context, lanes []*lane.Lane, immediate bool) {
 
 func (s *Supervisor) workerEnv(cfg *config.Config) []string {
 	app, _ := json.Marshal(cfg.App)
-	return []string{
+	env := []string{
 		shared.EnvLogLevel + "=" + cfg.Log.Level.String(),
 		shared.EnvApp + "=" + string(app),
 		shared.EnvMaxHeaderSize + "=" + strconv.Itoa(cfg.Front.MaxHeaderSize),
 		shared.EnvMaxBodySize + "=" + strconv.Itoa(cfg.Front.MaxBodySize),
 	}
+	if cfg.DebugHeaders {
+		env = append(env, shared.EnvDebugHeaders+"=1")
+	}
+	if s.fetchd != nil {
+		env = append(env, s.themeEnv(cfg)...)
+	}
+	return env
 }
 
 // shutdown stops the listeners, waits for in-flight requests (unless
@@ -375,9 +390,9 @@ func (s *Supervisor) Status() api.Status {
 		Config:  st.cfg.File,
 		Lanes:   make([]api.Lane, 0, len(st.lanes)),
 		Front:   api.Front{Retries: s.retries.Load(), Truncated: s.truncated.Load()},
-		Themes:  []api.Theme{},
 		Reload:  s.lastLoad.Load(),
 	}
+	out.Fetchd, out.Themes = s.fetchd.status()
 	if s.frontLn != nil {
 		out.Front.AcceptErrors = s.frontLn.AcceptErrors() + s.adminLn.AcceptErrors()
 	}

@@ -14,25 +14,35 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
 
+	"github.com/lanes-dev/lanes/fetchd"
 	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/shared/logging"
 	"github.com/lanes-dev/lanes/supervisor"
 	"github.com/lanes-dev/lanes/worker"
 	"github.com/lanes-dev/lanes/worker/app"
+	"github.com/lanes-dev/lanes/worker/theme"
 )
 
 // workerCommand is the subcommand lanesd runs itself as for a lane's
 // built-in worker.
 const workerCommand = "worker"
 
+// fetchdCommand is the subcommand lanesd runs itself as for fetchd.
+const fetchdCommand = "fetchd"
+
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == workerCommand {
 		runWorker()
 		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == fetchdCommand {
+		os.Exit(fetchd.Main(logging.Worker(os.Getenv(shared.EnvLogLevel))))
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -55,7 +65,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
-		config.WriteDiagnostics(stderr, diags) // warnings, if any
+		// A theme must be fetchable now or cached: -check fetches it.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		diags = append(diags, checkThemes(ctx, cfg)...)
+		cancel()
+		config.WriteDiagnostics(stderr, diags)
+		if diags.HasErrors() {
+			return 1
+		}
 		fmt.Fprintln(stdout, "OK")
 		return 0
 	}
@@ -63,15 +80,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, d := range diags {
 		log.Warn("config", "warning", d.Error())
 	}
-	if cfg.Fetchd != nil || len(cfg.Themes) > 0 || cfg.App.Theme != "" {
-		log.Warn("theme and fetchd are validated but not active in this version")
+	if cfg.App.Theme != "" {
+		// At start the same finding as -check is a warning: the site runs
+		// unthemed until the theme can be had.
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Fetchd.FetchTimeout+time.Second)
+		for _, d := range checkThemes(ctx, cfg) {
+			log.Warn("theme", "warning", d.Error())
+		}
+		cancel()
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		log.Error("cannot find own executable for the built-in worker", "error", err)
 		return 1
 	}
-	sup, err := supervisor.New(cfg, supervisor.Options{Log: log, Builtin: []string{exe, workerCommand}})
+	sup, err := supervisor.New(cfg, supervisor.Options{Log: log, Builtin: []string{exe, workerCommand}, Fetchd: []string{exe, fetchdCommand}})
 	if err != nil {
 		log.Error("start", "error", err)
 		return 1
@@ -129,10 +152,45 @@ func runWorker() {
 		fmt.Fprintln(os.Stderr, "lanesd worker: started without an app config; lanesd runs this itself")
 		os.Exit(1)
 	}
-	a, err := app.New(cfg, log)
+	var opts []app.Option
+	if os.Getenv(shared.EnvDebugHeaders) == "1" {
+		opts = append(opts, app.WithDebugHeaders(true))
+	}
+	if raw := os.Getenv(shared.EnvTheme); raw != "" {
+		var wt shared.WorkerTheme
+		if err := json.Unmarshal([]byte(raw), &wt); err != nil {
+			log.Error("theme config", "error", err)
+			os.Exit(1)
+		}
+		svc, closeSvc, err := shared.DialThemeService(os.Getenv(shared.EnvFetchdSocket))
+		if err != nil {
+			log.Warn("fetchd unreachable; serving unthemed", "error", err)
+		} else {
+			defer closeSvc()
+			opts = append(opts, app.WithTheme(wt.Theme, svc, theme.Options{AskTimeout: wt.AskTimeout}))
+		}
+	}
+	a, err := app.New(cfg, log, opts...)
 	if err != nil {
 		log.Error("app", "error", err)
 		os.Exit(1)
 	}
 	worker.ServeLogger(a.Handler, log)
+}
+
+// checkThemes finds the app's theme fetchable or cached (fetchd.Check) and
+// its rules' selectors valid.
+func checkThemes(ctx context.Context, cfg *config.Config) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for i := range cfg.Themes {
+		t := &cfg.Themes[i]
+		if err := theme.Validate(*t); err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid theme rule",
+				Detail: err.Error() + ".", Subject: t.Range.Ptr()})
+		}
+	}
+	if cfg.App.Theme == "" || diags.HasErrors() {
+		return diags
+	}
+	return append(diags, fetchd.Check(ctx, cfg)...)
 }

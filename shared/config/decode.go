@@ -384,10 +384,19 @@ func (d *decoder) theme(b *hcl.Block) Theme {
 		t.URLRange = attr.Expr.Range()
 		u, err := url.Parse(t.URL)
 		valid := err == nil && (((u.Scheme == "http" || u.Scheme == "https") && u.Host != "") ||
-			(u.Scheme == "file" && u.Path != ""))
+			(u.Scheme == "file" && (u.Path != "" || u.Opaque != "")))
 		if !valid {
 			d.errorf(attr.Expr.Range(), "Invalid theme URL",
-				"%q is not a theme URL: use http://, https:// or file:///, such as \"http://127.0.0.1:9001/theme.html\".", t.URL)
+				"%q is not a theme URL: use http://, https://, file:///ABSOLUTE/PATH or file:PATH (relative to the config file), such as \"http://127.0.0.1:9001/theme.html\".", t.URL)
+		} else if u.Scheme == "file" && u.Opaque != "" {
+			// file:PATH is relative to the config file: made absolute here,
+			// so fetchd and -check read the same file from any directory.
+			t.URL = (&url.URL{Scheme: "file", Path: filepath.Join(d.dir, u.Opaque)}).String()
+			if !filepath.IsAbs(d.dir) {
+				if abs, err := filepath.Abs(filepath.Join(d.dir, u.Opaque)); err == nil {
+					t.URL = (&url.URL{Scheme: "file", Path: abs}).String()
+				}
+			}
 		}
 	}
 	for _, rb := range c.Blocks {

@@ -1,0 +1,225 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lanes-dev/lanes/fetchd"
+	"github.com/lanes-dev/lanes/shared"
+	"github.com/lanes-dev/lanes/shared/api"
+	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/supervisor/proc"
+	"github.com/lanes-dev/lanes/worker/theme"
+)
+
+// fetchdSup keeps the fetchd process running while the app uses a theme:
+// it starts it through package proc like a worker (no orphans), checks its
+// health, respawns it with a back-off when it dies, and stops it last.
+// Workers talk to fetchd themselves, over its ThemeService socket; they
+// keep serving their last theme while it is down.
+type fetchdSup struct {
+	log    hclog.Logger
+	spec   proc.Spec
+	sock   string
+	client shared.FetchdService
+	close  func()
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex
+	p        *proc.Process
+	state    string
+	restarts uint64
+	lastErr  string
+}
+
+// fetchd backs off after a crash like a lane does, capped lower: a fetchd
+// that cannot start only costs theming.
+const (
+	fetchdBackoffMax = 10 * time.Second
+	fetchdHealth     = 5 * time.Second
+)
+
+// themed says cfg's app uses a theme, which is what fetchd is for.
+func themed(cfg *config.Config) bool { return cfg.App.Theme != "" && cfg.Fetchd != nil }
+
+// fetchdSocket is where fetchd serves ThemeService.
+func (s *Supervisor) fetchdSocket() string { return filepath.Join(s.runDir, "fetchd-themes.sock") }
+
+// startFetchd starts fetchd for cfg and returns once its first start has
+// ended either way: a site whose theme cannot be had runs unthemed, so a
+// fetchd that fails is logged and retried, never fatal.
+func (s *Supervisor) startFetchd(cfg *config.Config) *fetchdSup {
+	if err := fetchd.CheckCacheDir(cfg.Fetchd.CacheDir); err != nil {
+		s.log.Error("fetchd not started; the site runs unthemed", "error", err)
+	}
+	env, err := fetchd.Env(cfg, s.fetchdSocket())
+	if err != nil {
+		s.log.Error("fetchd not started; the site runs unthemed", "error", err)
+		return nil
+	}
+	env = append(env,
+		shared.EnvParentPID+"="+strconv.Itoa(os.Getpid()),
+		shared.EnvLogLevel+"="+cfg.Log.Level.String(),
+	)
+	client, closeClient, err := shared.DialThemeService(s.fetchdSocket())
+	if err != nil {
+		s.log.Error("fetchd client", "error", err)
+		return nil
+	}
+	f := &fetchdSup{
+		log: s.log.Named("fetchd"),
+		spec: proc.Spec{
+			Command: s.opt.Fetchd,
+			Env:     env,
+			RunDir:  s.runDir,
+			Name:    "fetchd",
+			Log:     s.log.Named("fetchd"),
+			Spawner: s.spawner,
+		},
+		sock:   s.fetchdSocket(),
+		client: client,
+		close:  closeClient,
+		done:   make(chan struct{}),
+		state:  "starting",
+	}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	first := make(chan struct{})
+	go f.run(first)
+	<-first
+	return f
+}
+
+// run keeps fetchd up until stop.
+func (f *fetchdSup) run(first chan struct{}) {
+	defer close(f.done)
+	var once sync.Once
+	started := func() { once.Do(func() { close(first) }) }
+	defer started()
+	backoff := time.Duration(0)
+	for f.ctx.Err() == nil {
+		p := proc.New(f.spec)
+		f.mu.Lock()
+		f.p = p
+		f.mu.Unlock()
+		err := p.Start(f.ctx)
+		started()
+		if err != nil {
+			f.setState("restarting", err.Error())
+			f.log.Error("fetchd failed to start", "error", err)
+		} else {
+			f.setState("ready", "")
+			f.log.Info("fetchd ready", "pid", p.PID())
+			up := time.Now()
+			f.watch(p)
+			if f.ctx.Err() != nil {
+				return
+			}
+			f.setState("restarting", p.ExitErr())
+			f.log.Warn("fetchd exited; restarting", "pid", p.PID(), "status", p.ExitErr())
+			if time.Since(up) > time.Minute {
+				backoff = 0
+			}
+		}
+		f.mu.Lock()
+		f.restarts++
+		f.mu.Unlock()
+		backoff = min(max(2*backoff, 100*time.Millisecond), fetchdBackoffMax)
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// watch returns when p has exited, or when the supervisor stops (after
+// stopping p). A fetchd that fails its health check is killed.
+func (f *fetchdSup) watch(p *proc.Process) {
+	t := time.NewTicker(fetchdHealth)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.Exited():
+			return
+		case <-f.ctx.Done():
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			p.Stop(ctx)
+			cancel()
+			return
+		case <-t.C:
+			if _, err := p.Health(f.ctx); err != nil && f.ctx.Err() == nil {
+				f.log.Error("fetchd failed its health check; killing", "pid", p.PID(), "error", err)
+				p.Kill()
+			}
+		}
+	}
+}
+
+func (f *fetchdSup) setState(state, lastErr string) {
+	f.mu.Lock()
+	f.state, f.lastErr = state, lastErr
+	f.mu.Unlock()
+}
+
+// stop stops fetchd and waits for it.
+func (f *fetchdSup) stop() {
+	if f == nil {
+		return
+	}
+	f.cancel()
+	<-f.done
+	f.close()
+}
+
+// status fills the admin API's fetchd and themes.
+func (f *fetchdSup) status() (api.Fetchd, []api.Theme) {
+	if f == nil {
+		return api.Fetchd{Enabled: false, State: "off"}, []api.Theme{}
+	}
+	f.mu.Lock()
+	out := api.Fetchd{Enabled: true, State: f.state, Restarts: f.restarts, LastError: f.lastErr}
+	if f.p != nil {
+		out.PID = f.p.PID()
+	}
+	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	st, err := f.client.Status(ctx)
+	if err != nil {
+		if out.LastError == "" && !errors.Is(err, context.Canceled) {
+			out.LastError = err.Error()
+		}
+		return out, []api.Theme{}
+	}
+	out.CacheEntries, out.CacheBytes = st.CacheEntries, st.CacheBytes
+	if st.Themes == nil {
+		st.Themes = []api.Theme{}
+	}
+	return out, st.Themes
+}
+
+// themeEnv is the environment a worker needs to theme: the theme block,
+// the per-request wait for fetchd, and fetchd's socket.
+func (s *Supervisor) themeEnv(cfg *config.Config) []string {
+	if !themed(cfg) {
+		return nil
+	}
+	for _, t := range cfg.Themes {
+		if t.Name != cfg.App.Theme {
+			continue
+		}
+		b, _ := json.Marshal(shared.WorkerTheme{Theme: t, AskTimeout: theme.AskTimeout(cfg.Fetchd.StaleWait)})
+		return []string{shared.EnvTheme + "=" + string(b), shared.EnvFetchdSocket + "=" + s.fetchdSocket()}
+	}
+	return nil
+}
