@@ -24,9 +24,10 @@ var ErrWorkerGone = errors.New("lanes: worker gone")
 type Control interface {
 	// Health reports the worker's state; an error means unhealthy.
 	Health(ctx context.Context) (WorkerStats, error)
-	// Drain makes the worker finish the requests it is running and then
-	// report back; it accepts no new connections meanwhile. It returns when
-	// the worker is idle or ctx ends.
+	// Drain waits until the worker has finished the requests it is
+	// running, and marks it draining in its stats. The supervisor calls it
+	// on a worker it has already taken out of rotation, so no new request
+	// arrives meanwhile. It returns when the worker is idle or ctx ends.
 	Drain(ctx context.Context) error
 }
 

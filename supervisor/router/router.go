@@ -12,8 +12,9 @@ import (
 	"strings"
 )
 
-// Sentinel errors returned (wrapped) by Compile, so the admin API can answer
-// 400 for bad input.
+// Sentinel errors returned (wrapped) by Compile, so that a caller can tell
+// bad input from a bug. (Package mapping validates every pattern with
+// config.ParsePattern before it compiles, so its users see those messages.)
 var (
 	ErrInvalidRoute   = errors.New("router: invalid route")
 	ErrDuplicateRoute = errors.New("router: duplicate route")

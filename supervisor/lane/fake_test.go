@@ -1,0 +1,267 @@
+package lane
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/lanes-dev/lanes/shared"
+	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/supervisor/proc"
+)
+
+// fakeProc is a worker process without a process: the lane's state machine
+// runs against it in these tests.
+type fakeProc struct {
+	pid     int
+	delay   time.Duration // Start takes this long
+	fail    error         // Start returns it
+	exited  chan struct{}
+	once    sync.Once
+	kills   atomic.Int32
+	quits   atomic.Int32
+	stopped atomic.Int32
+	started chan struct{}
+}
+
+func (f *fakeProc) Start(ctx context.Context) error {
+	close(f.started)
+	select {
+	case <-time.After(f.delay):
+	case <-f.exited:
+		return errors.New("killed while starting")
+	}
+	if f.fail != nil {
+		f.end()
+	}
+	return f.fail
+}
+func (f *fakeProc) end()                    { f.once.Do(func() { close(f.exited) }) }
+func (f *fakeProc) PID() int                { return f.pid }
+func (f *fakeProc) Socket() string          { return "/nonexistent/fake.sock" }
+func (f *fakeProc) Exited() <-chan struct{} { return f.exited }
+func (f *fakeProc) ExitErr() string         { return "signal: killed" }
+func (f *fakeProc) Health(context.Context) (shared.WorkerStats, error) {
+	return shared.WorkerStats{PID: f.pid}, nil
+}
+func (f *fakeProc) Kill() { f.kills.Add(1); f.end() }
+func (f *fakeProc) Quit(time.Duration, int) string {
+	f.quits.Add(1)
+	f.end()
+	return "goroutine 1 [select]:\nmain.hang()"
+}
+func (f *fakeProc) Stop(context.Context)            { f.stopped.Add(1); f.end() }
+func (f *fakeProc) RSS() int64                      { return 0 }
+func (f *fakeProc) WhereHung() (wchan, sysc string) { return "futex_wait×1", "futex 0x0" }
+
+// fakes makes fakeProcs and remembers them in order.
+type fakes struct {
+	mu    sync.Mutex
+	procs []*fakeProc
+	delay time.Duration
+}
+
+func (fs *fakes) new(proc.Spec) Proc {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	p := &fakeProc{pid: 1000 + len(fs.procs), delay: fs.delay, exited: make(chan struct{}), started: make(chan struct{})}
+	fs.procs = append(fs.procs, p)
+	return p
+}
+
+func (fs *fakes) all() []*fakeProc {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return append([]*fakeProc(nil), fs.procs...)
+}
+
+func fakeLane(t *testing.T, cfg config.Lane, delay time.Duration) (*Lane, *fakes) {
+	t.Helper()
+	fs := &fakes{delay: delay}
+	if cfg.Name == "" {
+		cfg.Name = "t"
+	}
+	cfg.Concurrency = max(cfg.Concurrency, 1)
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = 100
+	}
+	if cfg.QueueTimeout == 0 {
+		cfg.QueueTimeout = 5 * time.Second
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = time.Second
+	}
+	l := New(cfg, Env{Log: hclog.NewNullLogger(), New: fs.new, Builtin: []string{"fake"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Stop(context.Background(), true) })
+	return l, fs
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (l *Lane) count(s State) int { l.mu.Lock(); defer l.mu.Unlock(); return l.countLocked(s) }
+
+// Requests waiting while every worker is busy grow the lane, in parallel
+// up to max_workers; idle workers above min_workers leave after
+// idle_timeout.
+func TestGrowUnderQueueShrinkWhenIdle(t *testing.T) {
+	l, fs := fakeLane(t, config.Lane{MinWorkers: 1, MaxWorkers: 3, IdleTimeout: 100 * time.Millisecond}, 20*time.Millisecond)
+	w0, err := l.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *Worker, 2)
+	for range 2 {
+		go func() {
+			w, err := l.Acquire()
+			if err != nil {
+				t.Error(err)
+			}
+			got <- w
+		}()
+	}
+	w1, w2 := <-got, <-got
+	if n := len(fs.all()); n != 3 {
+		t.Fatalf("%d processes started; want 3 (1 + one per waiting request)", n)
+	}
+	// Both new workers were spawned at once, not one after the other.
+	all := fs.all()
+	<-all[1].started
+	<-all[2].started
+	for _, w := range []*Worker{w0, w1, w2} {
+		l.Release(w, &Outcome{})
+	}
+	waitUntil(t, "the lane back at min_workers", func() bool { return l.count(Ready) == 1 && l.activeLocked2() == 1 })
+	if st := l.Status(); st.Served != 3 || st.MinWorkers != 1 {
+		t.Errorf("served %d min %d", st.Served, st.MinWorkers)
+	}
+	stopped := 0
+	for _, p := range all {
+		stopped += int(p.stopped.Load())
+	}
+	if stopped != 2 {
+		t.Errorf("%d workers stopped gracefully; want the 2 idle ones", stopped)
+	}
+}
+
+func (l *Lane) activeLocked2() int { l.mu.Lock(); defer l.mu.Unlock(); return l.activeLocked() }
+
+// A drain starts each replacement before the worker it replaces leaves
+// rotation: the lane never has fewer ready workers than before.
+func TestDrainKeepsReadyWorkers(t *testing.T) {
+	l, fs := fakeLane(t, config.Lane{MinWorkers: 3, MaxWorkers: 3}, 10*time.Millisecond)
+	before := map[int]bool{}
+	for _, p := range fs.all() {
+		before[p.pid] = true
+	}
+	if _, err := l.Drain("test"); err != nil {
+		t.Fatal(err)
+	}
+	minReady := 3
+	for l.Draining() {
+		minReady = min(minReady, l.count(Ready))
+		time.Sleep(100 * time.Microsecond)
+	}
+	if minReady < 3 {
+		t.Errorf("during the drain only %d workers were ready; want never fewer than 3", minReady)
+	}
+	for _, w := range l.Status().Workers {
+		if before[w.PID] && w.State == "ready" {
+			t.Errorf("worker %d still in rotation after the drain", w.PID)
+		}
+	}
+	waitUntil(t, "the old workers gone", func() bool {
+		for _, w := range l.Status().Workers {
+			if before[w.PID] {
+				return false
+			}
+		}
+		return true
+	})
+	if st := l.Status(); st.Drains != 1 || st.Draining || st.Respawns != 3 {
+		t.Errorf("drains %d draining %v respawns %d", st.Drains, st.Draining, st.Respawns)
+	}
+}
+
+// A hard timeout condemns the worker: it leaves rotation, a replacement
+// starts, and it is killed in two phases (Quit).
+func TestHardTimeoutQuitsWorker(t *testing.T) {
+	l, fs := fakeLane(t, config.Lane{MinWorkers: 1, MaxWorkers: 1}, 0)
+	w, err := l.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release(w, &Outcome{Result: HardTimeout, Method: []byte("GET"), Path: []byte("/hang")})
+	first := fs.all()[0]
+	waitUntil(t, "the two-phase kill", func() bool { return first.quits.Load() == 1 })
+	waitUntil(t, "a replacement", func() bool { return l.count(Ready) == 1 && len(fs.all()) == 2 })
+	if st := l.Status(); st.Timeouts != 1 || st.Killed != 1 {
+		t.Errorf("timeouts %d killed %d", st.Timeouts, st.Killed)
+	}
+}
+
+// Shrinking retires idle workers first and lets busy ones finish.
+func TestResizeShrinkSparesBusyWorkers(t *testing.T) {
+	l, _ := fakeLane(t, config.Lane{MinWorkers: 3, MaxWorkers: 3}, 0)
+	busy, err := l.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := 1
+	if _, err := l.Resize(&one, &one); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "two idle workers gone", func() bool { return l.count(Ready) == 1 })
+	if st := l.Status(); st.Workers[0].PID != busy.pid || st.Inflight != 1 {
+		t.Fatalf("the busy worker was retired: %+v", st.Workers)
+	}
+	l.Release(busy, &Outcome{})
+	zero, two, neg := 0, 2, -1
+	for _, tc := range []struct{ lo, hi *int }{{&zero, &zero}, {&two, &one}, {&neg, nil}} {
+		if _, err := l.Resize(tc.lo, tc.hi); err == nil {
+			t.Errorf("resize %v..%v accepted", tc.lo, tc.hi)
+		}
+	}
+	if c := l.Config(); c.MinWorkers != 1 || c.MaxWorkers != 1 {
+		t.Errorf("a refused resize changed the lane to %d..%d", c.MinWorkers, c.MaxWorkers)
+	}
+}
+
+// Stop kills a worker that is still starting at once, instead of waiting
+// for its start to end.
+func TestStopKillsStartingWorker(t *testing.T) {
+	fs := &fakes{delay: time.Hour}
+	l := New(config.Lane{Name: "t", MinWorkers: 1, MaxWorkers: 1, Concurrency: 1}, Env{Log: hclog.NewNullLogger(), New: fs.new})
+	go func() { _ = l.Start(context.Background()) }()
+	waitUntil(t, "the fork", func() bool { return len(fs.all()) == 1 })
+	<-fs.all()[0].started
+	began := time.Now()
+	l.Stop(context.Background(), false)
+	if d := time.Since(began); d > 2*time.Second {
+		t.Errorf("Stop took %v with a worker starting", d)
+	}
+	if fs.all()[0].kills.Load() == 0 {
+		t.Error("the starting worker was not killed")
+	}
+	if n := l.Goroutines(); n != 0 {
+		t.Errorf("%d goroutines of the lane still running after Stop", n)
+	}
+}
