@@ -13,7 +13,6 @@ import (
 
 	"github.com/lanes-dev/lanes/shared/api"
 	"github.com/lanes-dev/lanes/shared/config"
-	"github.com/lanes-dev/lanes/shared/logging"
 	"github.com/lanes-dev/lanes/supervisor/lane"
 	"github.com/lanes-dev/lanes/supervisor/mapping"
 )
@@ -31,15 +30,7 @@ func (s *Supervisor) trace(l *lane.Lane, o *lane.Outcome) {
 		st.maps.Observe(ref, st.index(l), o.Method, o.Path, o.Filter+o.Run, o.Result == lane.HardTimeout)
 	}
 	if st.access != nil {
-		args := []any{"lane", l.Name(), "method", logging.Quote(o.Method), "path", logging.Quote(o.Path),
-			"status", o.Status, "bytes", o.Bytes, "pid", o.PID,
-			"queue", o.Queue, "filter", o.Filter, "run", o.Run, "total", o.Total}
-		if o.Truncated {
-			args = append(args, "failed", "truncated")
-		} else if o.Result == lane.ClientGone {
-			args = append(args, "failed", "client")
-		}
-		st.access.Info("request", args...)
+		st.access.log(l, o)
 	}
 }
 

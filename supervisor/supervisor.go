@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -45,6 +46,9 @@ type Options struct {
 	// Fetchd is the argv that runs fetchd (lanesd's own "fetchd"
 	// subcommand); a themed app needs it.
 	Fetchd []string
+	// LogOutput is where Log writes (default stderr): the access log
+	// writes its lines there itself, in Log's format.
+	LogOutput io.Writer
 }
 
 // Supervisor is one running lanes front.
@@ -53,6 +57,7 @@ type Supervisor struct {
 	opt     Options
 	log     hclog.Logger
 	warn    hclog.Logger // for warnings a flood of requests can repeat
+	access  *accessLog
 	spawner *proc.Spawner
 	runDir  string
 	started time.Time
@@ -84,7 +89,7 @@ type Supervisor struct {
 // table (package mapping), whose lane indices follow cfg.Lanes like lanes.
 type state struct {
 	cfg    *config.Config
-	access hclog.Logger // nil when access_log = false
+	access *accessLog // nil when access_log = false
 	lanes  []*lane.Lane
 	maps   *mapping.Set
 	def    int // index of the default lane
@@ -147,6 +152,10 @@ func New(cfg *config.Config, opt Options) (*Supervisor, error) {
 	}
 	s.warn = s.log
 	s.metrics = newMetrics(s)
+	if opt.LogOutput == nil {
+		opt.LogOutput = os.Stderr
+	}
+	s.access = newAccessLog(s.log.Name()+".access", cfg.Log.JSON, opt.LogOutput)
 	return s, nil
 }
 
@@ -165,6 +174,7 @@ func (s *Supervisor) Abort() { s.abortOnce.Do(func() { close(s.abort) }) }
 // shutdown_timeout, and stops every worker. Abort cuts that short.
 func (s *Supervisor) Run(ctx context.Context) (err error) {
 	s.started = time.Now()
+	defer s.access.Flush()
 	if err := s.makeRunDir(); err != nil {
 		return err
 	}
@@ -265,7 +275,7 @@ func (s *Supervisor) laneEnv(cfg *config.Config) lane.Env {
 func (s *Supervisor) newState(cfg *config.Config, have map[string]*lane.Lane) (*state, []*lane.Lane, error) {
 	st := &state{cfg: cfg}
 	if cfg.Log.AccessLog {
-		st.access = s.log.Named("access")
+		st.access = s.access
 	}
 	env := s.laneEnv(cfg)
 	var made []*lane.Lane
@@ -373,6 +383,7 @@ func (s *Supervisor) shutdown(immediate bool) error {
 		s.log.Warn("in-flight requests cut off", "error", err)
 	}
 	stopAll(ctx, st.lanes, false)
+	s.access.Flush()
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()
 	_ = s.admin.Shutdown(actx)

@@ -94,7 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot find own executable for the built-in worker", "error", err)
 		return 1
 	}
-	sup, err := supervisor.New(cfg, supervisor.Options{Log: log, Builtin: []string{exe, workerCommand}, Fetchd: []string{exe, fetchdCommand}})
+	sup, err := supervisor.New(cfg, supervisor.Options{Log: log, Builtin: []string{exe, workerCommand}, Fetchd: []string{exe, fetchdCommand}, LogOutput: stderr})
 	if err != nil {
 		log.Error("start", "error", err)
 		return 1
