@@ -5,7 +5,7 @@ BIN     := bin
 CONFIG  ?= configs/example.hcl
 TESTFLAGS ?=
 
-.PHONY: all build run test test-race bench bench-deps check fmt vet clean
+.PHONY: all build run test test-deps test-race bench bench-deps check fmt vet clean
 
 all: build
 
@@ -22,11 +22,25 @@ check: build
 
 # Every test: unit tests under the race detector, then the process-level
 # integration tests (real lanesd, workers, sockets and signals).
-test:
+test: test-deps
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 $(TESTFLAGS) $$($(GO) list ./... | grep -v /integration)
 	$(GO) test -count=1 -timeout 8m $(TESTFLAGS) ./integration/...
+
+# What the tests need beyond Go: Chromium, for the dashboard's test in a
+# real headless browser (supervisor/admin/browser_test.go; it skips, saying
+# so, where Chromium cannot be had). Installed with apt-get when missing and
+# possible (root, apt-get); never fails.
+test-deps:
+	@if command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || test -n "$$LANES_CHROMIUM"; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "test-deps: not installing chromium (needs root and apt-get); the browser test will skip"; exit 0; \
+	fi; \
+	echo "test-deps: apt-get install chromium"; \
+	{ apt-get install -y -q --no-install-recommends chromium || { apt-get update -q && apt-get install -y -q --no-install-recommends chromium; }; } >/dev/null 2>&1 \
+		|| echo "test-deps: apt-get failed; the browser test will skip"; \
+	exit 0
 
 # The bench prints every figure side by side in one run; see bench/main.go.
 bench: build bench-deps
