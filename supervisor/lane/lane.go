@@ -766,7 +766,7 @@ func (l *Lane) Stop(ctx context.Context, immediate bool) {
 		case prev[i] == Starting || immediate || prev[i] == Killing:
 			w.proc.Kill()
 		default:
-			go w.proc.Stop(ctx)
+			l.goLocked(func() { w.proc.Stop(ctx) })
 		}
 	}
 	done := make(chan struct{})
