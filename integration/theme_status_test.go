@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -155,4 +156,16 @@ func TestThemeTwoLanesdOneCacheDir(t *testing.T) {
 	if a.theme(t).State != "fresh" {
 		t.Errorf("first lanesd's theme: %+v", a.theme(t))
 	}
+	if strings.Contains(b.log.String(), "<nil>") {
+		t.Errorf("the second lanesd's warnings name no place as <nil>")
+	}
+
+	// Once the first lets go of the cache_dir, the second starts its fetchd.
+	a.signal(t, syscall.SIGTERM)
+	a.wait(t, 15*time.Second)
+	waitFor(t, "the second lanesd's fetchd", 15*time.Second, func() bool {
+		f := b.themeStatus(t).Fetchd
+		return f.State == "ready" && f.PID > 0
+	})
+	waitFor(t, "the second lanesd to theme", 5*time.Second, func() bool { return themed(b.get("/page")) })
 }
