@@ -249,10 +249,12 @@ func (s *Service) noteShown(t *theme, st string) {
 	wasUsable := prev == shared.ThemeFresh || prev == shared.ThemeStale
 	switch {
 	case prev == st || (usable && wasUsable):
+	case usable && prev == "":
+		// The first answer since start: nothing came "again".
 	case usable:
 		t.log.Info("theme available again; serving it", "state", st)
 	case st == stateExpired:
-		t.log.Warn("cached theme is older than max_stale; serving unthemed", "max_stale", s.set.MaxStale, "last_error", lastErr)
+		t.log.Warn("cached theme is older than max_stale; serving unthemed", "max_stale", s.set.MaxStale.String(), "last_error", lastErr)
 	default:
 		t.log.Warn("no copy of the theme; serving unthemed", "url", t.cfg.URL, "last_error", lastErr)
 	}
@@ -312,9 +314,9 @@ func (s *Service) refresh(t *theme) {
 		if !t.failing {
 			t.failing = true
 			t.log.Warn("theme origin failing; keeping the last good copy", "url", t.cfg.URL, "error", err,
-				"has_copy", t.entry != nil, "retry_in", delay)
+				"has_copy", t.entry != nil, "retry_in", delay.String())
 		} else {
-			t.log.Debug("theme origin still failing", "error", err, "retry_in", delay)
+			t.log.Debug("theme origin still failing", "error", err, "retry_in", delay.String())
 		}
 		return
 	}
@@ -322,7 +324,7 @@ func (s *Service) refresh(t *theme) {
 	t.fails, t.retryAt, t.lastErr = 0, time.Time{}, ""
 	if t.failing {
 		t.failing = false
-		t.log.Warn("theme origin answers again", "url", t.cfg.URL, "version", next.Version)
+		t.log.Info("theme origin answers again", "url", t.cfg.URL, "version", next.Version)
 	}
 }
 
