@@ -409,3 +409,47 @@ func TestThemeCheck(t *testing.T) {
 		t.Errorf("-check, theme fetchable: exit %d, want 0 and OK:\n%s", code, out)
 	}
 }
+
+// A miss on a slow origin: requests do not wait past the workers' ask
+// timeout (2 × stale_wait): they go out unthemed, and themed once the one
+// fetch lands.
+func TestThemeMissSlowOrigin(t *testing.T) {
+	t.Parallel()
+	o := newThemeOrigin(t)
+	o.set(origin500)
+	up := contentUpstream(t)
+	l := startLanesd(t, themeConf{
+		upstream: up.URL, themeURL: o.url(), cacheDir: filepath.Join(t.TempDir(), "cache"),
+		staleWait: "100ms", fetchTimeout: "5s",
+	}.hcl())
+	waitFor(t, "the prefetch to fail", 10*time.Second, func() bool { return l.theme(t).Failures >= 1 })
+	time.Sleep(1200 * time.Millisecond) // past the back-off
+	o.set(originHang)
+	base := o.hits.Load()
+	go func() { time.Sleep(time.Second); o.set(originServe) }()
+	stop := make(chan struct{})
+	wait := l.load(8, "/page", stop)
+	time.Sleep(3 * time.Second)
+	close(stop)
+	rs := wait()
+	p50, p99, top := latencies(rs)
+	t.Logf("miss on a slow origin: %d requests, p50 %v p99 %v max %v, X-Theme %v, %d origin fetches",
+		len(rs), p50, p99, top, xThemes(rs), o.hits.Load()-base)
+	for i, r := range rs {
+		if !themed(r) && !unthemed(r) {
+			t.Fatalf("request %d: %s", i, r)
+		}
+	}
+	if top > time.Second {
+		t.Errorf("a request waited %v on a miss, want ≤ 2 × stale_wait + slack", top)
+	}
+	if !themed(rs[len(rs)-1]) {
+		t.Errorf("2 s after the origin answered, requests are still unthemed")
+	}
+	if n := o.hits.Load() - base; n != 1 {
+		t.Errorf("%d origin fetches, want 1", n)
+	}
+	if strings.Contains(l.log.String(), "fetchd unreachable") {
+		t.Errorf("a fetchd busy with a slow fetch was logged as unreachable")
+	}
+}
