@@ -104,12 +104,14 @@ func (f *fetchdSup) run(first chan struct{}) {
 	var once sync.Once
 	started := func() { once.Do(func() { close(first) }) }
 	defer started()
-	backoff := time.Duration(0)
+	backoff, blocked := time.Duration(0), time.Duration(0)
 	for f.ctx.Err() == nil {
 		// A cache_dir held by another lanesd's fetchd would make every
 		// fetchd of ours wait for the lock and exit: a crash loop. Probe
-		// the lock (no process) until the other lets go.
+		// the lock (no process) until the other lets go; soon at first, as
+		// the holder may be the fetchd of a lanesd that just died.
 		if err := fetchd.CheckCacheDir(f.dir); errors.Is(err, fetchd.ErrCacheInUse) {
+			blocked = min(max(2*blocked, 250*time.Millisecond), fetchdBackoffMax)
 			f.mu.Lock()
 			was := f.state
 			f.state, f.lastErr = "blocked", err.Error()
@@ -117,15 +119,16 @@ func (f *fetchdSup) run(first chan struct{}) {
 			started()
 			if was != "blocked" {
 				f.log.Error("fetchd not started: its cache_dir is in use; the site runs unthemed until it is free",
-					"error", err, "retry_every", fetchdBackoffMax)
+					"error", err)
 			}
 			select {
 			case <-f.ctx.Done():
 				return
-			case <-time.After(fetchdBackoffMax):
+			case <-time.After(blocked):
 			}
 			continue
 		}
+		blocked = 0
 		p := proc.New(f.spec)
 		f.mu.Lock()
 		f.p = p
