@@ -150,8 +150,22 @@ func TestThemeOriginHung(t *testing.T) {
 	p50, p99, top := latencies(rs)
 	t.Logf("origin hung: %d requests, p50 %v p99 %v max %v, X-Theme %v",
 		len(rs), p50, p99, top, xThemes(rs))
+	if len(rs) < 100 {
+		t.Errorf("only %d requests in 2.5 s with the origin hung", len(rs))
+	}
 	if limit := staleWait + time.Second; top > limit {
 		t.Errorf("with the origin hung a request took %v, want < stale_wait + 1s = %v", top, limit)
+	}
+	// stale_wait counts from the refresh's start: only the requests of its
+	// first stale_wait wait for it (16 clients: about 16 of them).
+	slow := 0
+	for _, r := range rs {
+		if r.took >= staleWait {
+			slow++
+		}
+	}
+	if slow > 48 {
+		t.Errorf("%d of %d requests waited stale_wait or longer with the refresh hung, want only the first few", slow, len(rs))
 	}
 	if n := o.hits.Load() - base; n != 1 {
 		t.Errorf("the hung origin was asked %d times within fetch_timeout, want 1", n)
