@@ -176,6 +176,7 @@ func runWorker() {
 		log.Error("app", "error", err)
 		os.Exit(1)
 	}
+	go a.WarmTheme(context.Background())
 	worker.ServeLogger(a.Handler, log)
 }
 

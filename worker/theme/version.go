@@ -74,6 +74,23 @@ func (f *Filter) theme(ctx context.Context) (*parsed, string) {
 	return f.adopt(doc), doc.State
 }
 
+// Warm asks fetchd for the theme once and parses it, before any page asks:
+// a worker then has a copy to serve if fetchd goes away before its first
+// HTML response (it would serve unthemed without one), and its first page
+// does not pay the parse. A failure is left for that page to find.
+func (f *Filter) Warm(ctx context.Context) {
+	if f.svc == nil {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, f.askTimeout)
+	doc, err := f.svc.Theme(actx, f.name, "")
+	cancel()
+	if err != nil || doc.State == shared.ThemeUnthemed || doc.Version == "" || len(doc.HTML) == 0 {
+		return
+	}
+	f.adopt(doc)
+}
+
 // lastCopy is the answer without fetchd.
 func lastCopy(cur *parsed) (*parsed, string) {
 	if cur == nil {
