@@ -71,3 +71,79 @@ func TestThemeCorruptCache(t *testing.T) {
 		t.Errorf("fetchd after a corrupt cache_dir: %+v", f)
 	}
 }
+
+// A wedged fetchd (SIGSTOP) holds no request longer than the workers' ask
+// timeout, and fails its health check: it is killed and replaced.
+func TestThemeFetchdWedged(t *testing.T) {
+	t.Parallel()
+	o := newThemeOrigin(t)
+	up := contentUpstream(t)
+	l := startLanesd(t, themeConf{
+		upstream: up.URL, themeURL: o.url(), cacheDir: filepath.Join(t.TempDir(), "cache"),
+		staleWait: "100ms", // ask timeout 200 ms
+	}.hcl())
+	if r := l.get("/page"); !themed(r) {
+		t.Fatalf("first request: want themed, got %s", r)
+	}
+	pid := l.themeStatus(t).Fetchd.PID
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+
+	stop := make(chan struct{})
+	wait := l.load(8, "/page", stop)
+	var now fetchdDoc
+	waitFor(t, "the wedged fetchd to be replaced", 25*time.Second, func() bool {
+		now = l.themeStatus(t).Fetchd
+		return now.PID > 0 && now.PID != pid && now.State == "ready"
+	})
+	close(stop)
+	rs := wait()
+	for i, r := range rs {
+		if !themed(r) {
+			t.Fatalf("request %d with fetchd wedged: want themed (the worker's last copy), got %s", i, r)
+		}
+	}
+	p50, p99, top := latencies(rs)
+	t.Logf("fetchd wedged: %d requests, p50 %v p99 %v max %v, X-Theme %v; fetchd %d → %d, restarts %d",
+		len(rs), p50, p99, top, xThemes(rs), pid, now.PID, now.Restarts)
+	if top > 200*time.Millisecond+time.Second {
+		t.Errorf("a request took %v with fetchd wedged, want < ask timeout + 1s", top)
+	}
+	if alive(pid) {
+		t.Errorf("the wedged fetchd %d is still alive", pid)
+	}
+}
+
+// A copy older than max_stale is no longer served: content goes out
+// unthemed, and the operator is told.
+func TestThemeMaxStale(t *testing.T) {
+	t.Parallel()
+	o := newThemeOrigin(t)
+	up := contentUpstream(t)
+	l := startLanesd(t, themeConf{
+		upstream: up.URL, themeURL: o.url(), cacheDir: filepath.Join(t.TempDir(), "cache"),
+		minRefresh: "1s", maxStale: "2s",
+	}.hcl())
+	if r := l.get("/page"); !themed(r) {
+		t.Fatalf("first request: want themed, got %s", r)
+	}
+	o.set(originDown)
+	waitFor(t, "the copy to pass max_stale", 10*time.Second, func() bool {
+		r := l.get("/page")
+		if !themed(r) && !unthemed(r) {
+			t.Fatalf("with the copy aging: %s", r)
+		}
+		return unthemed(r) && r.header.Get("X-Theme") == "unthemed"
+	})
+	if th := l.theme(t); th.State != "expired" || th.AgeS < 2 {
+		t.Errorf("theme status past max_stale: %+v", th)
+	}
+	if !strings.Contains(l.log.String(), "older than max_stale") {
+		t.Errorf("no warning that the copy passed max_stale")
+	}
+	// The origin back: themed again.
+	o.set(originServe)
+	waitFor(t, "the theme after the origin's return", 70*time.Second, func() bool { return themed(l.get("/page")) })
+}

@@ -164,6 +164,7 @@ type themeConf struct {
 	fetchTimeout string // default 5s
 	minRefresh   string // default 60s
 	staleWait    string // default 200ms
+	maxStale     string // default 720h
 	extra        string // more top-level config
 }
 
@@ -195,6 +196,7 @@ fetchd {
   fetch_timeout = %q
   min_refresh   = %q
   stale_wait    = %q
+  max_stale     = %q
 }
 lane "default" {
   min_workers     = 2
@@ -204,7 +206,7 @@ lane "default" {
   request_timeout = "20s"
 }
 %s`, c.upstream, c.themeURL, c.cacheDir, def(c.fetchTimeout, "5s"), def(c.minRefresh, "60s"),
-		def(c.staleWait, "200ms"), c.extra)
+		def(c.staleWait, "200ms"), def(c.maxStale, "720h"), c.extra)
 }
 
 // --- status ---
