@@ -69,6 +69,7 @@ type theme struct {
 	mu      sync.Mutex
 	entry   *Entry        // last good copy; nil: none
 	flight  chan struct{} // closed when the queued or running fetch ends; nil: none
+	flewAt  time.Time     // when flight was queued
 	fails   int           // failed fetches in a row
 	retryAt time.Time     // backoff: no fetch before
 	failing bool          // origin state, for logging its changes once
@@ -150,7 +151,12 @@ func (s *Service) Theme(ctx context.Context, name, have string) (shared.ThemeDoc
 	switch st {
 	case shared.ThemeFresh:
 	case shared.ThemeStale:
-		wait, limit = s.startLocked(t, now), s.set.StaleWait
+		// stale_wait counts from the refresh's start, not from each ask:
+		// once a refresh has taken stale_wait, it is slow, and the askers
+		// after it get the stale copy without waiting (a hung origin would
+		// otherwise add stale_wait to every request for fetch_timeout).
+		wait = s.startLocked(t, now)
+		limit = min(s.set.StaleWait, s.set.StaleWait-now.Sub(t.flewAt))
 	default: // no usable copy: this request waits for one
 		wait, limit = s.startLocked(t, now), s.set.FetchTimeout
 	}
@@ -204,7 +210,7 @@ func (s *Service) startLocked(t *theme, now time.Time) chan struct{} {
 	if now.Before(t.retryAt) || s.stopping.Load() {
 		return nil
 	}
-	t.flight = make(chan struct{})
+	t.flight, t.flewAt = make(chan struct{}), now
 	s.jobs <- t // capacity is one per theme
 	return t.flight
 }
@@ -249,10 +255,12 @@ func (s *Service) noteShown(t *theme, st string) {
 	wasUsable := prev == shared.ThemeFresh || prev == shared.ThemeStale
 	switch {
 	case prev == st || (usable && wasUsable):
+	case usable && prev == "":
+		// The first answer since start: nothing came "again".
 	case usable:
 		t.log.Info("theme available again; serving it", "state", st)
 	case st == stateExpired:
-		t.log.Warn("cached theme is older than max_stale; serving unthemed", "max_stale", s.set.MaxStale, "last_error", lastErr)
+		t.log.Warn("cached theme is older than max_stale; serving unthemed", "max_stale", s.set.MaxStale.String(), "last_error", lastErr)
 	default:
 		t.log.Warn("no copy of the theme; serving unthemed", "url", t.cfg.URL, "last_error", lastErr)
 	}
@@ -312,9 +320,9 @@ func (s *Service) refresh(t *theme) {
 		if !t.failing {
 			t.failing = true
 			t.log.Warn("theme origin failing; keeping the last good copy", "url", t.cfg.URL, "error", err,
-				"has_copy", t.entry != nil, "retry_in", delay)
+				"has_copy", t.entry != nil, "retry_in", delay.String())
 		} else {
-			t.log.Debug("theme origin still failing", "error", err, "retry_in", delay)
+			t.log.Debug("theme origin still failing", "error", err, "retry_in", delay.String())
 		}
 		return
 	}
@@ -322,7 +330,7 @@ func (s *Service) refresh(t *theme) {
 	t.fails, t.retryAt, t.lastErr = 0, time.Time{}, ""
 	if t.failing {
 		t.failing = false
-		t.log.Warn("theme origin answers again", "url", t.cfg.URL, "version", next.Version)
+		t.log.Info("theme origin answers again", "url", t.cfg.URL, "version", next.Version)
 	}
 }
 

@@ -250,6 +250,16 @@ func TestHungOriginServesStaleWithinStaleWait(t *testing.T) {
 	if st := themeStats(s); st["stale"] != 20 {
 		t.Errorf("stale serves = %d, want 20", st["stale"])
 	}
+
+	// The refresh has hung for longer than stale_wait: askers now get the
+	// stale copy without waiting for it.
+	t0 := time.Now()
+	if d := ask(t, s); d.State != shared.ThemeStale {
+		t.Errorf("state %q, want stale", d.State)
+	}
+	if el := time.Since(t0); el >= set.Fetchd.StaleWait {
+		t.Errorf("an ask after the refresh hung for stale_wait waited %v, want no wait", el)
+	}
 }
 
 func TestCacheSurvivesRestartWithOriginDown(t *testing.T) {

@@ -29,6 +29,7 @@ type fetchdSup struct {
 	log    hclog.Logger
 	spec   proc.Spec
 	sock   string
+	dir    string // cache_dir
 	client shared.FetchdService
 	close  func()
 	ctx    context.Context
@@ -59,9 +60,6 @@ func (s *Supervisor) fetchdSocket() string { return filepath.Join(s.runDir, "fet
 // ended either way: a site whose theme cannot be had runs unthemed, so a
 // fetchd that fails is logged and retried, never fatal.
 func (s *Supervisor) startFetchd(cfg *config.Config) *fetchdSup {
-	if err := fetchd.CheckCacheDir(cfg.Fetchd.CacheDir); err != nil {
-		s.log.Error("fetchd not started; the site runs unthemed", "error", err)
-	}
 	env, err := fetchd.Env(cfg, s.fetchdSocket())
 	if err != nil {
 		s.log.Error("fetchd not started; the site runs unthemed", "error", err)
@@ -87,6 +85,7 @@ func (s *Supervisor) startFetchd(cfg *config.Config) *fetchdSup {
 			Spawner: s.spawner,
 		},
 		sock:   s.fetchdSocket(),
+		dir:    cfg.Fetchd.CacheDir,
 		client: client,
 		close:  closeClient,
 		done:   make(chan struct{}),
@@ -105,8 +104,31 @@ func (f *fetchdSup) run(first chan struct{}) {
 	var once sync.Once
 	started := func() { once.Do(func() { close(first) }) }
 	defer started()
-	backoff := time.Duration(0)
+	backoff, blocked := time.Duration(0), time.Duration(0)
 	for f.ctx.Err() == nil {
+		// A cache_dir held by another lanesd's fetchd would make every
+		// fetchd of ours wait for the lock and exit: a crash loop. Probe
+		// the lock (no process) until the other lets go; soon at first, as
+		// the holder may be the fetchd of a lanesd that just died.
+		if err := fetchd.CheckCacheDir(f.dir); errors.Is(err, fetchd.ErrCacheInUse) {
+			blocked = min(max(2*blocked, 250*time.Millisecond), fetchdBackoffMax)
+			f.mu.Lock()
+			was := f.state
+			f.state, f.lastErr = "blocked", err.Error()
+			f.mu.Unlock()
+			started()
+			if was != "blocked" {
+				f.log.Error("fetchd not started: its cache_dir is in use; the site runs unthemed until it is free",
+					"error", err)
+			}
+			select {
+			case <-f.ctx.Done():
+				return
+			case <-time.After(blocked):
+			}
+			continue
+		}
+		blocked = 0
 		p := proc.New(f.spec)
 		f.mu.Lock()
 		f.p = p

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/supervisor/lane"
 )
 
@@ -123,12 +124,29 @@ var (
 	descOverCap   = prometheus.NewDesc("lanes_connections_refused_total", "Connections closed at once because the listener's max_conns were open.", []string{"listener"}, nil)
 	descTruncated = prometheus.NewDesc("lanes_truncated_total", "Responses cut short by a failing worker; the client connection was closed.", nil, nil)
 	descRetries   = prometheus.NewDesc("lanes_retries_total", "Requests retried on another worker after theirs died before answering.", nil, nil)
+
+	// fetchd and the themes; the theme counters are fetchd's and start
+	// again from 0 when it restarts.
+	descFetchdUp       = prometheus.NewDesc("lanes_fetchd_up", "1 while fetchd runs and answers.", nil, nil)
+	descFetchdRestarts = prometheus.NewDesc("lanes_fetchd_restarts_total", "fetchd processes started to replace others.", nil, nil)
+	descCacheEntries   = prometheus.NewDesc("lanes_fetchd_cache_entries", "Theme copies in fetchd's cache.", nil, nil)
+	descCacheBytes     = prometheus.NewDesc("lanes_fetchd_cache_bytes", "Bytes of HTML in fetchd's cache.", nil, nil)
+	descThemeAge       = prometheus.NewDesc("lanes_theme_age_seconds", "Age of the theme's copy (since fetched or revalidated).", []string{"theme"}, nil)
+	descThemeUsable    = prometheus.NewDesc("lanes_theme_usable", "1 while the theme has a copy to serve (fresh or stale).", []string{"theme"}, nil)
+	descThemeFetches   = prometheus.NewDesc("lanes_theme_fetches_total", "Requests fetchd made to the theme's origin.", []string{"theme"}, nil)
+	descThemeNotMod    = prometheus.NewDesc("lanes_theme_not_modified_total", "Revalidations the theme's origin answered 304.", []string{"theme"}, nil)
+	descThemeFailures  = prometheus.NewDesc("lanes_theme_failures_total", "Fetches of the theme that failed (error, timeout, non-2xx).", []string{"theme"}, nil)
+	descThemeRejected  = prometheus.NewDesc("lanes_theme_rejected_total", "Pages the origin sent that were not a usable theme.", []string{"theme"}, nil)
+	descThemeStale     = prometheus.NewDesc("lanes_theme_stale_serves_total", "Lookups answered with a stale copy.", []string{"theme"}, nil)
+	descThemeUnthemed  = prometheus.NewDesc("lanes_theme_unthemed_serves_total", "Lookups answered with no theme: content served unthemed.", []string{"theme"}, nil)
 )
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueued, descInflight, descWorkers, descMin, descMax, descServed, descRejected,
 		descTimeouts, descKills, descRespawns, descDrains, descDraining, descCrashLoop, descAutoMap, descLearned,
-		descForgotten, descEvicted, descAccept, descOverCap, descTruncated, descRetries} {
+		descForgotten, descEvicted, descAccept, descOverCap, descTruncated, descRetries,
+		descFetchdUp, descFetchdRestarts, descCacheEntries, descCacheBytes, descThemeAge, descThemeUsable,
+		descThemeFetches, descThemeNotMod, descThemeFailures, descThemeRejected, descThemeStale, descThemeUnthemed} {
 		ch <- d
 	}
 }
@@ -181,4 +199,28 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descTruncated, c.s.truncated.Load())
 	counter(descRetries, c.s.retries.Load())
+	if c.s.fetchd != nil {
+		c.collectThemes(gauge, counter, b2f)
+	}
+}
+
+// collectThemes asks fetchd for its state (bounded: see fetchdSup.status).
+func (c collector) collectThemes(gauge func(*prometheus.Desc, float64, ...string),
+	counter func(*prometheus.Desc, uint64, ...string), b2f func(bool) float64) {
+	f, themes := c.s.fetchd.status()
+	gauge(descFetchdUp, b2f(f.State == "ready" && f.LastError == ""))
+	counter(descFetchdRestarts, f.Restarts)
+	gauge(descCacheEntries, float64(f.CacheEntries))
+	gauge(descCacheBytes, float64(f.CacheBytes))
+	for _, t := range themes {
+		n := t.Name
+		gauge(descThemeAge, t.AgeS, n)
+		gauge(descThemeUsable, b2f(t.State == shared.ThemeFresh || t.State == shared.ThemeStale), n)
+		counter(descThemeFetches, t.Fetches, n)
+		counter(descThemeNotMod, t.NotModified, n)
+		counter(descThemeFailures, t.Failures, n)
+		counter(descThemeRejected, t.Rejected, n)
+		counter(descThemeStale, t.StaleServes, n)
+		counter(descThemeUnthemed, t.UnthemedServes, n)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -78,14 +79,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log := logging.New("lanesd", cfg.Log.Level, cfg.Log.JSON, stderr)
 	for _, d := range diags {
-		log.Warn("config", "warning", d.Error())
+		log.Warn("config", "warning", diagLine(d))
 	}
 	if cfg.App.Theme != "" {
 		// At start the same finding as -check is a warning: the site runs
 		// unthemed until the theme can be had.
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.Fetchd.FetchTimeout+time.Second)
 		for _, d := range checkThemes(ctx, cfg) {
-			log.Warn("theme", "warning", d.Error())
+			log.Warn("theme", "warning", diagLine(d))
 		}
 		cancel()
 	}
@@ -175,6 +176,7 @@ func runWorker() {
 		log.Error("app", "error", err)
 		os.Exit(1)
 	}
+	go a.WarmTheme(context.Background())
 	worker.ServeLogger(a.Handler, log)
 }
 
@@ -193,4 +195,12 @@ func checkThemes(ctx context.Context, cfg *config.Config) hcl.Diagnostics {
 		return diags
 	}
 	return append(diags, fetchd.Check(ctx, cfg)...)
+}
+
+// diagLine is d as -check prints it: d.Error() would begin "<nil>: " for a
+// finding with no place in the file (a cache_dir in use).
+func diagLine(d *hcl.Diagnostic) string {
+	var b strings.Builder
+	config.WriteDiagnostics(&b, hcl.Diagnostics{d})
+	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -175,7 +175,7 @@ type ReloadLog struct {
 type Fetchd struct {
 	Enabled      bool   `json:"enabled"`
 	PID          int    `json:"pid"`
-	State        string `json:"state"` // starting, ready, restarting, stopped
+	State        string `json:"state"` // starting, ready, restarting, blocked (cache_dir in use), stopped
 	Restarts     uint64 `json:"restarts"`
 	CacheEntries int    `json:"cache_entries"`
 	CacheBytes   int64  `json:"cache_bytes"`

@@ -49,6 +49,14 @@ func WithDebugHeaders(on bool) Option {
 	}
 }
 
+// WarmTheme gets the theme from fetchd before the first page needs it (see
+// theme.Filter.Warm); without a theme it does nothing.
+func (a *App) WarmTheme(ctx context.Context) {
+	if a.theme != nil {
+		a.theme.Warm(ctx)
+	}
+}
+
 // applyTheme themes ctx's response, once the proxy or the demo has built
 // it, when it is eligible (see package theme); every other response is left
 // as it is, its body still streaming. It reports the filter time to the

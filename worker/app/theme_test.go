@@ -251,8 +251,8 @@ func TestThemedExampleConfig(t *testing.T) {
 			th = &cfg.Themes[i]
 		}
 	}
-	if th == nil || !cfg.App.Demo || !strings.HasSuffix(th.URL, "/demo/theme.html") {
-		t.Fatalf("app %+v, theme %+v: want the demo themed from /demo/theme.html", cfg.App, th)
+	if th == nil || !cfg.App.Demo || !strings.HasSuffix(th.URL, "/demo_theme.html") {
+		t.Fatalf("app %+v, theme %+v: want the demo themed from its own theme page (demo_theme.html)", cfg.App, th)
 	}
 	a, err := New(cfg.App, testLogger(t), WithTheme(*th, staticThemes{demoTheme}, theme.Options{}), WithDebugHeaders(true))
 	if err != nil {

@@ -387,6 +387,29 @@ func TestFetchdDownKeepsLastCopy(t *testing.T) {
 	}
 }
 
+func TestWarmKeepsCopyForFetchdOutage(t *testing.T) {
+	f, fd := newFilter(t, testRules, Options{})
+	f.Warm(context.Background())
+	if n := f.Parses(); n != 1 {
+		t.Fatalf("Warm parsed %d times, want 1", n)
+	}
+	fd.fail(errors.New("connection refused"))
+	r := htmlResp(testContent)
+	if res := f.Apply(context.Background(), false, r); res.State != shared.ThemeStale {
+		t.Fatalf("first page with fetchd down after Warm: state %q, want stale", res.State)
+	}
+	contains(t, string(r.Body()), "Site footer")
+
+	// A failed Warm leaves nothing behind: the first page asks fetchd.
+	g, gd := newFilter(t, testRules, Options{})
+	gd.fail(errors.New("connection refused"))
+	g.Warm(context.Background())
+	gd.fail(nil)
+	if res := g.Apply(context.Background(), false, htmlResp(testContent)); res.State != shared.ThemeFresh {
+		t.Errorf("first page after a failed Warm: state %q, want fresh", res.State)
+	}
+}
+
 func TestNeverHadThemeUnthemedFast(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		f, fd := newFilter(t, testRules, Options{})

@@ -3,6 +3,7 @@ package theme
 import (
 	"bytes"
 	"context"
+	"errors"
 	"time"
 
 	"golang.org/x/net/html"
@@ -43,13 +44,20 @@ func (f *Filter) theme(ctx context.Context) (*parsed, string) {
 	if err != nil {
 		f.downUntil.Store(f.now().Add(f.retryAfter).UnixNano())
 		if f.down.CompareAndSwap(false, true) {
-			f.log.Warn("fetchd unreachable; serving the last theme copy, or unthemed without one",
-				"have", have, "retry_after", f.retryAfter, "error", err)
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				// fetchd answers within stale_wait unless it has no copy and
+				// its origin is slow: a miss, not a fetchd gone.
+				f.log.Info("no theme from fetchd within ask_timeout (its origin is slow on a miss?); serving the last theme copy, or unthemed without one",
+					"have", have, "ask_timeout", f.askTimeout.String(), "retry_after", f.retryAfter.String())
+			} else {
+				f.log.Warn("fetchd unreachable; serving the last theme copy, or unthemed without one",
+					"have", have, "retry_after", f.retryAfter.String(), "error", err)
+			}
 		}
 		return lastCopy(cur)
 	}
 	if f.down.CompareAndSwap(true, false) {
-		f.log.Info("fetchd reachable again")
+		f.log.Info("fetchd answers again")
 	}
 	switch {
 	case doc.State == shared.ThemeUnthemed || doc.Version == "":
@@ -64,6 +72,23 @@ func (f *Filter) theme(ctx context.Context) (*parsed, string) {
 		return lastCopy(cur)
 	}
 	return f.adopt(doc), doc.State
+}
+
+// Warm asks fetchd for the theme once and parses it, before any page asks:
+// a worker then has a copy to serve if fetchd goes away before its first
+// HTML response (it would serve unthemed without one), and its first page
+// does not pay the parse. A failure is left for that page to find.
+func (f *Filter) Warm(ctx context.Context) {
+	if f.svc == nil {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, f.askTimeout)
+	doc, err := f.svc.Theme(actx, f.name, "")
+	cancel()
+	if err != nil || doc.State == shared.ThemeUnthemed || doc.Version == "" || len(doc.HTML) == 0 {
+		return
+	}
+	f.adopt(doc)
 }
 
 // lastCopy is the answer without fetchd.
