@@ -83,12 +83,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.App.Theme != "" {
 		// At start the same finding as -check is a warning: the site runs
-		// unthemed until the theme can be had.
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.Fetchd.FetchTimeout+time.Second)
-		for _, d := range checkThemes(ctx, cfg) {
-			log.Warn("theme", "warning", diagLine(d))
-		}
-		cancel()
+		// unthemed until the theme can be had. It is looked for beside the
+		// start, so a hung theme origin does not delay the listeners.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Fetchd.FetchTimeout+time.Second)
+			defer cancel()
+			for _, d := range checkThemes(ctx, cfg) {
+				log.Warn("theme", "warning", diagLine(d))
+			}
+		}()
 	}
 	exe, err := os.Executable()
 	if err != nil {
