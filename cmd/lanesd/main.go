@@ -34,6 +34,9 @@ import (
 // built-in worker.
 const workerCommand = "worker"
 
+// startThemeWait bounds the theme check at start.
+const startThemeWait = 2 * time.Second
+
 // fetchdCommand is the subcommand lanesd runs itself as for fetchd.
 const fetchdCommand = "fetchd"
 
@@ -83,15 +86,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.App.Theme != "" {
 		// At start the same finding as -check is a warning: the site runs
-		// unthemed until the theme can be had. It is looked for beside the
-		// start, so a hung theme origin does not delay the listeners.
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), cfg.Fetchd.FetchTimeout+time.Second)
-			defer cancel()
-			for _, d := range checkThemes(ctx, cfg) {
-				log.Warn("theme", "warning", diagLine(d))
-			}
-		}()
+		// unthemed until the theme can be had. It runs before fetchd opens
+		// the cache, and a hung theme origin delays the start by at most
+		// startThemeWait: fetchd keeps trying, and logs when it gets one.
+		ctx, cancel := context.WithTimeout(context.Background(), min(cfg.Fetchd.FetchTimeout, startThemeWait))
+		for _, d := range checkThemes(ctx, cfg) {
+			log.Warn("theme", "warning", diagLine(d))
+		}
+		cancel()
 	}
 	exe, err := os.Executable()
 	if err != nil {
