@@ -41,9 +41,11 @@ const (
 )
 
 // Env returns the environment entries that configure a fetchd child:
-// EnvFetchdConfig (the fetchd block and the themes, cache_dir made
-// absolute) and EnvFetchdSocket, the unix socket the supervisor chose for
-// ThemeService. The supervisor adds the go-plugin handshake cookie,
+// EnvFetchdConfig, the path of a file beside the socket that holds its
+// settings (the fetchd block and the themes, cache_dir made absolute: a
+// file, because Linux caps one environment variable at 128 KiB and a site
+// may have many themes), and EnvFetchdSocket, the unix socket the
+// supervisor chose for ThemeService. The supervisor adds the go-plugin handshake cookie,
 // EnvParentPID and EnvLogLevel as for a worker. cfg.Fetchd must be set
 // (config sets it whenever the app uses a theme).
 func Env(cfg *config.Config, socket string) ([]string, error) {
@@ -58,8 +60,12 @@ func Env(cfg *config.Config, socket string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetchd: encode settings: %w", err)
 	}
+	file := filepath.Join(filepath.Dir(socket), "fetchd-settings.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		return nil, fmt.Errorf("fetchd: write settings: %w", err)
+	}
 	return []string{
-		shared.EnvFetchdConfig + "=" + string(b),
+		shared.EnvFetchdConfig + "=" + file,
 		shared.EnvFetchdSocket + "=" + socket,
 	}, nil
 }
@@ -76,7 +82,11 @@ func Main(log hclog.Logger) int {
 		return 1
 	}
 	var set Settings
-	if err := json.Unmarshal([]byte(raw), &set); err != nil {
+	b, err := os.ReadFile(raw)
+	if err == nil {
+		err = json.Unmarshal(b, &set)
+	}
+	if err != nil {
 		log.Error("decode settings", "error", err)
 		return 1
 	}

@@ -40,8 +40,9 @@ const (
 	ThemeUnthemed = "unthemed"
 )
 
-// EnvFetchdConfig names, in fetchd's environment, the JSON of its settings
-// (the fetchd block and the themes), written by fetchd.Env.
+// EnvFetchdConfig names, in fetchd's environment, the file that holds the
+// JSON of its settings (the fetchd block and the themes), written by
+// fetchd.Env.
 const EnvFetchdConfig = "LANES_FETCHD_CONFIG"
 
 // StatusService is fetchd's report to the supervisor, served on the same

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,6 +47,9 @@ func (f *fakeProc) PID() int                { return f.pid }
 func (f *fakeProc) Socket() string          { return "/nonexistent/fake.sock" }
 func (f *fakeProc) Exited() <-chan struct{} { return f.exited }
 func (f *fakeProc) ExitErr() string         { return "signal: killed" }
+func (f *fakeProc) Signaled() (syscall.Signal, bool) {
+	return syscall.SIGKILL, true
+}
 func (f *fakeProc) Health(context.Context) (shared.WorkerStats, error) {
 	return shared.WorkerStats{PID: f.pid}, nil
 }

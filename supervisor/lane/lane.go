@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -300,8 +301,14 @@ func (l *Lane) run(w *Worker, conc int) {
 	l.removeLocked(w)
 	if prev == Ready || prev == Starting {
 		up := time.Since(w.ready)
-		l.log.Warn("worker exited", "pid", w.pid, "status", w.proc.ExitErr(), "uptime", up.Round(time.Millisecond), "inflight", w.inflight)
-		if up < stableAfter {
+		l.log.Warn("worker exited", "pid", w.pid, "status", w.proc.ExitErr(), "uptime", up.Round(time.Millisecond), "inflight", w.inflight, "served", w.served)
+		// A SIGKILL lanes did not send (the OOM killer, an operator) of a
+		// worker that was serving says nothing about the next worker:
+		// it is replaced at once, not backed off like a worker that dies
+		// by itself. One killed before it served anything may be a loop.
+		sig, signaled := w.proc.Signaled()
+		killed := signaled && sig == syscall.SIGKILL && w.served > 0
+		if up < stableAfter && !killed {
 			l.crashLocked(w.proc.ExitErr())
 		} else {
 			l.crashes = 0

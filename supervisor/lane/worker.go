@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -56,6 +57,7 @@ type Proc interface {
 	Socket() string
 	Exited() <-chan struct{}
 	ExitErr() string
+	Signaled() (syscall.Signal, bool)
 	Health(ctx context.Context) (shared.WorkerStats, error)
 	Kill()
 	Quit(grace time.Duration, max int) string

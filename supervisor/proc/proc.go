@@ -166,6 +166,20 @@ func (p *Process) ExitErr() string {
 	return p.exitErr.Error()
 }
 
+// Signaled returns the signal that ended the process, if one did; valid
+// once Exited is closed.
+func (p *Process) Signaled() (syscall.Signal, bool) {
+	var ee *exec.ExitError
+	if !errors.As(p.exitErr, &ee) {
+		return 0, false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() {
+		return 0, false
+	}
+	return ws.Signal(), true
+}
+
 func (p *Process) markExited(err error) {
 	p.exitOnce.Do(func() {
 		p.exitErr = err
