@@ -1,0 +1,142 @@
+package integration
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// waitReplaced waits until lane has want ready workers, none of them in
+// old, and is no longer draining.
+func (l *lanesd) waitReplaced(t *testing.T, lane string, old []int, want int) []int {
+	t.Helper()
+	var now []int
+	waitFor(t, "every worker of lane "+lane+" to be replaced", 20*time.Second, func() bool {
+		ls := l.lane(t, lane)
+		now = ls.pids("ready")
+		return len(ls.Workers) == want && len(now) == want && disjoint(now, old) && !l.laneDoc(t, lane).Draining
+	})
+	return now
+}
+
+// sawDraining polls the lane's status until it shows draining (true) or
+// the drain is already over: it reports whether draining was seen.
+func (l *lanesd) sawDraining(t *testing.T, lane string, old []int) bool {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		d := l.laneDoc(t, lane)
+		if d.Draining && d.State == "draining" {
+			return true
+		}
+		if disjoint(l.lane(t, lane).pids(), old) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
+}
+
+const drainConfig = `
+debug_headers = true
+app {
+  demo = true
+}
+lane "default" {
+  min_workers = 2
+  max_workers = 2
+  concurrency = 2
+}
+lane "other" {
+  min_workers = 2
+  max_workers = 2
+  concurrency = 2
+  map         = ["GET /demo/sleep/other"]
+}
+`
+
+// TestControlDrain: a drain through the API and through lanectl, under
+// constant load, replaces every worker of the lane with no request
+// failing; status shows the lane draining while it runs.
+func TestControlDrain(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, drainConfig)
+	oldDef, oldOther := l.workerPIDs(t, "default"), l.workerPIDs(t, "other")
+	ld := l.startLoad(6, "/demo/sleep?ms=100", "/demo/sleep/other?ms=100", "/")
+	waitFor(t, "load to run", 5*time.Second, func() bool { return ld.sentSoFar() > 20 })
+
+	r := l.mustAdmin(t, http.MethodPost, "/api/lanes/default/drain", nil)
+	var res struct {
+		Lane    string `json:"lane"`
+		Workers int    `json:"workers"`
+		Started bool   `json:"started"`
+	}
+	if err := json.Unmarshal(r.body, &res); err != nil || res.Lane != "default" || res.Workers != 2 || !res.Started {
+		t.Errorf("drain answer %s: want lane default, 2 workers, started", r.body)
+	}
+	if !l.sawDraining(t, "default", oldDef) {
+		t.Errorf("status never showed lane default draining")
+	}
+	newDef := l.waitReplaced(t, "default", oldDef, 2)
+	if now := l.workerPIDs(t, "other"); !sameSet(now, oldOther) {
+		t.Errorf("draining default replaced workers of other: %v -> %v", oldOther, now)
+	}
+
+	code, out := l.lanectl(t, "drain", "other")
+	if code != 0 || !strings.Contains(out, "other") {
+		t.Errorf("lanectl drain other: exit %d:\n%s", code, out)
+	}
+	l.waitReplaced(t, "other", oldOther, 2)
+	if now := l.workerPIDs(t, "default"); !sameSet(now, newDef) {
+		t.Errorf("draining other replaced workers of default: %v -> %v", newDef, now)
+	}
+	if d := l.laneDoc(t, "default"); d.Drains != 1 || d.State != "ok" {
+		t.Errorf("lane default after its drain: drains %d, state %q", d.Drains, d.State)
+	}
+	for _, pid := range append(oldDef, oldOther...) {
+		waitFor(t, "drained worker to exit", 10*time.Second, func() bool { return !alive(pid) })
+	}
+
+	// Refusals.
+	checkErrorBody(t, "drain of an unknown lane", l.adminCall(http.MethodPost, "/api/lanes/nope/drain", nil))
+	checkErrorBody(t, "GET drain", l.adminCall(http.MethodGet, "/api/lanes/default/drain", nil))
+	if code, out := l.lanectl(t, "drain", "nope"); code == 0 || !strings.Contains(out, `no lane "nope"`) {
+		t.Errorf("lanectl drain nope: exit %d:\n%s", code, out)
+	}
+	time.Sleep(100 * time.Millisecond)
+	ld.finish(t, 100)
+}
+
+// TestControlSIGUSR2: SIGUSR2 drains every lane under constant load with
+// no request failing; every worker pid is new afterwards.
+func TestControlSIGUSR2(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, drainConfig)
+	oldDef, oldOther := l.workerPIDs(t, "default"), l.workerPIDs(t, "other")
+	ld := l.startLoad(6, "/demo/sleep?ms=100", "/demo/sleep/other?ms=100", "/")
+	waitFor(t, "load to run", 5*time.Second, func() bool { return ld.sentSoFar() > 20 })
+	l.signal(t, syscall.SIGUSR2)
+	l.waitReplaced(t, "default", oldDef, 2)
+	l.waitReplaced(t, "other", oldOther, 2)
+	time.Sleep(100 * time.Millisecond)
+	ld.finish(t, 100)
+	for _, pid := range append(oldDef, oldOther...) {
+		waitFor(t, "drained worker to exit", 10*time.Second, func() bool { return !alive(pid) })
+	}
+}
+
+// sameSet reports whether a and b hold the same pids.
+func sameSet(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
