@@ -212,3 +212,24 @@ auto_map {
 	l.writeConfig(t, good)
 	l.mustAdmin(t, http.MethodPost, "/api/reload", nil)
 }
+
+// TestControlReloadRaisesConcurrency: a reload that raises a lane's
+// concurrency while requests queue for it fails none of them: the old
+// workers, until they are drained, are not given more requests than they
+// were started for.
+func TestControlReloadRaisesConcurrency(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, fmt.Sprintf(reloadBase, 1, ""))
+	old := l.workerPIDs(t, "default")
+	ld := l.startLoad(12, "/demo/sleep?ms=50")
+	waitFor(t, "load to run", 5*time.Second, func() bool { return ld.sentSoFar() > 20 })
+	l.writeConfig(t, fmt.Sprintf(reloadBase, 8, ""))
+	l.signal(t, syscall.SIGHUP)
+	l.waitLog(t, 10*time.Second, "reloaded")
+	l.waitReplaced(t, "default", old, 2)
+	time.Sleep(300 * time.Millisecond)
+	ld.finish(t, 50)
+	if s := l.log.String(); strings.Contains(s, "no free connections") {
+		t.Errorf("an old worker was given more requests than its connections:\n%s", grepLines(s, "no free connections"))
+	}
+}
