@@ -128,6 +128,15 @@ auto_map {
 	if am := l.extStatus(t).AutoMap; am == nil || am.Learned != 2 || am.Entries != 2 {
 		t.Errorf("status auto_map: %+v, want 2 learned, 2 entries", am)
 	}
+
+	// A learned mapping can be removed like a runtime one.
+	if code, out := l.lanectl(t, "unmap", "GET /demo/sleep/report"); code != 0 {
+		t.Errorf("lanectl unmap of a learned mapping: exit %d:\n%s", code, out)
+	}
+	l.wantLane(t, "/demo/sleep/report?ms=1", "default")
+	if am := l.extStatus(t).AutoMap; am == nil || am.Entries != 1 {
+		t.Errorf("status auto_map after unmapping a learned mapping: %+v, want 1 entry", am)
+	}
 }
 
 // TestControlAutoMapForgetsAndBounds: with forget_after = 2s, a learned
@@ -158,12 +167,17 @@ auto_map {
   max_entries  = 5
 }
 `)
-	for _, r := range l.parallelGets([]string{"/demo/sleep/turns-fast?ms=400", "/demo/sleep/stays-slow?ms=400", "/demo/sleep/not-hit?ms=400"}) {
+	// stays-slow four times at once: learned once, with one log line.
+	for _, r := range l.parallelGets([]string{"/demo/sleep/turns-fast?ms=400", "/demo/sleep/stays-slow?ms=400", "/demo/sleep/not-hit?ms=400",
+		"/demo/sleep/stays-slow?ms=400", "/demo/sleep/stays-slow?ms=400", "/demo/sleep/stays-slow?ms=400"}) {
 		if r.err != nil || r.status != 200 {
 			t.Fatalf("slow request: %s", r)
 		}
 	}
 	waitFor(t, "3 learned mappings", 5*time.Second, func() bool { return len(learned(l.mappings(t))) == 3 })
+	if n := strings.Count(l.log.String(), "learned mapping: pattern=\"GET /demo/sleep/stays-slow\""); n != 1 {
+		t.Errorf("4 concurrent slow requests of one path logged %d \"learned mapping\" lines, want 1:\n%s", n, grepLines(l.log.String(), "learned mapping"))
+	}
 	// Learning that follows learning is compiled a few ms later (paced).
 	waitFor(t, "turns-fast to go to the slow lane", 2*time.Second, func() bool {
 		return l.laneOf(t, "/demo/sleep/turns-fast?ms=1") == "slow"

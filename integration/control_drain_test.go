@@ -140,3 +140,34 @@ func sameSet(a, b []int) bool {
 	}
 	return true
 }
+
+// TestControlMaxRequestsRecycle: workers recycled by max_requests (with
+// jitter) are replaced before they leave rotation: under constant load no
+// request fails, and the workers change.
+func TestControlMaxRequestsRecycle(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, `
+app {
+  demo = true
+}
+lane "default" {
+  min_workers         = 2
+  max_workers         = 2
+  concurrency         = 2
+  max_requests        = 40
+  max_requests_jitter = 10
+}
+`)
+	old := l.workerPIDs(t, "default")
+	ld := l.startLoad(4, "/demo/sleep?ms=5", "/")
+	waitFor(t, "every worker to be recycled", 20*time.Second, func() bool {
+		return ld.sentSoFar() > 200 && disjoint(l.workerPIDs(t, "default"), old)
+	})
+	ld.finish(t, 200)
+	if ls := l.lane(t, "default"); ls.Respawns < 2 {
+		t.Errorf("respawns %d after recycling, want ≥ 2", ls.Respawns)
+	}
+	if !strings.Contains(l.log.String(), "reason=max_requests") {
+		t.Errorf("the log does not say why workers were replaced")
+	}
+}

@@ -61,6 +61,9 @@ func TestControlMapAPI(t *testing.T) {
 	if !strings.Contains(string(r.body), `"rt"`) {
 		t.Errorf("POST /api/map answer does not name the lane: %s", r.body)
 	}
+	if m, ok := findMapping(l.mappings(t), "GET", "/demo/echo"); !ok || m.Hits != 0 || m.LastHit != nil {
+		t.Errorf("a mapping never hit: %+v (found %v); want hits 0, last_hit null", m, ok)
+	}
 	l.wantLane(t, "/demo/echo", "rt")
 	l.wantLane(t, "/demo/echo?x=1", "rt") // the query is not part of the path
 
@@ -101,6 +104,13 @@ func TestControlMapAPI(t *testing.T) {
 	if _, ok := findMapping(l.mappings(t), "GET", "/demo/echo"); ok {
 		t.Errorf("GET /demo/echo still listed after DELETE")
 	}
+
+	// "*" as method matches any; a glob pattern maps a whole subtree.
+	l.mustAdmin(t, http.MethodPost, "/api/map", map[string]string{"lane": "gone", "method": "*", "pattern": "/demo/ec*"})
+	if r := do(l.client, http.MethodPost, l.url("/demo/echo"), []byte("x"), nil); r.err != nil || r.header.Get("X-Lane") != "gone" {
+		t.Errorf("POST /demo/echo with \"* /demo/ec*\" mapped to lane gone: %s, lane %q", r, r.header.Get("X-Lane"))
+	}
+	l.wantLane(t, "/demo/echo", "gone")
 }
 
 // TestControlMapErrors: every refused mapping call answers a 4xx with

@@ -233,3 +233,41 @@ func TestControlReloadRaisesConcurrency(t *testing.T) {
 		t.Errorf("an old worker was given more requests than its connections:\n%s", grepLines(s, "no free connections"))
 	}
 }
+
+// TestControlReloadLaneCannotStart: a reload adding a lane whose workers
+// cannot start is refused whole: no lane added, no mapping changed, no
+// process left, and the running lanes keep their workers.
+func TestControlReloadLaneCannotStart(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, fmt.Sprintf(reloadBase, 1, otherLane))
+	pids := allPIDs(t, l)
+	maps := mappingKeys(l.mappings(t))
+	l.writeConfig(t, fmt.Sprintf(reloadBase, 2, otherLane+`
+lane "broken" {
+  min_workers = 1
+  command     = ["/bin/false"]
+  map         = ["GET /demo/sleep/broken"]
+}
+`))
+	r := l.adminCall(http.MethodPost, "/api/reload", nil)
+	checkErrorBody(t, "reload with a lane that cannot start", r)
+	if a := decodeReload(t, r); !strings.Contains(a.Error, "broken") {
+		t.Errorf("refusal does not name the lane: %q", a.Error)
+	}
+	for _, ls := range l.status(t).Lanes {
+		if ls.Name == "broken" {
+			t.Errorf("a refused reload left lane broken in status")
+		}
+	}
+	if got := allPIDs(t, l); !sameSet(got, pids) {
+		t.Errorf("a refused reload changed the workers: %v -> %v", pids, got)
+	}
+	if got := mappingKeys(l.mappings(t)); !slices.Equal(got, maps) {
+		t.Errorf("a refused reload changed the mappings: %v -> %v", maps, got)
+	}
+	if d := l.laneDoc(t, "default"); d.Concurrency != 1 {
+		t.Errorf("a refused reload changed default's concurrency to %d", d.Concurrency)
+	}
+	waitFor(t, "no process but the workers", 5*time.Second, func() bool { return sameSet(descendants(l.pid), pids) })
+	l.wantLane(t, "/demo/sleep/broken?ms=1", "default")
+}
