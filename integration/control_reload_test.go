@@ -100,7 +100,13 @@ func TestControlReload(t *testing.T) {
 	l.mustAdmin(t, http.MethodPost, "/api/map", map[string]string{"lane": "extra", "method": "GET", "pattern": "/demo/echo"})
 	l.wantLane(t, "/demo/echo", "extra")
 
-	// A removed lane: its requests go to default, its workers stop.
+	// A removed lane: its requests go to default, its workers stop once
+	// the request they run has ended, whole.
+	long := make(chan result, 1)
+	go func() { long <- l.get("/demo/sleep/other?ms=1500") }()
+	waitFor(t, "a long request in flight on lane other", 5*time.Second, func() bool {
+		return l.lane(t, "other").Inflight > 0
+	})
 	l.writeConfig(t, fmt.Sprintf(reloadBase, 2, extraLane))
 	code, out := l.lanectl(t, "reload")
 	if code != 0 || !strings.Contains(out, "lane other: removed") {
@@ -114,6 +120,9 @@ func TestControlReload(t *testing.T) {
 		if ls.Name == "other" {
 			t.Errorf("removed lane still in status")
 		}
+	}
+	if r := <-long; r.err != nil || r.status != 200 || r.header.Get("X-Lane") != "other" {
+		t.Errorf("request in flight on a lane a reload removed: %s (lane %q)", r, r.header.Get("X-Lane"))
 	}
 	time.Sleep(200 * time.Millisecond)
 	ld.finish(t, 100)

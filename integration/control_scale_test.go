@@ -229,3 +229,40 @@ lane "pool" {
 		t.Errorf("refused resizes changed lane default: %d..%d %v", ls.MinWorkers, ls.MaxWorkers, ls.pids())
 	}
 }
+
+// TestControlScaleToZero: a lane resized to min_workers 0 stops its idle
+// workers after idle_timeout, and a request to it starts one again and is
+// served.
+func TestControlScaleToZero(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, `
+debug_headers = true
+app {
+  demo = true
+}
+lane "default" {
+  min_workers = 1
+}
+lane "rare" {
+  min_workers  = 1
+  max_workers  = 2
+  idle_timeout = "500ms"
+  map          = ["GET /demo/sleep/rare"]
+}
+`)
+	code, out := l.lanectl(t, "resize", "rare", "0")
+	if code != 0 {
+		t.Fatalf("lanectl resize rare 0: exit %d:\n%s", code, out)
+	}
+	l.waitSize(t, "rare", 0, 2, 0)
+	for range 2 {
+		l.wantLane(t, "/demo/sleep/rare?ms=1", "rare")
+		l.waitSize(t, "rare", 0, 2, 0)
+	}
+	// Several at once on an empty lane: it starts workers for them.
+	for _, r := range l.parallelGets([]string{"/demo/sleep/rare?ms=200", "/demo/sleep/rare?ms=200", "/demo/sleep/rare?ms=200"}) {
+		if r.err != nil || r.status != 200 {
+			t.Errorf("request to a lane scaled to zero: %s", r)
+		}
+	}
+}
