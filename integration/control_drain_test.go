@@ -2,6 +2,9 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"net/http"
 	"strings"
 	"syscall"
@@ -170,4 +173,69 @@ lane "default" {
 	if !strings.Contains(l.log.String(), "reason=max_requests") {
 		t.Errorf("the log does not say why workers were replaced")
 	}
+}
+
+// installBinary puts a copy of src (or, with src "", a program that exits
+// at once) at path, atomically, as an operator deploying a worker would.
+func installBinary(t *testing.T, path, src string) {
+	t.Helper()
+	var b []byte
+	if src == "" {
+		b = []byte("#!/bin/sh\nexit 3\n")
+	} else {
+		var err error
+		if b, err = os.ReadFile(src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestControlDrainBadBinary: rolling out a worker binary that cannot start
+// fails no request: the drain gives up and the old workers keep serving.
+// Once the binary is fixed, the next drain replaces every worker.
+func TestControlDrainBadBinary(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "worker-bin")
+	installBinary(t, bin, helloBin)
+	l := startLanesdIn(t, dir, newTmp(t), fmt.Sprintf(`
+app {
+  demo = true
+}
+lane "default" {
+  min_workers = 2
+  max_workers = 2
+  command     = [%q]
+}
+`, bin))
+	old := l.workerPIDs(t, "default")
+	ld := l.startLoad(4, "/hello/x")
+	waitFor(t, "load to run", 5*time.Second, func() bool { return ld.sentSoFar() > 20 })
+
+	installBinary(t, bin, "")
+	if code, out := l.lanectl(t, "drain", "default"); code != 0 {
+		t.Fatalf("lanectl drain: exit %d:\n%s", code, out)
+	}
+	waitFor(t, "the drain to give up", 20*time.Second, func() bool { return !l.laneDoc(t, "default").Draining })
+	if !strings.Contains(l.log.String(), "drain stopped") {
+		t.Errorf("the log does not say the drain gave up")
+	}
+	if now := l.workerPIDs(t, "default"); !sameSet(now, old) {
+		t.Errorf("after a drain onto a broken binary the workers are %v, want the old ones %v", now, old)
+	}
+
+	installBinary(t, bin, helloBin)
+	if code, out := l.lanectl(t, "drain", "default"); code != 0 {
+		t.Fatalf("lanectl drain: exit %d:\n%s", code, out)
+	}
+	l.waitReplaced(t, "default", old, 2)
+	time.Sleep(100 * time.Millisecond)
+	ld.finish(t, 50)
 }
