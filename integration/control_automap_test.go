@@ -45,7 +45,7 @@ func (l *lanesd) parallelGets(paths []string) []result {
 //     threshold is longer than the timeout.
 func TestControlAutoMapLearns(t *testing.T) {
 	t.Parallel()
-	l := startLanesd(t, `
+	const lanes = `
 debug_headers = true
 app {
   demo = true
@@ -65,13 +65,16 @@ lane "strict" {
 lane "slow" {
   min_workers = 1
 }
+`
+	const autoMap = `
 auto_map {
   threshold    = "700ms"
   lane         = "slow"
   from         = ["default", "strict"]
   forget_after = "10m"
 }
-`)
+`
+	l := startLanesd(t, lanes+autoMap)
 	// Queued but fast: 25 requests of 50 ms on one worker queue for up to
 	// ~1.2 s, past the 700 ms threshold, while each runs 50 ms.
 	paths := make([]string, 25)
@@ -136,6 +139,24 @@ auto_map {
 	l.wantLane(t, "/demo/sleep/report?ms=1", "default")
 	if am := l.extStatus(t).AutoMap; am == nil || am.Entries != 1 {
 		t.Errorf("status auto_map after unmapping a learned mapping: %+v, want 1 entry", am)
+	}
+
+	// Learned mappings survive a reload that keeps auto_map, and go with
+	// one that removes it.
+	l.mustAdmin(t, http.MethodPost, "/api/reload", nil)
+	if m, ok := findMapping(l.mappings(t), "GET", "/demo/hang"); !ok || m.Source != "auto_map" {
+		t.Errorf("learned mapping after a reload: %+v (found %v)", m, ok)
+	}
+	l.writeConfig(t, lanes)
+	r := l.mustAdmin(t, http.MethodPost, "/api/reload", nil)
+	if !strings.Contains(string(r.body), "dropped learned mapping GET /demo/hang") {
+		t.Errorf("reload without auto_map does not say it dropped the learned mapping: %s", r.body)
+	}
+	if ls := learned(l.mappings(t)); len(ls) != 0 {
+		t.Errorf("learned mappings after auto_map was removed: %v", mappingKeys(ls))
+	}
+	if am := l.extStatus(t).AutoMap; am != nil {
+		t.Errorf("status auto_map after it was removed: %+v", am)
 	}
 }
 
