@@ -219,6 +219,11 @@ func (ld *load) sentSoFar() int64 { return ld.sent.Load() }
 // test if any request failed or fewer than min were sent.
 func (ld *load) finish(t *testing.T, min int64) {
 	t.Helper()
+	// On a loaded machine the change under test may be over before the
+	// load has sent much: let it send its minimum first.
+	for deadline := time.Now().Add(10 * time.Second); ld.sent.Load() < min && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	close(ld.stop)
 	ld.wg.Wait()
 	ld.mu.Lock()
