@@ -207,7 +207,7 @@ func (l *Lane) notifyLocked() {
 // replaces is the worker it will take the place of, if any.
 func (l *Lane) spawnLocked(replaces *Worker) *Worker {
 	l.seq++
-	w := &Worker{lane: l, seq: l.seq, state: Starting, started: time.Now(), replaces: replaces}
+	w := &Worker{lane: l, seq: l.seq, state: Starting, started: time.Now(), replaces: replaces, conc: max(l.cfg.Concurrency, 1)}
 	if replaces != nil {
 		replaces.replacement = w
 		l.respawns.Add(1)
@@ -236,8 +236,7 @@ func (l *Lane) spawnLocked(replaces *Worker) *Worker {
 		w.proc = proc.New(spec)
 	}
 	l.workers = append(l.workers, w)
-	conc := l.cfg.Concurrency
-	l.goLocked(func() { l.run(w, conc) })
+	l.goLocked(func() { l.run(w, w.conc) })
 	return w
 }
 
@@ -408,7 +407,7 @@ func (l *Lane) removeLocked(w *Worker) {
 
 // freeLocked says w is in rotation and has a free slot.
 func (l *Lane) freeLocked(w *Worker) bool {
-	return w.state == Ready && !w.suspect && w.inflight < l.cfg.Concurrency
+	return w.state == Ready && !w.suspect && w.inflight < w.conc
 }
 
 // pickLocked returns the least-loaded ready worker with a free slot.

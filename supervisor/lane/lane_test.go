@@ -71,3 +71,23 @@ func TestStateNames(t *testing.T) {
 		}
 	}
 }
+
+// A worker keeps the request slots it was spawned with: a reload that
+// raises the lane's concurrency must not hand an old worker more requests
+// than its data client has connections for (they failed with "no free
+// connections" while the reload's drain ran).
+func TestWorkerKeepsItsConcurrency(t *testing.T) {
+	l := testLane()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w := &Worker{lane: l, state: Ready, conc: l.cfg.Concurrency}
+	l.workers = append(l.workers, w)
+	l.cfg.Concurrency = 8 // as Reconfigure sets it
+	if !l.freeLocked(w) {
+		t.Fatal("an idle worker is not free")
+	}
+	l.takeLocked(w)
+	if l.freeLocked(w) {
+		t.Errorf("a worker spawned with concurrency 1 is offered a second request after the lane's concurrency became 8")
+	}
+}

@@ -164,8 +164,11 @@ func (l *Lane) Drain(why string) (api.DrainResult, error) {
 }
 
 // drain replaces old one by one. A replacement that fails to start is tried
-// again after the lane's crash back-off; a lane in a crash loop ends the
-// drain, keeping the old workers in rotation.
+// again after the lane's crash back-off; crashLoopAt failed replacements end
+// the drain, keeping the old workers in rotation. Only this drain's own
+// failures count: a lane whose last drain gave up (a broken worker binary)
+// must drain again once the binary is fixed, although its crash count,
+// which only a stable new worker resets, is still high.
 func (l *Lane) drain(old []*Worker, why string) {
 	defer func() {
 		l.mu.Lock()
@@ -174,7 +177,9 @@ func (l *Lane) drain(old []*Worker, why string) {
 		l.mu.Unlock()
 		l.log.Info("drain done", "reason", why)
 	}()
+	fails := 0
 	for _, w := range old {
+		var started *Worker // the replacement this drain started for w
 		for {
 			l.mu.Lock()
 			if l.stopping {
@@ -191,12 +196,15 @@ func (l *Lane) drain(old []*Worker, why string) {
 				l.mu.Unlock()
 				break // gone or already out of rotation
 			}
-			if l.crashes >= crashLoopAt {
-				l.log.Error("drain stopped: workers crash while starting", "last", l.lastExit)
-				l.mu.Unlock()
-				return
-			}
 			if w.replacement == nil {
+				if started != nil { // it died before it was ready
+					started = nil
+					if fails++; fails >= crashLoopAt {
+						l.log.Error("drain stopped: replacement workers crash while starting", "failures", fails, "last", l.lastExit)
+						l.mu.Unlock()
+						return
+					}
+				}
 				if wait := time.Until(l.backoff); wait > 0 {
 					l.mu.Unlock()
 					if !l.sleep(wait) {
@@ -204,7 +212,7 @@ func (l *Lane) drain(old []*Worker, why string) {
 					}
 					continue
 				}
-				l.replaceLocked(w, why)
+				started = l.replaceLocked(w, why)
 			}
 			ch := l.changed
 			l.mu.Unlock()

@@ -77,6 +77,11 @@ type Worker struct {
 	hc      *fasthttp.HostClient
 	started time.Time
 	pid     int // set when it leaves Starting
+	// conc is the worker's request slots, fixed when it is spawned: its
+	// data client holds that many connections, so a reload that raises
+	// the lane's concurrency applies to the workers the drain starts, not
+	// to the old ones still serving meanwhile.
+	conc int
 
 	// guarded by lane.mu
 	state       State
