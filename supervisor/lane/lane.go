@@ -314,6 +314,10 @@ func (l *Lane) run(w *Worker, conc int) {
 			l.lastExit = w.proc.ExitErr()
 		}
 	}
+	if r := w.replaces; r != nil && r.replacement == w {
+		r.replacement = nil // it never took r's place (killed while starting)
+		w.replaces = nil
+	}
 	if w.replacement != nil && w.replacement.state == Starting {
 		// What it was being replaced for no longer matters: its
 		// replacement now replaces a dead worker.
