@@ -23,6 +23,7 @@ const (
 	ctlPath    = "/demo/sleep?ms=5"
 	ctlWorkers = 4
 	ctlLimit   = 60 * time.Second // longest a drain or reload may take
+	ctlAfter   = time.Second      // counted in the change's window after it is done
 )
 
 func ctlConfig(concurrency int) string {
@@ -104,13 +105,15 @@ func (b *bench) ctlSequence(ctx context.Context, l *server, r *ctlResult, from t
 		return err
 	}
 	newPIDs, err := waitReplaced(ctx, l, old, func(*laneInfo) bool { return true })
-	end := time.Now()
-	r.windows = append(r.windows, window{"during drain", start, end})
+	// The change's window runs until a second after the last new worker
+	// is ready: the old ones are still leaving, the new ones warming up.
+	end := time.Now().Add(ctlAfter)
+	r.windows = append(r.windows, window{"drain, until done + 1s", start, end})
 	if err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
 	r.drainPIDs = true
-	if err := sleep(b.opt.ctlPhase); err != nil {
+	if err := sleep(time.Until(end) + b.opt.ctlPhase); err != nil {
 		return err
 	}
 	r.windows = append(r.windows, window{"between", end, time.Now()})
@@ -123,8 +126,8 @@ func (b *bench) ctlSequence(ctx context.Context, l *server, r *ctlResult, from t
 		return err
 	}
 	_, err = waitReplaced(ctx, l, newPIDs, func(li *laneInfo) bool { return li.concurrency == 2 })
-	end = time.Now()
-	r.windows = append(r.windows, window{"during reload", start, end})
+	end = time.Now().Add(ctlAfter)
+	r.windows = append(r.windows, window{"reload, until done + 1s", start, end})
 	if st, serr := l.status(); serr == nil && st.Reload != nil {
 		r.changed = st.Reload.Changed
 		if !st.Reload.OK {
@@ -135,7 +138,7 @@ func (b *bench) ctlSequence(ctx context.Context, l *server, r *ctlResult, from t
 		return fmt.Errorf("reload: %w", err)
 	}
 	r.reloadPID = true
-	if err := sleep(b.opt.ctlPhase); err != nil {
+	if err := sleep(time.Until(end) + b.opt.ctlPhase); err != nil {
 		return err
 	}
 	r.windows = append(r.windows, window{"after", end, time.Now()})

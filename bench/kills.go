@@ -31,6 +31,7 @@ type killPhase struct {
 	failed   int
 	kinds    map[string]int
 	lat      *dist
+	p99      time.Duration // closed loop: from wrk-like figures
 	killed   int
 	killErr  error
 	retries  uint64 // lanesd's count of retried requests during the phase
@@ -95,7 +96,7 @@ func (b *bench) kills(ctx context.Context) (func(io.Writer), error) {
 		wg.Wait()
 		after, _ := l.status()
 		p.account(before, after)
-		p.sent, p.failed = tp.requests, tp.errors
+		p.sent, p.failed, p.p99 = tp.requests, tp.errors, tp.p99
 		phases = append(phases, p)
 	}
 	l.log.mark()
@@ -110,6 +111,8 @@ func (b *bench) kills(ctx context.Context) (func(io.Writer), error) {
 			p99 := "-"
 			if p.lat != nil {
 				p99 = p.lat.pctString(99)
+			} else if p.p99 > 0 {
+				p99 = fmtDur(p.p99)
 			}
 			t.row(p.label, strconv.Itoa(p.killed), strconv.Itoa(p.sent), strconv.Itoa(p.failed), p99,
 				strconv.FormatUint(p.retries, 10), strconv.FormatUint(p.respawns, 10))
