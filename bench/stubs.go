@@ -5,7 +5,5 @@ import (
 	"io"
 )
 
-func (b *bench) slowReaders(ctx context.Context) (func(io.Writer), error) { return nil, nil }
-func (b *bench) uploads(ctx context.Context) (func(io.Writer), error)     { return nil, nil }
 func (b *bench) accessLog(ctx context.Context) (func(io.Writer), error)   { return nil, nil }
 func (b *bench) breakdown(ctx context.Context) (func(io.Writer), error)   { return nil, nil }
