@@ -314,7 +314,7 @@ func parseStraceC(s string) (map[string]int64, error) {
 		n, _ := strconv.ParseInt(m[1], 10, 64)
 		out[m[2]] = n
 	}
-	if len(out) == 0 {
+	if len(out) == 0 && strings.TrimSpace(s) != "" {
 		return nil, fmt.Errorf("no strace -c table: %.200q", strings.TrimSpace(s))
 	}
 	return out, nil
@@ -395,8 +395,12 @@ func (b *bench) printBreakdown(w io.Writer, targets []*bdTarget) {
 	}
 	t.write(w, "   ")
 	fmt.Fprintln(w)
+	seen := map[string]bool{}
 	for _, x := range why {
-		fmt.Fprintf(w, "   %s\n", x)
+		if !seen[x] {
+			seen[x] = true
+			fmt.Fprintf(w, "   %s\n", x)
+		}
 	}
 	fmt.Fprintf(w, "   bytes copied: the figure counts user↔kernel copies only; copies inside a process (header\n")
 	fmt.Fprintf(w, "   parsing and re-serialising, body buffers) are not visible from outside it.\n\n")
