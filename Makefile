@@ -47,7 +47,8 @@ bench: build bench-deps
 	$(GO) run ./bench -lanesd $(BIN)/lanesd
 
 # What the bench compares with: nginx (the reverse-proxy baseline) and wrk
-# (the closed-loop load generator). Installed with apt-get when missing and
+# (the closed-loop load generator); and strace, which counts system calls for
+# the per-request breakdown. Installed with apt-get when missing and
 # possible (root, apt-get); never fails: without them the bench uses its Go
 # generator and prints no nginx figures. Note that installing nginx on a
 # host with systemd also enables its default site on port 80.
@@ -55,6 +56,7 @@ bench-deps:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
 		echo "bench-deps: not installing$$missing (needs root and apt-get); the bench runs without them"; exit 0; \

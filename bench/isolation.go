@@ -65,41 +65,56 @@ type isoResult struct {
 func (b *bench) isolation(ctx context.Context) ([]isoResult, error) {
 	var out []isoResult
 	for _, s := range isoSetups() {
-		b.progress("isolation %s %s: %s warm-up + %s measured", s.key, s.label, b.opt.isoWarmup, b.opt.isoMeasure)
-		l, err := b.startLanesd("lanesd "+s.key+" "+shortLabel(s.label), configHeader+"\napp {\n  demo = true\n}\n"+s.lanes)
+		r, err := b.isoRun(ctx, s, b.opt.isoWarmup, b.opt.isoMeasure, "")
 		if err != nil {
-			return nil, err
+			return out, err
 		}
-		if err := probe(l.addr, fastClass.path, -1); err != nil {
-			l.stop()
-			return nil, fmt.Errorf("lanesd %s: %w", s.key, err)
-		}
-		res := openLoop{
-			addr:    l.addr,
-			classes: s.classes,
-			warmup:  b.opt.isoWarmup,
-			measure: b.opt.isoMeasure,
-			// Long enough for a slow request due at the very end, short
-			// enough that an overloaded setup's backlog does not hold up
-			// the bench: what is left counts as unfinished.
-			grace: 3 * time.Second,
-		}.run(ctx)
-		// What lanesd logs while it stops (requests cut off at the end
-		// of an overloaded setup) is expected; what it logged under load
-		// is a finding.
-		l.log.mark()
-		l.stop()
-		r := isoResult{setup: s, classes: map[string]*classResult{}}
-		for i, c := range s.classes {
-			r.classes[c.name] = res[i]
-		}
-		r.notes = append(r.notes, lanesdNotes(l)...)
 		out = append(out, r)
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
 	}
 	return out, nil
+}
+
+// isoRun runs one setup on a fresh lanesd, its config the demo app, the
+// setup's lanes and extra. before, when set, runs against that lanesd
+// once the load is over and before it stops.
+func (b *bench) isoRun(ctx context.Context, s isoSetup, warmup, measure time.Duration, extra string,
+	before ...func(l *server)) (isoResult, error) {
+	b.progress("%s %s: %s warm-up + %s measured", s.key, s.label, warmup, measure)
+	l, err := b.startLanesd("lanesd "+s.key+" "+shortLabel(s.label), configHeader+"\napp {\n  demo = true\n}\n"+s.lanes+extra)
+	if err != nil {
+		return isoResult{}, err
+	}
+	if err := probe(l.addr, fastClass.path, -1); err != nil {
+		l.stop()
+		return isoResult{}, fmt.Errorf("lanesd %s: %w", s.key, err)
+	}
+	res := openLoop{
+		addr:    l.addr,
+		classes: s.classes,
+		warmup:  warmup,
+		measure: measure,
+		// Long enough for a slow request due at the very end, short
+		// enough that an overloaded setup's backlog does not hold up
+		// the bench: what is left counts as unfinished.
+		grace: 3 * time.Second,
+	}.run(ctx)
+	// What lanesd logs while it stops (requests cut off at the end of an
+	// overloaded setup) is expected; what it logged under load is a
+	// finding.
+	l.log.mark()
+	for _, f := range before {
+		f(l)
+	}
+	l.stop()
+	r := isoResult{setup: s, classes: map[string]*classResult{}}
+	for i, c := range s.classes {
+		r.classes[c.name] = res[i]
+	}
+	r.notes = append(r.notes, lanesdNotes(l)...)
+	return r, nil
 }
 
 // lanesdNotes says what an operator would want to know from a lanesd's own

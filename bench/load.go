@@ -49,7 +49,40 @@ type classResult struct {
 	failed     int // other statuses and transport errors
 	unfinished int // no answer by the cut-off
 	firstErr   string
+	// events are every counted request in the order answered, for the
+	// scenarios that split a run by time (auto_map, drain, kills).
+	events []event
 }
+
+// event is one request of an open-loop run.
+type event struct {
+	due    time.Time
+	lat    time.Duration // from due; to the cut-off when unfinished
+	status int           // 0: transport error or unfinished
+	cut    bool          // unfinished at the cut-off
+	err    string
+}
+
+// eventDist is the latency distribution of the events that answered 2xx
+// or were unfinished (censored), as classResult.lat counts them.
+func eventDist(evs []event, keep func(event) bool) *dist {
+	d := &dist{}
+	for _, e := range evs {
+		if keep != nil && !keep(e) {
+			continue
+		}
+		switch {
+		case e.ok():
+			d.add(e.lat, false)
+		case e.cut:
+			d.add(e.lat, true)
+		}
+	}
+	return d
+}
+
+// okStatus reports whether e got a 2xx.
+func (e event) ok() bool { return e.status >= 200 && e.status < 300 }
 
 // openLoop is one constant-arrival run against addr.
 type openLoop struct {
@@ -125,6 +158,14 @@ func (o openLoop) schedule(ctx context.Context, client *fasthttp.HostClient, c c
 			mu.Lock()
 			defer mu.Unlock()
 			r.sent++
+			ev := event{due: due, lat: now.Sub(due), status: status}
+			if err != nil {
+				ev.status, ev.err = 0, err.Error()
+			}
+			if errors.Is(err, fasthttp.ErrTimeout) && !now.Before(cutoff) {
+				ev.lat, ev.cut = cutoff.Sub(due), true
+			}
+			r.events = append(r.events, ev)
 			switch {
 			case err == nil && status == fasthttp.StatusOK:
 				r.ok++

@@ -5,7 +5,19 @@
 //     the slow URL has a lane of its own, and do not in one pool;
 //  2. proxy throughput of small responses: direct, through lanes, through
 //     nginx;
-//  3. added latency of the lanes hop at a light constant rate.
+//  3. added latency of the lanes hop at a light constant rate;
+//  4. auto_map: the isolation scenario with no static slow mapping, the
+//     slow URL learned at runtime;
+//  5. burst: an idle lane hit by 10× its capacity, fixed size vs. room to
+//     grow;
+//  6. drain and reload under constant load;
+//  7. workers SIGKILLed under constant load;
+//  8. slow readers and 9. big uploads: can ordinary requests get through,
+//     and how much memory each process grows;
+//  10. theming: themed vs. unthemed, the filter time, theme origin fetches,
+//     a hung theme origin, fetchd's memory with 1,000 cached pages;
+//  11. the access log's cost, and 12. a per-request breakdown of CPU,
+//     system calls, allocations and bytes copied for lanes and nginx.
 //
 // Run it with `make bench`, which builds lanesd first:
 //
@@ -47,6 +59,31 @@ type options struct {
 	proxyConc    int
 	latRate      float64
 	latMeasure   time.Duration
+
+	amMeasure    time.Duration
+	burstFactor  int
+	burstRounds  int
+	ctlRate      float64
+	ctlPhase     time.Duration
+	killRate     float64
+	kills        int
+	killEvery    time.Duration
+	slowReaders  int
+	slowTime     time.Duration
+	uploads      int
+	uploadMB     int
+	themeRounds  int
+	themeTime    time.Duration
+	themeHung    time.Duration
+	themePages   int
+	breakdownReq int
+	straceTime   time.Duration
+}
+
+// scenarioNames are the scenarios in the order they run and print.
+var scenarioNames = []string{
+	"isolation", "throughput", "latency", "automap", "burst", "drain", "kills",
+	"slowreaders", "uploads", "theming", "accesslog", "breakdown",
 }
 
 // bench is one run: its options, the processes it started, and where
@@ -59,6 +96,30 @@ type bench struct {
 	wrk   *wrk   // nil: the Go closed-loop generator
 	nginx string // nginx binary; "" when not installed
 	args  []string
+
+	report *strings.Builder // the report so far
+	iso    []isoResult      // isolation's results, which automap reuses
+}
+
+// scenario is one of the scenarios added after the first three: it runs,
+// and returns what to print.
+type scenario struct {
+	name string
+	run  func(ctx context.Context) (func(io.Writer), error)
+}
+
+func (b *bench) scenarios() []scenario {
+	return []scenario{
+		{"automap", b.autoMap},
+		{"burst", b.burst},
+		{"drain", b.drainReload},
+		{"kills", b.kills},
+		{"slowreaders", b.slowReaders},
+		{"uploads", b.uploads},
+		{"theming", b.theming},
+		{"accesslog", b.accessLog},
+		{"breakdown", b.breakdown},
+	}
 }
 
 func main() {
@@ -76,7 +137,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.lanesd, "lanesd", "bin/lanesd", "lanesd `binary` to measure (make bench builds it)")
 	fs.StringVar(&o.nginx, "nginx", "", "nginx `binary` (default: nginx on PATH, else /usr/sbin/nginx)")
 	fs.StringVar(&o.gen, "gen", "auto", "closed-loop generator: wrk, go, or auto (wrk when on PATH)")
-	fs.StringVar(&o.only, "only", "", "comma-separated scenarios to run: isolation, throughput, latency (default all)")
+	fs.StringVar(&o.only, "only", "", "comma-separated scenarios to run: "+strings.Join(scenarioNames, ", ")+" (default all)")
 	fs.DurationVar(&o.isoWarmup, "iso-warmup", 2*time.Second, "isolation: warm-up per setup, not counted")
 	fs.DurationVar(&o.isoMeasure, "iso-time", 15*time.Second, "isolation: measured time per setup")
 	fs.IntVar(&o.tpRounds, "tp-rounds", 3, "throughput: rounds, each measuring every target once")
@@ -87,6 +148,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.proxyConc, "proxy-concurrency", 64, "throughput and latency: requests each lanes worker runs at once")
 	fs.Float64Var(&o.latRate, "lat-rate", 200, "added latency: requests per second")
 	fs.DurationVar(&o.latMeasure, "lat-time", 10*time.Second, "added latency: measured time per target")
+	fs.DurationVar(&o.amMeasure, "am-time", 15*time.Second, "automap: measured time of the learning run, from lanesd's start (unloaded and one pool come from isolation when it runs)")
+	fs.IntVar(&o.burstFactor, "burst-factor", 10, "burst: requests sent at once, as a multiple of the lane's min_workers capacity")
+	fs.IntVar(&o.burstRounds, "burst-rounds", 3, "burst: bursts per setup, each on an idle lane")
+	fs.Float64Var(&o.ctlRate, "ctl-rate", 200, "drain: requests per second during drain and reload")
+	fs.DurationVar(&o.ctlPhase, "ctl-phase", 4*time.Second, "drain: load before the drain, between drain and reload, and after")
+	fs.Float64Var(&o.killRate, "kill-rate", 300, "kills: GET requests per second")
+	fs.IntVar(&o.kills, "kills", 7, "kills: workers SIGKILLed one after another")
+	fs.DurationVar(&o.killEvery, "kill-every", 500*time.Millisecond, "kills: time between two kills")
+	fs.IntVar(&o.slowReaders, "slow-readers", 32, "slowreaders: clients that never read their 20 MB response")
+	fs.DurationVar(&o.slowTime, "slow-time", 5*time.Second, "slowreaders: ordinary requests sent while the slow readers hold on")
+	fs.IntVar(&o.uploads, "uploads", 16, "uploads: parallel uploads")
+	fs.IntVar(&o.uploadMB, "upload-mb", 50, "uploads: size of each upload, MB")
+	fs.IntVar(&o.themeRounds, "theme-rounds", 3, "theming: rounds, themed and unthemed alternating")
+	fs.DurationVar(&o.themeTime, "theme-time", 4*time.Second, "theming: measured time per target and round")
+	fs.DurationVar(&o.themeHung, "theme-hung", 5*time.Second, "theming: load while the theme origin hangs")
+	fs.IntVar(&o.themePages, "theme-pages", 1000, "theming: 50 KB pages fetchd caches for its RSS figure")
+	fs.IntVar(&o.breakdownReq, "breakdown-requests", 100000, "breakdown: requests per target over which CPU and bytes are counted")
+	fs.DurationVar(&o.straceTime, "strace-time", 3*time.Second, "breakdown: how long strace -c counts each process's system calls")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -136,10 +215,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	start := time.Now()
 	var report strings.Builder
+	b.report = &report
 	b.printHeader(&report)
 	failed := false
 	if want["isolation"] {
 		rs, err := b.isolation(ctx)
+		b.iso = rs
 		b.printIsolation(&report, rs)
 		if err != nil {
 			fmt.Fprintf(&report, "   isolation stopped: %v\n\n", err)
@@ -156,6 +237,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 			failed = true
 		}
 	}
+	for _, sc := range b.scenarios() {
+		if !want[sc.name] || ctx.Err() != nil {
+			continue
+		}
+		print, err := sc.run(ctx)
+		if print != nil {
+			print(&report)
+		}
+		if err != nil {
+			fmt.Fprintf(&report, "   %s stopped: %v\n\n", sc.name, err)
+			failed = true
+		}
+		fmt.Fprintf(&report, "   reproduce: %s\n\n", b.commandFor(sc.name))
+	}
 	fmt.Fprintf(&report, "bench took %s; loadavg at the end: %s\n", time.Since(start).Round(time.Second), loadavg())
 	fmt.Fprintf(&report, "reproduce: make bench   (or: %s)\n", b.command())
 	fmt.Fprint(stdout, report.String())
@@ -167,7 +262,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // scenarios parses -only.
 func scenarios(only string) (map[string]bool, error) {
-	all := map[string]bool{"isolation": true, "throughput": true, "latency": true}
+	all := map[string]bool{}
+	for _, n := range scenarioNames {
+		all[n] = true
+	}
 	if only == "" {
 		return all, nil
 	}
@@ -175,7 +273,7 @@ func scenarios(only string) (map[string]bool, error) {
 	for _, s := range strings.Split(only, ",") {
 		s = strings.TrimSpace(s)
 		if !all[s] {
-			return nil, fmt.Errorf("-only: unknown scenario %q (want isolation, throughput, latency)", s)
+			return nil, fmt.Errorf("-only: unknown scenario %q (want %s)", s, strings.Join(scenarioNames, ", "))
 		}
 		want[s] = true
 	}
@@ -244,6 +342,26 @@ func loadavg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// commandFor is the command line that repeats one scenario of this run:
+// this run's flags, but -only name.
+func (b *bench) commandFor(name string) string {
+	saved := b.args
+	defer func() { b.args = saved }()
+	var args []string
+	for i := 0; i < len(saved); i++ {
+		a := strings.TrimLeft(saved[i], "-")
+		switch {
+		case a == "only":
+			i++ // its value follows
+		case strings.HasPrefix(a, "only="):
+		default:
+			args = append(args, saved[i])
+		}
+	}
+	b.args = append(args, "-only", name)
+	return b.command()
 }
 
 // command is the command line that repeats this run.

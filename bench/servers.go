@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,8 +23,12 @@ const startTimeout = 30 * time.Second
 // server is a running server under test: lanesd, the origin or nginx.
 type server struct {
 	*child
-	addr string // host:port clients connect to
-	log  *logTail
+	addr  string // host:port clients connect to
+	admin string // lanesd: the admin listener's host:port
+	conf  string // lanesd: the config file, rewritten for a reload
+	log   *logTail
+
+	follow *fileFollower // lanesd logging to a file; nil otherwise
 }
 
 // lanesdListening is the line lanesd logs, at info level, once both of its
@@ -66,6 +72,20 @@ func laneBlock(name string, workers, concurrency int, extra string, maps ...stri
 // startLanesd writes config to a file and runs lanesd on it until it logs
 // that it is listening.
 func (b *bench) startLanesd(name, config string) (*server, error) {
+	return b.startLanesdWith(name, config, lanesdOpts{})
+}
+
+// lanesdOpts are the less common ways to start lanesd.
+type lanesdOpts struct {
+	// logFile sends lanesd's stderr to a file instead of a pipe into the
+	// bench, so that a log line per request (access_log) costs lanesd what
+	// it costs in production and the bench nothing.
+	logFile bool
+	// watch sees every line lanesd logs (not with logFile).
+	watch func(line string)
+}
+
+func (b *bench) startLanesdWith(name, config string, o lanesdOpts) (*server, error) {
 	dir, err := os.MkdirTemp(b.tmp, "lanesd-")
 	if err != nil {
 		return nil, err
@@ -74,31 +94,99 @@ func (b *bench) startLanesd(name, config string) (*server, error) {
 	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
-	ready := make(chan string, 1)
+	ready := make(chan [2]string, 1)
 	log := &logTail{watch: func(line string) {
 		if m := lanesdListening.FindStringSubmatch(line); m != nil {
 			select {
-			case ready <- m[1]:
+			case ready <- [2]string{m[1], m[2]}:
 			default:
 			}
 		}
+		if o.watch != nil {
+			o.watch(line)
+		}
 	}}
 	cmd := exec.Command(b.opt.lanesd, "-config", file)
-	cmd.Stderr = log
+	var logf *os.File
+	if o.logFile {
+		if logf, err = os.Create(filepath.Join(dir, "lanesd.log")); err != nil {
+			return nil, err
+		}
+		defer logf.Close() // the child has its own descriptor
+		cmd.Stderr = logf
+	} else {
+		cmd.Stderr = log
+	}
 	// lanesd stops gracefully on SIGTERM within shutdown_timeout (2 s) plus
 	// the time its workers take to exit.
 	p, err := b.kids.start(name, cmd, syscall.SIGTERM, 15*time.Second)
 	if err != nil {
 		return nil, err
 	}
+	var follow *fileFollower
+	if logf != nil {
+		follow = &fileFollower{file: logf.Name(), log: log, stop: make(chan struct{})}
+		go follow.run()
+		defer close(follow.stop) // only until lanesd listens: see catchUp
+	}
 	select {
-	case front := <-ready:
-		return &server{child: p, addr: front, log: log}, nil
+	case a := <-ready:
+		return &server{child: p, addr: a[0], admin: a[1], conf: file, log: log, follow: follow}, nil
 	case <-p.done:
 		return nil, startupFailure(name, fmt.Errorf("exited before listening (%v)", p.err), log)
 	case <-time.After(startTimeout):
 		p.stop()
 		return nil, startupFailure(name, errors.New("not listening after "+startTimeout.String()), log)
+	}
+}
+
+// fileFollower copies what lanesd appends to its log file into a logTail,
+// polling, until stop is closed: the bench reads a log file only until
+// lanesd listens, so that it spends no CPU on it under load, and catches up
+// on the rest once the load is over (catchUp).
+type fileFollower struct {
+	file string
+	log  *logTail
+	stop chan struct{}
+
+	mu  sync.Mutex
+	off int64
+}
+
+func (f *fileFollower) run() {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		f.read()
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// read copies whatever was appended since the last read.
+func (f *fileFollower) read() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fh, err := os.Open(f.file)
+	if err != nil {
+		return
+	}
+	defer fh.Close()
+	if _, err := fh.Seek(f.off, io.SeekStart); err != nil {
+		return
+	}
+	n, _ := io.Copy(f.log, fh)
+	f.off += n
+}
+
+// catchUp reads what a lanesd that logs to a file wrote since it started
+// listening, so that its warnings count in lanesdNotes.
+func (s *server) catchUp() {
+	if s.follow != nil {
+		s.follow.read()
 	}
 }
 

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// What the kernel says about the processes measured (Linux /proc): memory,
+// CPU time and bytes through read/write, read the same way for lanesd, its
+// workers, fetchd and nginx.
+
+// clockTick is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100
+// on every Linux architecture Go supports.
+const clockTick = 100
+
+// memInfo is a process's resident size now and its high-water mark, bytes.
+type memInfo struct {
+	rss, hwm int64
+}
+
+// readMem reads VmRSS and VmHWM from /proc/PID/status.
+func readMem(pid int) (memInfo, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return memInfo{}, err
+	}
+	var m memInfo
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[0], 10, 64) // kB
+		switch k {
+		case "VmRSS":
+			m.rss = n << 10
+		case "VmHWM":
+			m.hwm = n << 10
+		}
+	}
+	return m, nil
+}
+
+// cpuTicks returns utime + stime of the process, every thread included,
+// in clock ticks.
+func cpuTicks(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, field 2, may hold spaces: count from its ")".
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no )", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s, nil
+}
+
+// ioBytes returns rchar + wchar of /proc/PID/io: the bytes the process
+// passed through read- and write-like system calls (sockets included),
+// each a copy between user and kernel memory.
+func ioBytes(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "rchar" || k == "wchar") {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			sum += n
+		}
+	}
+	return sum, nil
+}
+
+// childPIDs returns the pids whose parent is pid (nginx's workers).
+func childPIDs(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// fmtMB formats bytes as megabytes with one decimal.
+func fmtMB(n int64) string {
+	return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+}
