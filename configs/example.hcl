@@ -39,12 +39,15 @@ app {
 
 # Every request no other lane maps lands here.
 lane "default" {
-  min_workers     = 2      # worker processes kept running
-  max_workers     = 2      # workers are fixed at min_workers in this release
+  min_workers     = 2      # worker processes always running
+  max_workers     = 6      # more start while requests wait and every worker is busy
+  idle_timeout    = "60s"  # ... and leave again after this long idle
   concurrency     = 1      # requests one worker process runs at once
   max_queue       = 100    # requests allowed to wait; beyond that: 503 at once
   queue_timeout   = "5s"   # longest wait for a worker; then 503 + Retry-After
   request_timeout = "30s"  # past this: 504, and the worker is killed and replaced
+  max_requests        = 10000  # replace a worker after this many requests...
+  max_requests_jitter = 1000   # ... plus up to this many, so they do not all go at once
 }
 
 # Cheap static requests: they never wait behind a slow page.
@@ -62,5 +65,20 @@ lane "slow" {
   max_workers     = 2
   max_queue       = 50
   request_timeout = "60s"
-  map             = ["GET /demo/sleep*", "GET /report/*"]
+  map             = ["GET /demo/sleep", "GET /report/*"]
+}
+
+# Requests that turn out slow move themselves: after a request from the
+# default lane whose filter + run time (never its queue time) passed the
+# threshold, or that hit request_timeout, its exact "METHOD /path" is mapped
+# to the slow lane. See them with `bin/lanectl mapped`. A learned mapping
+# that runs fast again (or is not used) for forget_after is forgotten.
+# Try: curl 'http://127.0.0.1:8080/demo/sleep/report?ms=4000' twice: the
+# second one runs in lane "slow" (see its X-Lane header).
+auto_map {
+  threshold    = "3s"
+  lane         = "slow"
+  from         = ["default"]
+  forget_after = "10m"
+  max_entries  = 10000
 }

@@ -140,8 +140,11 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("listen %q, admin %q, demo %v: want the demo site on 8080, dashboard on 8081",
 			cfg.Listen, cfg.Admin.Listen, cfg.App.Demo)
 	}
-	if cfg.Themes != nil || cfg.Fetchd != nil || cfg.AutoMap != nil {
-		t.Error("example uses theme, fetchd or auto_map, which this release does not act on")
+	if cfg.Themes != nil || cfg.Fetchd != nil {
+		t.Error("example uses a theme: that is configs/themed.hcl's job")
+	}
+	if cfg.AutoMap == nil || cfg.AutoMap.Lane != "slow" {
+		t.Errorf("example's auto_map = %+v; want one that learns into lane slow", cfg.AutoMap)
 	}
 	var names []string
 	for _, l := range cfg.Lanes {
