@@ -66,6 +66,7 @@ type Supervisor struct {
 	adminLn *listener.Listener
 
 	retries, truncated atomic.Uint64
+	bufs               *frontBuffers // the front's pools (newFront)
 
 	mu        sync.Mutex
 	frontAddr net.Addr

@@ -55,6 +55,15 @@ func main() {
 				os.Exit(1)
 			})
 			return
+		case "/hello/echo":
+			// What the worker got: the target, the header section as it
+			// came, and the body's length.
+			body := ctx.PostBody()
+			fmt.Fprintf(ctx, "target: %s\n%sbody: %d\n", ctx.RequestURI(), ctx.Request.Header.RawHeaders(), len(body))
+			return
+		case "/hello/notype":
+			ctx.WriteString("no type\n") // no Content-Type set: none is sent
+			return
 		case "/hello/log":
 			log.Printf("hello-worker: %s asked to log", ctx.Path())
 		case "/hello/sleep":
