@@ -93,6 +93,12 @@ func prepare(req *fasthttp.Request, ip net.IP, f *forward) *refusal {
 		if !isToken(k) {
 			return refuseHeaderName
 		}
+		// Most fields are none of ours: the first letter says so cheaply.
+		switch k[0] | 0x20 {
+		case 'c', 'u', 'x', 'f', 'k', 'p', 't', 'e':
+		default:
+			continue
+		}
 		switch {
 		case bytes.EqualFold(k, strConnection):
 			f.tokens = appendTokens(f.tokens, v)
