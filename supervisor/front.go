@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"github.com/lanes-dev/lanes/shared/config"
 	"io"
 	"net"
 	"strconv"
@@ -18,26 +19,64 @@ import (
 
 // newFront returns the client-facing server. Its limits keep one bad client
 // from costing the others anything: ReadTimeout bounds reading a whole
-// request (slowloris), ReadBufferSize caps the header (431), and
-// MaxRequestBodySize the buffered body (413).
+// request (slowloris), ReadBufferSize caps the header (431), and serve
+// enforces MaxBodySize on the streamed body (413) — before any 100
+// Continue when the length is announced.
 func (s *Supervisor) newFront() *fasthttp.Server {
 	f := s.cfg.Front
+	s.bufs = newFrontBuffers(f)
 	return &fasthttp.Server{
-		Handler:                       s.serve,
-		ErrorHandler:                  frontError,
+		Handler:      s.serve,
+		ErrorHandler: frontError,
+		// An announced body over the limit is refused before any of it
+		// is read. fasthttp reads the first 8 KB of a streamed body before
+		// the handler, so such a request is made to look like one that
+		// expects 100-continue: the ExpectHandler below then answers 413
+		// without reading the body and closes the connection.
+		HeaderReceived: func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+			if h.ContentLength() > f.MaxBodySize && h.IsHTTP11() {
+				h.Set(fasthttp.HeaderExpect, "100-continue")
+			}
+			return fasthttp.RequestConfig{}
+		},
+		ExpectHandler: func(ctx *fasthttp.RequestCtx) int {
+			if ctx.Request.Header.ContentLength() > f.MaxBodySize {
+				return fasthttp.StatusRequestEntityTooLarge
+			}
+			return fasthttp.StatusContinue
+		},
 		ReadTimeout:                   f.ReadTimeout,
 		WriteTimeout:                  f.WriteTimeout,
 		IdleTimeout:                   f.IdleTimeout,
 		ReadBufferSize:                f.MaxHeaderSize,
 		MaxRequestBodySize:            f.MaxBodySize,
+		StreamRequestBody:             true,
 		Concurrency:                   f.MaxConns,
 		NoDefaultServerHeader:         true,
 		NoDefaultContentType:          true,
 		DisableHeaderNamesNormalizing: true,
 		DisablePreParseMultipartForm:  true,
 		CloseOnShutdown:               true,
-		Logger:                        logging.Std(s.log.Named("front")),
+		Logger:                        newFrontLogger(s.log.Named("front")),
 	}
+}
+
+// frontBuffers are the front's pools, sized by its config.
+type frontBuffers struct {
+	body *sync.Pool // request bodies held in memory (client_body_buffer)
+	resp *sync.Pool // responses held in memory (response_buffer)
+	read *sync.Pool // the pump's read buffer
+	fwd  sync.Pool  // *forward
+}
+
+func newFrontBuffers(f config.Front) *frontBuffers {
+	b := &frontBuffers{
+		body: bufPool(f.ClientBodyBuffer),
+		resp: &sync.Pool{New: func() any { b := make([]byte, 0, f.ResponseBuffer); return &b }},
+		read: bufPool(32 << 10),
+	}
+	b.fwd.New = func() any { return new(forward) }
+	return b
 }
 
 // frontError answers a request fasthttp could not read.
@@ -56,13 +95,46 @@ func frontError(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
-// serve classifies a request into a lane, waits for a worker slot, and
-// forwards the request over the worker's unix socket. The response body is
-// streamed back: the slot is held, and the hard timeout runs, until the
-// last byte has come from the worker. Whatever happens, the request leaves
-// the lane through one call: Release (or Refuse, when it got no worker).
+// refuseRequest answers a request the front will not forward, and closes
+// the connection: what is left of the request on it cannot be trusted.
+func refuseRequest(ctx *fasthttp.RequestCtx, r *refusal) {
+	ctx.SetConnectionClose()
+	ctx.Error(r.msg, r.status)
+}
+
+// serve checks and prepares a request (prepare), reads its body (readBody),
+// classifies it into a lane, waits for a worker slot, and forwards it over
+// the worker's unix socket. A small response is read whole; a larger one
+// goes through a spool, which frees the worker as soon as it has sent
+// everything. Whatever happens, the request leaves the lane through one
+// call: Release (or Refuse, when it got no worker).
 func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	req := &ctx.Request
+	if req.Header.ConnectionClose() {
+		ctx.SetConnectionClose()
+	}
+	fw := s.bufs.fwd.Get().(*forward)
+	r := prepare(req, ctx.RemoteIP(), fw)
+	s.bufs.fwd.Put(fw)
+	if r != nil {
+		refuseRequest(ctx, r)
+		return
+	}
+	// HTTP/1.0 allows a request without Host; the client cannot write one
+	// without it (errRequestHostRequired, a 502).
+	if len(req.Header.Host()) == 0 {
+		host := ctx.LocalAddr().String()
+		req.URI().SetHost(host) // Write takes the Host from the parsed URI
+		req.Header.SetHost(host)
+	}
+	var rb reqBody
+	defer s.releaseBody(&rb)
+	if r := s.readBody(req, &rb); r != nil {
+		refuseRequest(ctx, r)
+		return
+	}
+
 	st := s.state.Load()
 	li, ref := st.match(ctx.Method(), ctx.Path())
 	l := st.lanes[li]
@@ -79,22 +151,6 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 			}
 		}
 	}()
-
-	req := &ctx.Request
-	// The client's Connection: close is for its connection, not ours to the
-	// worker, which stays persistent.
-	if req.Header.ConnectionClose() {
-		req.Header.ResetConnectionClose()
-		ctx.SetConnectionClose()
-	}
-	appendForwardedFor(req, ctx.RemoteIP())
-	// HTTP/1.0 allows a request without Host; the client cannot write one
-	// without it (errRequestHostRequired, a 502).
-	if len(req.Header.Host()) == 0 {
-		host := ctx.LocalAddr().String()
-		req.URI().SetHost(host) // Write takes the Host from the parsed URI
-		req.Header.SetHost(host)
-	}
 
 	resp := fasthttp.AcquireResponse()
 	var (
@@ -121,6 +177,9 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		}
 		held = w
 		deadline = queued.Add(l.RequestTimeout())
+		// Keep the worker's headers as they are: no Content-Type it did
+		// not send.
+		resp.Header.SetNoDefaultContentType(true)
 		err = w.Client().DoDeadline(req, resp, deadline)
 		sent := err == nil
 		if sent {
@@ -152,6 +211,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 			held = nil
 			s.retries.Add(1)
 			o.Retry, o.Err, o.Result = false, nil, lane.Answered
+			rb.attach(req) // the body again, from its start
 			continue
 		}
 		fasthttp.ReleaseResponse(resp)
@@ -187,28 +247,26 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		l.Release(w, &o)
 		return
 	}
-	bs := acquireBody()
-	bs.s, bs.l, bs.w, bs.resp, bs.r, bs.start = s, l, w, resp, body, start
-	bs.o = o
-	bs.deadline = deadline
-	bs.o.Status = resp.StatusCode()
-	bs.method = append(bs.method[:0], ctx.Method()...)
-	bs.path = append(bs.path[:0], ctx.Path()...)
-	bs.o.Method, bs.o.Path = bs.method, bs.path
-	// The server writes this stream after serve returns and closes it when
-	// done or when the client goes away; Close ends the request's account.
+	sp := spoolPool.Get().(*spool)
+	sp.s, sp.l, sp.w, sp.resp, sp.r, sp.start = s, l, w, resp, body, start
+	sp.o = o
+	sp.deadline = deadline
+	sp.o.Status = resp.StatusCode()
+	sp.method = append(sp.method[:0], ctx.Method()...)
+	sp.path = append(sp.path[:0], ctx.Path()...)
+	sp.o.Method, sp.o.Path = sp.method, sp.path
+	sp.mem = s.bufs.resp.Get().(*[]byte)
+	// The pump ends the request's account with the lane; the front server
+	// writes the spool after serve returns and closes it when done.
 	held = nil
-	ctx.Response.SetBodyStream(bs, resp.Header.ContentLength())
+	ctx.Response.SetBodyStream(sp, resp.Header.ContentLength())
+	go sp.pump()
 }
 
 // retryable says a request of this method may be sent again to another
 // worker after its worker died without answering.
 func (s *Supervisor) retryable(method []byte) bool {
-	switch string(method) {
-	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodOptions:
-		return true
-	}
-	return false
+	return s.cfg.Front.RetryMethods.HasBytes(method)
 }
 
 // smallBody is the largest response the front reads whole from the worker
@@ -273,17 +331,6 @@ func undelivered(err error) bool {
 	return errors.As(err, &oe) && (oe.Op == "dial" || oe.Op == "write")
 }
 
-// appendForwardedFor adds the client address to X-Forwarded-For.
-func appendForwardedFor(req *fasthttp.Request, ip net.IP) {
-	var buf [128]byte
-	b := buf[:0]
-	if prior := req.Header.Peek("X-Forwarded-For"); len(prior) > 0 {
-		b = append(append(b, prior...), ", "...)
-	}
-	b, _ = ip.AppendText(b) // IPv4 dotted, IPv6 in RFC 5952 form
-	req.Header.SetBytesV("X-Forwarded-For", b)
-}
-
 // appendServerTiming appends the Server-Timing header value (milliseconds).
 func appendServerTiming(b []byte, o *lane.Outcome) []byte {
 	add := func(b []byte, name string, d time.Duration, last bool) []byte {
@@ -303,84 +350,3 @@ func appendServerTiming(b []byte, o *lane.Outcome) []byte {
 
 // errTruncated is a worker response body that ended before its end.
 var errTruncated = fmt.Errorf("worker closed the connection before the end of the body: %w", io.ErrUnexpectedEOF)
-
-// bodyStream carries a worker's response body to the client and ends the
-// request's account when the front server closes it.
-type bodyStream struct {
-	s      *Supervisor
-	l      *lane.Lane
-	w      *lane.Worker
-	resp   *fasthttp.Response
-	r      io.Reader
-	start  time.Time
-	o      lane.Outcome
-	method []byte
-	path   []byte
-	rerr   error
-	// deadline is the request's hard deadline, which fasthttp set on the
-	// worker connection. late says the failed Read began after it: the
-	// front was blocked writing to a slow client, not waiting on the worker.
-	deadline time.Time
-	late     bool
-}
-
-var bodyPool = sync.Pool{New: func() any { return new(bodyStream) }}
-
-func acquireBody() *bodyStream { return bodyPool.Get().(*bodyStream) }
-
-func (b *bodyStream) Read(p []byte) (int, error) {
-	late := !time.Now().Before(b.deadline)
-	n, err := b.r.Read(p)
-	b.o.Bytes += n
-	if err == io.EOF && lane.Truncated(b.resp) {
-		// The worker closed between two chunks: fasthttp reads that as the
-		// end. Failing the read closes the client's connection without the
-		// terminating chunk, so the client cannot take the cut body as whole.
-		err = errTruncated
-	}
-	if err != nil && err != io.EOF {
-		b.rerr = err
-		b.late = late
-	}
-	return n, err
-}
-
-// CloseWithError implements fasthttp.ReadCloserWithError; fasthttp calls it
-// exactly once when the response is written or abandoned. bodyStream has no
-// Close method on purpose: fasthttp calls both Close and CloseWithError on a
-// stream that has both, and this one returns to a pool when closed.
-func (b *bodyStream) CloseWithError(err error) error {
-	closeStream(b.resp, b.r, err)
-	fasthttp.ReleaseResponse(b.resp)
-	b.o.Total = time.Since(b.start)
-	b.o.Run = b.o.Total - b.o.Queue - b.o.Filter
-	switch {
-	case b.rerr == nil && err != nil:
-		b.o.Result, b.o.Err = lane.ClientGone, err
-	case b.rerr == nil:
-	case isTimeout(b.rerr) && b.late:
-		// The deadline passed while the client was slow to take the body:
-		// the body is cut, but the worker did nothing wrong.
-		b.o.Result, b.o.Err = lane.ClientGone, b.rerr
-		b.s.log.Warn("client read the response past request_timeout; response cut",
-			"lane", b.l.Name(), "method", logging.Quote(b.method), "path", logging.Quote(b.path), "bytes", b.o.Bytes)
-	case isTimeout(b.rerr):
-		// The worker stalled mid-body past the hard timeout: the client
-		// already has its status line, so all that is left is the kill.
-		b.o.Result, b.o.Err, b.o.Truncated = lane.HardTimeout, b.rerr, true
-		b.s.truncated.Add(1)
-	default:
-		// The worker failed mid-body: the client's connection is closed
-		// without the end of the body, and the request counts as failed.
-		b.o.Result, b.o.Err, b.o.Truncated = lane.Broken, b.rerr, true
-		b.s.truncated.Add(1)
-		b.s.warn.Warn("response cut short: worker failed mid-body", "lane", b.l.Name(),
-			"method", logging.Quote(b.method), "path", logging.Quote(b.path), "pid", b.w.PID(), "bytes", b.o.Bytes, "error", b.rerr)
-	}
-	b.l.Release(b.w, &b.o)
-	*b = bodyStream{method: b.method[:0], path: b.path[:0]}
-	bodyPool.Put(b)
-	return nil
-}
-
-var _ fasthttp.ReadCloserWithError = (*bodyStream)(nil)

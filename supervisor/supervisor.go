@@ -75,6 +75,7 @@ type Supervisor struct {
 	adminLn *listener.Listener
 
 	retries, truncated atomic.Uint64
+	bufs               *frontBuffers // the front's pools (newFront)
 
 	mu        sync.Mutex
 	frontAddr net.Addr
@@ -430,9 +431,16 @@ func (s *Supervisor) makeRunDir() error {
 	return nil
 }
 
+// cleanStaleRunDirs removes the run directories of dead supervisors. Only
+// a real directory (not a symlink) owned by this user is touched: lanesd
+// run as root must not delete another user's directory that matches the
+// name.
 func cleanStaleRunDirs(log hclog.Logger) {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "lanes-*"))
 	for _, d := range dirs {
+		if !ownDir(d) {
+			continue
+		}
 		b, err := os.ReadFile(filepath.Join(d, "owner"))
 		if err != nil {
 			continue
@@ -446,4 +454,14 @@ func cleanStaleRunDirs(log hclog.Logger) {
 			os.RemoveAll(d)
 		}
 	}
+}
+
+// ownDir says path is a directory, not a symlink, owned by the current uid.
+func ownDir(path string) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.IsDir() {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Getuid()
 }

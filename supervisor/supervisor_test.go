@@ -40,13 +40,13 @@ func TestMain(m *testing.M) {
 
 // start runs a supervisor on ephemeral ports with the given lane blocks,
 // every lane running hello-worker.
-func start(t *testing.T, lanes string) *Supervisor {
+func start(t testing.TB, lanes string) *Supervisor {
 	t.Helper()
 	return startLogging(t, lanes, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}))
 }
 
 // startLogging is start with the supervisor logging to log.
-func startLogging(t *testing.T, lanes string, log hclog.Logger) *Supervisor {
+func startLogging(t testing.TB, lanes string, log hclog.Logger) *Supervisor {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "lanes.hcl")
 	src := fmt.Sprintf(`

@@ -39,6 +39,31 @@ func main() {
 				select {}
 			})
 			return
+		case "/hello/chunked-cut":
+			// A chunked response whose worker exits after two chunks, or
+			// in the middle of the third (?at=inside): the end of the body
+			// never comes.
+			inside := string(ctx.QueryArgs().Peek("at")) == "inside"
+			ctx.HijackSetNoResponse(true)
+			ctx.Hijack(func(c net.Conn) {
+				msg := "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n"
+				if inside {
+					msg += "10\r\nhalf a c"
+				}
+				_, _ = c.Write([]byte(msg))
+				time.Sleep(100 * time.Millisecond)
+				os.Exit(1)
+			})
+			return
+		case "/hello/echo":
+			// What the worker got: the target, the header section as it
+			// came, and the body's length.
+			body := ctx.PostBody()
+			fmt.Fprintf(ctx, "target: %s\n%sbody: %d\n", ctx.RequestURI(), ctx.Request.Header.RawHeaders(), len(body))
+			return
+		case "/hello/notype":
+			ctx.WriteString("no type\n") // no Content-Type set: none is sent
+			return
 		case "/hello/log":
 			log.Printf("hello-worker: %s asked to log", ctx.Path())
 		case "/hello/sleep":

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -54,6 +55,59 @@ type Front struct {
 	MaxHeaderSize int           // bytes; larger request headers get 431
 	MaxBodySize   int           // bytes; larger request bodies get 413
 	MaxConns      int           // concurrent client connections (0: unlimited); past it a connection gets 503 and is closed
+	// ClientBodyBuffer is how much of a request body the front holds in
+	// memory; a larger body is spooled to a temporary file in the run
+	// directory before a worker is taken, so a slow upload costs no worker.
+	ClientBodyBuffer int
+	// ResponseBuffer is how much of a worker's response the front holds in
+	// memory for a client slower than the worker; past it the response
+	// goes to a temporary file, up to MaxTempFile, so the worker is free
+	// as soon as it has sent everything. Past MaxTempFile the worker waits
+	// for the client (and its request_timeout still runs).
+	ResponseBuffer int
+	MaxTempFile    int64
+	// RetryMethods are the methods a request may be retried with on
+	// another worker when its worker died before answering.
+	RetryMethods MethodSet
+}
+
+// MethodSet is a set of HTTP methods (a comparable value, so that Front
+// stays comparable).
+type MethodSet uint16
+
+// Methods a MethodSet can hold, in this order.
+var methodBits = [...]string{"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "POST", "PATCH", "TRACE"}
+
+// MethodBit returns the set holding only method, or 0 for a method a
+// MethodSet cannot hold.
+func MethodBit(method string) MethodSet {
+	for i, m := range methodBits {
+		if m == method {
+			return 1 << i
+		}
+	}
+	return 0
+}
+
+// HasBytes says the set holds method.
+func (s MethodSet) HasBytes(method []byte) bool {
+	for i, m := range methodBits {
+		if s&(1<<i) != 0 && string(method) == m {
+			return true
+		}
+	}
+	return false
+}
+
+// String lists the set's methods, comma-separated.
+func (s MethodSet) String() string {
+	var out []string
+	for i, m := range methodBits {
+		if s&(1<<i) != 0 {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // Admin is the admin listener (block "admin").
@@ -172,6 +226,13 @@ const (
 	DefaultMaxBodySize   = 16 << 20
 	DefaultMaxConns      = 10000
 	DefaultAdminMaxConns = 64
+	// Buffers of the front: request bodies above ClientBodyBuffer and
+	// responses above ResponseBuffer go to temporary files (nginx's
+	// client_body_buffer_size and proxy_buffering).
+	DefaultClientBodyBuffer = 64 << 10
+	DefaultResponseBuffer   = 256 << 10
+	DefaultMaxTempFile      = 1 << 30
+	DefaultRetryMethods     = MethodSet(1<<0 | 1<<1 | 1<<2) // GET, HEAD, OPTIONS
 
 	DefaultUpstreamTimeout = 60 * time.Second
 

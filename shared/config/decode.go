@@ -130,7 +130,8 @@ var (
 		},
 	}
 	frontSchema = &hcl.BodySchema{
-		Attributes: attrSchemas("read_timeout", "write_timeout", "idle_timeout", "max_header_size", "max_body_size", "max_conns"),
+		Attributes: attrSchemas("read_timeout", "write_timeout", "idle_timeout", "max_header_size", "max_body_size", "max_conns",
+			"client_body_buffer", "response_buffer", "max_temp_file", "retry_methods"),
 	}
 	adminSchema = &hcl.BodySchema{Attributes: attrSchemas("listen", "token_file", "max_conns")}
 	logSchema   = &hcl.BodySchema{Attributes: attrSchemas("level", "format", "access_log")}
@@ -173,6 +174,11 @@ func (d *decoder) config(body hcl.Body, path string) *Config {
 			MaxHeaderSize: DefaultMaxHeaderSize,
 			MaxBodySize:   DefaultMaxBodySize,
 			MaxConns:      DefaultMaxConns,
+
+			ClientBodyBuffer: DefaultClientBodyBuffer,
+			ResponseBuffer:   DefaultResponseBuffer,
+			MaxTempFile:      DefaultMaxTempFile,
+			RetryMethods:     DefaultRetryMethods,
 		},
 		Admin: Admin{Listen: DefaultAdminListen, MaxConns: DefaultAdminMaxConns},
 		Log:   Log{Level: hclog.Info, AccessLog: true},
@@ -292,6 +298,20 @@ func (d *decoder) front(b *hcl.Block, f *Front) {
 	d.intSize(a, "max_header_size", &f.MaxHeaderSize)
 	d.intSize(a, "max_body_size", &f.MaxBodySize)
 	d.integer(a, "max_conns", &f.MaxConns, 0)
+	d.intSize(a, "client_body_buffer", &f.ClientBodyBuffer)
+	d.intSize(a, "response_buffer", &f.ResponseBuffer)
+	d.size(a, "max_temp_file", &f.MaxTempFile, true)
+	if _, list, ranges, ok := d.strList(a, "retry_methods"); ok && list != nil {
+		f.RetryMethods = 0
+		for i, m := range list {
+			bit := MethodBit(m)
+			if bit == 0 {
+				d.errorf(ranges[i], "Invalid method", "%q cannot be retried: retry_methods takes GET, HEAD, OPTIONS, PUT, DELETE, POST, PATCH and TRACE (upper case).", m)
+				continue
+			}
+			f.RetryMethods |= bit
+		}
+	}
 }
 
 // admin decodes the admin block and reads its token file. It returns the

@@ -41,18 +41,18 @@ func TestLoadFull(t *testing.T) {
 	cfg := mustLoad(t, "testdata/full.hcl")
 
 	// Ranges are checked apart, then cleared for the comparison.
-	for i, want := range map[int]int{0: 58, 1: 72, 2: 78} {
+	for i, want := range map[int]int{0: 62, 1: 76, 2: 82} {
 		if r := cfg.Lanes[i].Range; r.Filename != "testdata/full.hcl" || r.Start.Line != want {
 			t.Errorf("Lanes[%d].Range = %v, want line %d", i, r, want)
 		}
 		cfg.Lanes[i].Range = hcl.Range{}
 	}
-	if r := cfg.Themes[0].Range; r.Start.Line != 33 {
-		t.Errorf("Themes[0].Range = %v, want line 33", r)
+	if r := cfg.Themes[0].Range; r.Start.Line != 37 {
+		t.Errorf("Themes[0].Range = %v, want line 37", r)
 	}
 	cfg.Themes[0].Range = hcl.Range{}
-	if r := cfg.Themes[0].URLRange; r.Start.Line != 34 {
-		t.Errorf("Themes[0].URLRange = %v, want line 34", r)
+	if r := cfg.Themes[0].URLRange; r.Start.Line != 38 {
+		t.Errorf("Themes[0].URLRange = %v, want line 38", r)
 	}
 	cfg.Themes[0].URLRange = hcl.Range{}
 
@@ -68,6 +68,11 @@ func TestLoadFull(t *testing.T) {
 			MaxHeaderSize: 16 << 10,
 			MaxBodySize:   32 << 20,
 			MaxConns:      1000,
+
+			ClientBodyBuffer: 128 << 10,
+			ResponseBuffer:   512 << 10,
+			MaxTempFile:      2 << 30,
+			RetryMethods:     MethodBit("GET") | MethodBit("HEAD") | MethodBit("PUT"),
 		},
 		Admin: Admin{Listen: "127.0.0.1:8081", MaxConns: DefaultAdminMaxConns},
 		Log:   Log{Level: hclog.Info, JSON: false, AccessLog: true},

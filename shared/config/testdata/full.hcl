@@ -10,6 +10,10 @@ front {
   max_header_size = "16KB"
   max_body_size   = "32 MiB"
   max_conns       = 1000
+  client_body_buffer = "128KB"
+  response_buffer    = "512KB"
+  max_temp_file      = "2GB"
+  retry_methods      = ["GET", "HEAD", "PUT"]
 }
 
 admin {
