@@ -43,6 +43,10 @@ func (s *Spawner) Start(cmd *exec.Cmd) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	// A process group of its own: a terminal's Ctrl-C (SIGINT to the
+	// foreground group) reaches lanesd alone, which then stops its children
+	// gracefully, instead of every worker dying with requests in flight.
+	cmd.SysProcAttr.Setpgid = true
 	done := make(chan error, 1)
 	s.reqs <- spawnReq{cmd: cmd, done: done}
 	return <-done
