@@ -162,6 +162,9 @@ func launch(t *testing.T, dir, tmp, hcl string) (*lanesd, error) {
 	l.cmd.Stdout = l.log
 	l.cmd.Stderr = l.log
 	l.cmd.WaitDelay = 5 * time.Second
+	// A process group of its own, as a shell gives a job: a test can send
+	// a signal to the whole group, as a terminal's Ctrl-C does.
+	l.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := l.cmd.Start(); err != nil {
 		return nil, err
 	}

@@ -101,6 +101,37 @@ lane "default" {
 	}
 }
 
+// TestSignalToTheGroup: a terminal's Ctrl-C, timeout(1) and a shell's
+// `kill -TERM -PGID` signal a whole process group. Only lanesd may act on
+// it: its workers, in a group of their own, finish the request in flight and
+// stop when lanesd stops them, instead of dying of the signal themselves.
+func TestSignalToTheGroup(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, `
+app {
+  demo = true
+}
+lane "default" {
+  min_workers = 1
+}
+`)
+	inflight := make(chan result, 1)
+	go func() { inflight <- l.get("/demo/sleep?ms=1000") }()
+	waitFor(t, "the request to be in flight", 5*time.Second, func() bool { return l.lane(t, "default").Inflight == 1 })
+	if err := syscall.Kill(-l.pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-inflight; r.err != nil || r.status != 200 {
+		t.Fatalf("in-flight request across SIGTERM to the group: want 200, got %s", r)
+	}
+	if code := l.wait(t, 15*time.Second); code != 0 {
+		t.Errorf("lanesd exit status %d after SIGTERM to the group; want 0", code)
+	}
+	if strings.Contains(l.log.String(), "signal: terminated") {
+		t.Errorf("a worker died of the group's SIGTERM:\n%s", l.log)
+	}
+}
+
 // TestSIGKILLLeavesNoChild: when lanesd dies by SIGKILL every worker goes
 // with it, and the next lanesd removes the dead one's run directory.
 func TestSIGKILLLeavesNoChild(t *testing.T) {
