@@ -2,6 +2,7 @@ package integration
 
 import (
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -115,8 +116,9 @@ lane "default" {
   min_workers = 1
 }
 `)
+	// A POST: a GET whose worker died would be retried on another.
 	inflight := make(chan result, 1)
-	go func() { inflight <- l.get("/demo/sleep?ms=1000") }()
+	go func() { inflight <- do(l.client, http.MethodPost, l.url("/demo/sleep?ms=1000"), nil, nil) }()
 	waitFor(t, "the request to be in flight", 5*time.Second, func() bool { return l.lane(t, "default").Inflight == 1 })
 	if err := syscall.Kill(-l.pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -129,6 +131,34 @@ lane "default" {
 	}
 	if strings.Contains(l.log.String(), "signal: terminated") {
 		t.Errorf("a worker died of the group's SIGTERM:\n%s", l.log)
+	}
+}
+
+// TestSIGTERMToEveryProcess: systemd's default KillMode=control-group sends
+// SIGTERM to every process of the service at once, workers included. The
+// workers leave their stop to lanesd: the request in flight finishes.
+func TestSIGTERMToEveryProcess(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, `
+app {
+  demo = true
+}
+lane "default" {
+  min_workers = 1
+}
+`)
+	// A POST: a GET whose worker died would be retried on another.
+	inflight := make(chan result, 1)
+	go func() { inflight <- do(l.client, http.MethodPost, l.url("/demo/sleep?ms=1000"), nil, nil) }()
+	waitFor(t, "the request to be in flight", 5*time.Second, func() bool { return l.lane(t, "default").Inflight == 1 })
+	for _, pid := range append([]int{l.pid}, descendants(l.pid)...) {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	if r := <-inflight; r.err != nil || r.status != 200 {
+		t.Fatalf("in-flight request across SIGTERM to every process: want 200, got %s", r)
+	}
+	if code := l.wait(t, 15*time.Second); code != 0 {
+		t.Errorf("lanesd exit status %d; want 0", code)
 	}
 }
 

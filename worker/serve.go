@@ -12,6 +12,7 @@ import (
 	stdlog "log"
 	"net"
 	"os"
+	"os/signal"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -70,6 +71,12 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 		}
 		go watchParent(ppid, log)
 	}
+	// The supervisor stops its workers itself: drain, then shutdown. A
+	// SIGTERM that reaches a worker too (systemd's default KillMode sends
+	// it to every process of the service at once) must not cut its
+	// requests short; the supervisor's stop, Pdeathsig and the parent
+	// watch still end it.
+	signal.Ignore(syscall.SIGTERM)
 
 	_ = os.Remove(sock) // a stale socket of a killed predecessor
 	ln, err := net.Listen("unix", sock)
