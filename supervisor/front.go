@@ -194,7 +194,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		switch {
 		case isTimeout(err):
 			o.Result = lane.HardTimeout
-		case undelivered(err):
+		case undelivered(err) || lane.NotSent(resp):
 			o.Result = lane.Undelivered
 		default:
 			o.Result = lane.Broken

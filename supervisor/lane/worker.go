@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -122,7 +121,7 @@ func newDataClient(sock string, conc int) *fasthttp.HostClient {
 			if err != nil {
 				return nil, err
 			}
-			return &dataConn{Conn: c}, nil
+			return newDataConn(c), nil
 		},
 		// Admission already caps requests at concurrency; the slack covers
 		// connections still closing.
@@ -137,29 +136,6 @@ func newDataClient(sock string, conc int) *fasthttp.HostClient {
 		ReadBufferSize:                32 << 10,
 	}
 }
-
-// dataConn is one data-plane connection to a worker. It remembers whether
-// the worker has closed it, because fasthttp's chunked body reader cannot
-// tell a body that ended from one whose worker closed the connection between
-// two chunks: both end in io.EOF. Its LocalAddr is the dataConn itself, so
-// that a response (Response.LocalAddr) leads back to the connection it came
-// on.
-type dataConn struct {
-	net.Conn
-	closed atomic.Bool // a Read saw EOF or an error: the peer is gone
-}
-
-func (c *dataConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if err != nil {
-		c.closed.Store(true)
-	}
-	return n, err
-}
-
-func (c *dataConn) LocalAddr() net.Addr { return c }
-func (c *dataConn) Network() string     { return "unix" }
-func (c *dataConn) String() string      { return c.Conn.LocalAddr().String() }
 
 // Truncated says resp's streamed chunked body ended in io.EOF only because
 // its worker closed the connection before the terminating chunk: the body
