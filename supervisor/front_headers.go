@@ -5,6 +5,8 @@ import (
 	"net"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/lanes-dev/lanes/shared/httpx"
 )
 
 // What the front refuses before a request reaches a lane. Each is the
@@ -90,7 +92,7 @@ func prepare(req *fasthttp.Request, ip net.IP, f *forward) *refusal {
 		if k == nil {
 			continue
 		}
-		if !isToken(k) {
+		if !httpx.IsToken(k) {
 			return refuseHeaderName
 		}
 		// Most fields are none of ours: the first letter says so cheaply.
@@ -101,7 +103,7 @@ func prepare(req *fasthttp.Request, ip net.IP, f *forward) *refusal {
 		}
 		switch {
 		case bytes.EqualFold(k, strConnection):
-			f.tokens = appendTokens(f.tokens, v)
+			f.tokens = httpx.AppendTokens(f.tokens, v)
 			f.del = append(f.del, k)
 		case bytes.EqualFold(k, strUpgrade):
 			if !bytes.EqualFold(bytes.TrimSpace(v), strH2C) {
@@ -129,7 +131,7 @@ func prepare(req *fasthttp.Request, ip net.IP, f *forward) *refusal {
 		for b := raw; len(b) > 0; {
 			var k []byte
 			k, _, b = nextField(b)
-			if k == nil || !named(k, f.tokens) {
+			if k == nil || !httpx.ContainsFold(k, f.tokens) {
 				continue
 			}
 			// Framing and the Host are never the client's to drop.
@@ -139,7 +141,7 @@ func prepare(req *fasthttp.Request, ip net.IP, f *forward) *refusal {
 			f.del = append(f.del, k)
 		}
 	}
-	if named(strForwardedFor, f.tokens) {
+	if httpx.ContainsFold(strForwardedFor, f.tokens) {
 		f.xff = f.xff[:0] // the client's copies were for its hop only
 	}
 	if len(f.del) > maxDeleted {
@@ -178,7 +180,7 @@ func originTarget(req *fasthttp.Request) *refusal {
 		return nil
 	}
 	i := bytes.Index(t, strSchemeSeparator)
-	if i <= 0 || !isScheme(t[:i]) {
+	if i <= 0 || !httpx.IsScheme(t[:i]) {
 		return refuseTarget
 	}
 	scheme := t[:i]
@@ -288,31 +290,6 @@ func nextField(b []byte) (k, v, rest []byte) {
 	return line[:c], bytes.Trim(line[c+1:], " \t"), rest
 }
 
-// appendTokens appends the comma-separated tokens of a Connection value.
-func appendTokens(dst [][]byte, value []byte) [][]byte {
-	for len(value) > 0 {
-		var tok []byte
-		if i := bytes.IndexByte(value, ','); i >= 0 {
-			tok, value = value[:i], value[i+1:]
-		} else {
-			tok, value = value, nil
-		}
-		if tok = bytes.Trim(tok, " \t"); len(tok) > 0 {
-			dst = append(dst, tok)
-		}
-	}
-	return dst
-}
-
-func named(k []byte, tokens [][]byte) bool {
-	for _, t := range tokens {
-		if bytes.EqualFold(k, t) {
-			return true
-		}
-	}
-	return false
-}
-
 func isHopByHop(k []byte) bool {
 	for _, h := range hopByHop {
 		if bytes.EqualFold(k, h) {
@@ -320,40 +297,4 @@ func isHopByHop(k []byte) bool {
 		}
 	}
 	return false
-}
-
-// isToken says b is an RFC 9110 token: a valid field name.
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if c >= 0x80 || !tokenChars[c] {
-			return false
-		}
-	}
-	return true
-}
-
-var tokenChars = func() (t [128]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-func isScheme(b []byte) bool {
-	for _, c := range b {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }

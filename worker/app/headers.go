@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 
+	"github.com/lanes-dev/lanes/shared/httpx"
 	"github.com/lanes-dev/lanes/worker/theme"
 )
 
@@ -43,30 +44,7 @@ func isHopByHop(key []byte, connTokens [][]byte) bool {
 			return true
 		}
 	}
-	for _, t := range connTokens {
-		if bytes.EqualFold(key, t) {
-			return true
-		}
-	}
-	return false
-}
-
-// appendTokens appends the comma-separated tokens of a Connection header
-// value to dst. The tokens alias value.
-func appendTokens(dst [][]byte, value []byte) [][]byte {
-	for len(value) > 0 {
-		var tok []byte
-		if i := bytes.IndexByte(value, ','); i >= 0 {
-			tok, value = value[:i], value[i+1:]
-		} else {
-			tok, value = value, nil
-		}
-		tok = bytes.Trim(tok, " \t")
-		if len(tok) > 0 {
-			dst = append(dst, tok)
-		}
-	}
-	return dst
+	return httpx.ContainsFold(key, connTokens)
 }
 
 // nextHeader splits the first "Key: value" line off a serialized header
@@ -95,34 +73,6 @@ func skipLine(b []byte) []byte {
 	}
 	return nil
 }
-
-// isToken reports whether b is a valid header field name: an RFC 9110
-// token, which has no spaces, controls or separators.
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
-		if c >= 0x80 || !tokenChars[c] {
-			return false
-		}
-	}
-	return true
-}
-
-var tokenChars = func() (t [128]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
 
 // isInternal reports whether a response header is one of lanes' own
 // (X-Lanes-*), which only lanes may set: the front reads them, so an
@@ -154,7 +104,7 @@ func originForm(target []byte) (path []byte, ok bool) {
 		return target, true
 	}
 	i := bytes.Index(target, []byte("://"))
-	if i <= 0 || !isScheme(target[:i]) {
+	if i <= 0 || !httpx.IsScheme(target[:i]) {
 		return nil, false
 	}
 	rest := target[i+3:]
@@ -170,13 +120,4 @@ func originForm(target []byte) (path []byte, ok bool) {
 		return append([]byte("/"), rest...), true
 	}
 	return rest, true
-}
-
-func isScheme(b []byte) bool {
-	for _, c := range b {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }

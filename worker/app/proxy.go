@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/lanes-dev/lanes/shared/httpx"
 	"github.com/lanes-dev/lanes/shared/logging"
 )
 
@@ -227,12 +228,12 @@ func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, s *scra
 		if !ok {
 			break
 		}
-		if !isToken(k) {
+		if !httpx.IsToken(k) {
 			return errHeaderName
 		}
 		switch {
 		case bytes.EqualFold(k, strConnection):
-			s.tokens = appendTokens(s.tokens, v)
+			s.tokens = httpx.AppendTokens(s.tokens, v)
 		case bytes.EqualFold(k, strUpgrade):
 			upgrade = upgrade || !isH2C(v)
 		}
@@ -328,7 +329,7 @@ func (p *proxy) respond(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, s *sc
 	s.tokens = s.tokens[:0]
 	for k, v := range resp.Header.All() {
 		if bytes.EqualFold(k, strConnection) {
-			s.tokens = appendTokens(s.tokens, v)
+			s.tokens = httpx.AppendTokens(s.tokens, v)
 		}
 	}
 	for k, v := range resp.Header.All() {
