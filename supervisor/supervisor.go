@@ -27,6 +27,7 @@ import (
 	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/api"
 	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/shared/logging"
 	"github.com/lanes-dev/lanes/supervisor/admin"
 	"github.com/lanes-dev/lanes/supervisor/lane"
 	"github.com/lanes-dev/lanes/supervisor/listener"
@@ -56,7 +57,7 @@ type Supervisor struct {
 	cfg     *config.Config // the config Run started with; reloads replace state.cfg
 	opt     Options
 	log     hclog.Logger
-	warn    hclog.Logger // for warnings a flood of requests can repeat
+	warn    *logging.Limiter // for warnings a flood of requests can repeat: rate-limited
 	access  *accessLog
 	spawner *proc.Spawner
 	runDir  string
@@ -151,7 +152,7 @@ func New(cfg *config.Config, opt Options) (*Supervisor, error) {
 		ready: make(chan struct{}),
 		abort: make(chan struct{}),
 	}
-	s.warn = s.log
+	s.warn = logging.NewLimiter(s.log, time.Second)
 	s.metrics = newMetrics(s)
 	if opt.LogOutput == nil {
 		opt.LogOutput = os.Stderr
@@ -176,6 +177,7 @@ func (s *Supervisor) Abort() { s.abortOnce.Do(func() { close(s.abort) }) }
 func (s *Supervisor) Run(ctx context.Context) (err error) {
 	s.started = time.Now()
 	defer s.access.Flush()
+	defer s.warn.Flush()
 	if err := s.makeRunDir(); err != nil {
 		return err
 	}

@@ -140,8 +140,9 @@ func (l *Lane) RequestTimeout() time.Duration { return time.Duration(l.requestTi
 // Config returns the lane's current settings (sizes as resized).
 func (l *Lane) Config() config.Lane { l.mu.Lock(); defer l.mu.Unlock(); return l.cfg }
 
-// goLocked runs f on a goroutine the lane counts and Stop waits for.
-func (l *Lane) goLocked(f func()) {
+// goCounted runs f on a goroutine the lane counts and Stop waits for; it
+// needs no lock.
+func (l *Lane) goCounted(f func()) {
 	l.wg.Add(1)
 	l.goroutines.Add(1)
 	go func() {
@@ -160,8 +161,8 @@ func (l *Lane) Start(ctx context.Context) error {
 		l.spawnLocked(nil)
 	}
 	l.started = true
-	l.goLocked(l.healthLoop)
-	l.goLocked(l.idleLoop)
+	l.goCounted(l.healthLoop)
+	l.goCounted(l.idleLoop)
 	l.mu.Unlock()
 	for {
 		l.mu.Lock()
@@ -236,7 +237,7 @@ func (l *Lane) spawnLocked(replaces *Worker) *Worker {
 		w.proc = proc.New(spec)
 	}
 	l.workers = append(l.workers, w)
-	l.goLocked(func() { l.run(w, w.conc) })
+	l.goCounted(func() { l.run(w, w.conc) })
 	return w
 }
 
@@ -581,11 +582,11 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 		l.feedLocked(w)
 	case Retiring:
 		if w.inflight == 0 {
-			l.goLocked(func() { l.retire(w) })
+			l.goCounted(func() { l.retire(w) })
 		}
 	case Killing:
 		if w.inflight == 0 {
-			l.goLocked(func() { l.kill(w) })
+			l.goCounted(func() { l.kill(w) })
 		}
 	}
 	l.mu.Unlock()
@@ -616,7 +617,7 @@ func (l *Lane) condemnLocked(w *Worker, why string) {
 	l.reconcileLocked()
 	l.notifyLocked()
 	if w.inflight == 0 {
-		l.goLocked(func() { l.kill(w) })
+		l.goCounted(func() { l.kill(w) })
 	}
 }
 
@@ -648,7 +649,7 @@ func (l *Lane) suspect(w *Worker, err error) {
 	}
 	w.suspect = true
 	l.log.Warn("worker failed a request; out of rotation until healthy", "pid", w.pid, "error", err)
-	l.goLocked(func() { l.check(w) })
+	l.goCounted(func() { l.check(w) })
 }
 
 // replaceLocked starts a worker to take w's place; w stays in rotation
@@ -670,7 +671,7 @@ func (l *Lane) retireLocked(w *Worker, why string) {
 	w.why = why
 	l.notifyLocked()
 	if w.inflight == 0 {
-		l.goLocked(func() { l.retire(w) })
+		l.goCounted(func() { l.retire(w) })
 	}
 }
 
@@ -697,7 +698,7 @@ func (l *Lane) healthLoop() {
 		l.mu.Lock()
 		for _, w := range l.workers {
 			if w.state == Ready && !l.stopping {
-				l.goLocked(func() { l.check(w) })
+				l.goCounted(func() { l.check(w) })
 			}
 		}
 		l.mu.Unlock()
@@ -776,7 +777,7 @@ func (l *Lane) Stop(ctx context.Context, immediate bool) {
 		case prev[i] == Starting || immediate || prev[i] == Killing:
 			w.proc.Kill()
 		default:
-			l.goLocked(func() { w.proc.Stop(ctx) })
+			l.goCounted(func() { w.proc.Stop(ctx) })
 		}
 	}
 	done := make(chan struct{})

@@ -1,7 +1,6 @@
 package lane
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"time"
@@ -159,7 +158,7 @@ func (l *Lane) Drain(why string) (api.DrainResult, error) {
 	l.draining++
 	l.notifyLocked()
 	l.log.Info("draining", "workers", len(old), "reason", why)
-	l.goLocked(func() { l.drain(old, why) })
+	l.goCounted(func() { l.drain(old, why) })
 	return api.DrainResult{Lane: l.name, Workers: len(old), Started: true}, nil
 }
 
@@ -272,10 +271,3 @@ func (l *Lane) Draining() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.drai
 
 // Goroutines returns how many goroutines the lane runs now.
 func (l *Lane) Goroutines() int64 { return l.goroutines.Load() }
-
-// StopAfterDrain retires every worker of a lane removed by a reload: each
-// finishes its in-flight requests, then the lane stops. Requests that
-// still arrive (routed before the new table) are served meanwhile.
-func (l *Lane) StopAfterDrain(ctx context.Context) {
-	l.Stop(ctx, false)
-}
