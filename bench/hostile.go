@@ -237,6 +237,12 @@ func (b *bench) uploads(ctx context.Context) (func(io.Writer), error) {
 
 // printMem writes each process's growth and the ≤ 64 MB target.
 func printMem(w io.Writer, procs []procMem) {
+	worst := printMemTable(w, procs)
+	fmt.Fprintf(w, "\n   target: no process grows by more than 64 MB: largest %s → %s\n", fmtMB(worst), verdict(worst <= 64<<20))
+}
+
+// printMemTable writes each process's growth and returns the largest.
+func printMemTable(w io.Writer, procs []procMem) int64 {
 	fmt.Fprintf(w, "\n   memory (VmRSS before, VmHWM = peak, VmRSS after; growth = peak − before):\n\n")
 	var t table
 	t.row("process", "pid", "RSS before", "peak", "RSS after", "growth")
@@ -250,5 +256,5 @@ func printMem(w io.Writer, procs []procMem) {
 		worst = max(worst, p.growth())
 	}
 	t.write(w, "   ")
-	fmt.Fprintf(w, "\n   target: no process grows by more than 64 MB: largest %s → %s\n", fmtMB(worst), verdict(worst <= 64<<20))
+	return worst
 }

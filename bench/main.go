@@ -4,8 +4,9 @@
 //  1. isolation: fast requests keep their latency next to slow ones when
 //     the slow URL has a lane of its own, and do not in one pool;
 //  2. proxy throughput of small responses: direct, through lanes, through
-//     nginx;
-//  3. added latency of the lanes hop at a light constant rate;
+//     nginx, and lanes with the same handler in its workers (no hop);
+//  3. added latency of the lanes hop at a light constant rate, the same
+//     four targets;
 //  4. auto_map: the isolation scenario with no static slow mapping, the
 //     slow URL learned at runtime;
 //  5. burst: an idle lane hit by 10× its capacity, fixed size vs. room to
@@ -17,7 +18,9 @@
 //  10. theming: themed vs. unthemed, the filter time, theme origin fetches,
 //     a hung theme origin, fetchd's memory with 1,000 cached pages;
 //  11. the access log's cost, and 12. a per-request breakdown of CPU,
-//     system calls, allocations and bytes copied for lanes and nginx.
+//     system calls, allocations and bytes copied for lanes and nginx;
+//  13. download: one big response at a time, direct, through lanes and
+//     through nginx: MB/s, and how much each process grows.
 //
 // Run it with `make bench`, which builds lanesd first:
 //
@@ -78,12 +81,15 @@ type options struct {
 	themePages   int
 	breakdownReq int
 	straceTime   time.Duration
+
+	downloadMB     int
+	downloadRounds int
 }
 
 // scenarioNames are the scenarios in the order they run and print.
 var scenarioNames = []string{
 	"isolation", "throughput", "latency", "automap", "burst", "drain", "kills",
-	"slowreaders", "uploads", "theming", "accesslog", "breakdown",
+	"slowreaders", "uploads", "theming", "accesslog", "breakdown", "download",
 }
 
 // bench is one run: its options, the processes it started, and where
@@ -119,13 +125,18 @@ func (b *bench) scenarios() []scenario {
 		{"theming", b.theming},
 		{"accesslog", b.accessLog},
 		{"breakdown", b.breakdown},
+		{"download", b.download},
 	}
 }
 
 func main() {
-	// The origin server is this binary run again; see proxy.go.
+	// The origin server, and the app-in-worker lane's worker, are this
+	// binary run again; see proxy.go.
 	if len(os.Args) == 3 && os.Args[1] == originFlag {
 		os.Exit(runOrigin(os.Args[2]))
+	}
+	if len(os.Args) == 2 && os.Args[1] == appWorkerFlag {
+		runAppWorker()
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -166,6 +177,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.themePages, "theme-pages", 1000, "theming: 50 KB pages fetchd caches for its RSS figure")
 	fs.IntVar(&o.breakdownReq, "breakdown-requests", 100000, "breakdown: requests per target over which CPU and bytes are counted")
 	fs.DurationVar(&o.straceTime, "strace-time", 3*time.Second, "breakdown: how long strace -c counts each process's system calls")
+	fs.IntVar(&o.downloadMB, "download-mb", 100, "download: size of the response, MB")
+	fs.IntVar(&o.downloadRounds, "download-rounds", 3, "download: rounds, each fetching once through every target")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -236,6 +249,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(&report, "   proxy scenarios stopped: %v\n\n", err)
 			failed = true
 		}
+		var ran []string
+		for _, n := range []string{"throughput", "latency"} {
+			if want[n] {
+				ran = append(ran, n)
+			}
+		}
+		fmt.Fprintf(&report, "   reproduce: %s\n\n", b.commandFor(strings.Join(ran, ",")))
 	}
 	for _, sc := range b.scenarios() {
 		if !want[sc.name] || ctx.Err() != nil {

@@ -162,6 +162,13 @@ func (t *logTail) mark() {
 	t.mu.Unlock()
 }
 
+// setWatch replaces the function that sees every line written.
+func (t *logTail) setWatch(watch func(line string)) {
+	t.mu.Lock()
+	t.watch = watch
+	t.mu.Unlock()
+}
+
 // tail returns the last lines written, for an error message.
 func (t *logTail) tail() string {
 	t.mu.Lock()

@@ -89,6 +89,23 @@ func ioBytes(pid int) (int64, error) {
 	return sum, nil
 }
 
+// writeBytes returns write_bytes of /proc/PID/io: what the process made
+// the kernel write to storage, counted as page-cache pages are dirtied (a
+// page written again before it reaches the disk counts once). For the
+// proxies measured, that is their temporary files.
+func writeBytes(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/io: no write_bytes", pid)
+}
+
 // childPIDs returns the pids whose parent is pid (nginx's workers).
 func childPIDs(pid int) []int {
 	ents, _ := os.ReadDir("/proc")

@@ -13,15 +13,34 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/lanes-dev/lanes/worker"
 )
 
 // Scenarios 2 and 3: what the extra hop costs. One origin serves a small
 // fixed body; it is measured directly, through lanes (the built-in worker
-// as a reverse proxy) and through nginx, each a process of its own.
+// as a reverse proxy) and through nginx, each a process of its own. A
+// fourth target has no hop to the origin: lanes with the same handler in
+// its workers, which is what nginx in front of the origin compares with
+// for an application written on worker.Serve.
 
 // originFlag makes this binary the origin server; main checks for it
 // before parsing flags, so it stays out of -help.
 const originFlag = "-origin"
+
+// appWorkerFlag makes this binary a lanes worker that answers what the
+// origin answers on "/"; lanesd runs it as a lane's command. main checks
+// for it like originFlag.
+const appWorkerFlag = "-app-worker"
+
+// runAppWorker serves originBody as a lane worker; worker.Serve never
+// returns.
+func runAppWorker() {
+	worker.Serve(func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBody(originBody)
+	})
+}
 
 // originBody is the origin's answer: 100 bytes, a typical small API reply.
 var originBody = []byte(strings.Repeat("x", 99) + "\n")
@@ -108,11 +127,25 @@ func (b *bench) proxyLanesConfig(origin string) string {
 		laneBlock("default", b.opt.proxyWorkers, b.opt.proxyConc, "  max_queue       = 1000\n")
 }
 
-// target is one way to reach the origin.
-type target struct {
-	name string
-	addr string
+// appLanesConfig is lanes with the application in its workers: one
+// default lane that runs this binary as a custom worker (-app-worker),
+// with the proxy lane's workers × concurrency. Every config needs an app
+// block; the demo app named here never runs, since the only lane has a
+// command of its own.
+func (b *bench) appLanesConfig(exe string) string {
+	return configHeader + "\napp {\n  demo = true\n}\n" +
+		laneBlock("default", b.opt.proxyWorkers, b.opt.proxyConc,
+			fmt.Sprintf("  max_queue       = 1000\n  command         = [%q, %q]\n", exe, appWorkerFlag))
 }
+
+// The targets of scenarios 2 and 3, in the order they run and print.
+const (
+	tgDirect = iota // the origin itself
+	tgLanes         // lanes in upstream mode, proxying to the origin
+	tgApp           // lanes with the origin's handler in its workers
+	tgNginx         // nginx proxying to the origin
+	numTargets
+)
 
 // tpRow is one target's throughput, one figure per round.
 type tpRow struct {
@@ -146,20 +179,21 @@ func (r tpRow) spread() (lo, hi float64) {
 // latRow is one target of the added-latency table.
 type latRow struct {
 	name string
-	res  *classResult
+	res  *classResult // nil: not measured
 }
 
-// proxyResults is what scenarios 2 and 3 found.
+// proxyResults is what scenarios 2 and 3 found, indexed by tgDirect…
+// tgNginx.
 type proxyResults struct {
-	tp    []tpRow // direct, lanes, nginx
+	tp    []tpRow // nil: throughput not run
 	lat   []latRow
 	notes []string
 }
 
-// proxy runs scenarios 2 and 3 against one origin, one lanesd and nginx
-// when installed, all started up front so that the rounds of scenario 2
-// can alternate between them: a neighbour's burst on a shared machine
-// then costs every target alike.
+// proxy runs scenarios 2 and 3 against one origin, two lanesd (upstream
+// mode, and the app in the worker) and nginx when installed, all started
+// up front so that the rounds of scenario 2 can alternate between them: a
+// neighbour's burst on a shared machine then costs every target alike.
 func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, error) {
 	origin, err := b.startOrigin()
 	if err != nil {
@@ -178,39 +212,55 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 		return nil, fmt.Errorf("lanesd (proxy): %w", err)
 	}
 	out := &proxyResults{}
-	targets := []target{
-		{"direct to origin", origin.addr},
-		{fmt.Sprintf("lanes (%d workers × concurrency %d)", b.opt.proxyWorkers, b.opt.proxyConc), l.addr},
+	size := fmt.Sprintf("%d workers × concurrency %d", b.opt.proxyWorkers, b.opt.proxyConc)
+	rows := make([]tpRow, numTargets)
+	addrs := make([]string, numTargets) // "": not measured (see the row)
+	rows[tgDirect].name, addrs[tgDirect] = "direct to origin", origin.addr
+	rows[tgLanes].name, addrs[tgLanes] = "lanes ("+size+")", l.addr
+
+	// The app in the worker: a failure to start costs its row only.
+	rows[tgApp].name = "lanes (app in worker, " + size + ")"
+	var app *server
+	exe, err := selfExe()
+	if err == nil {
+		app, err = b.startLanesd("lanesd (app in worker)", b.appLanesConfig(exe))
 	}
-	nginxRow := tpRow{name: "nginx"}
-	if b.nginx == "" {
-		nginxRow.skipped = "nginx not installed (apt-get install nginx-light)"
+	if err == nil {
+		defer app.stop()
+		err = probe(app.addr, "/", len(originBody))
+	}
+	if err != nil {
+		rows[tgApp].err = fmt.Errorf("lanesd (app in worker): %w", err)
 	} else {
-		nginxRow.name = nginxVersion(b.nginx) + " (workers auto, upstream keepalive 64)"
+		addrs[tgApp] = app.addr
+	}
+
+	rows[tgNginx].name = "nginx"
+	if b.nginx == "" {
+		rows[tgNginx].skipped = "nginx not installed (apt-get install nginx-light)"
+	} else {
+		rows[tgNginx].name = nginxVersion(b.nginx) + " (workers auto, upstream keepalive 64)"
 		n, err := b.startNginx(b.nginx, origin.addr)
 		if err == nil {
 			defer n.stop()
 			err = probe(n.addr, "/", len(originBody))
 		}
 		if err != nil {
-			nginxRow.err = fmt.Errorf("nginx: %w", err)
+			rows[tgNginx].err = fmt.Errorf("nginx: %w", err)
 		} else {
-			targets = append(targets, target{nginxRow.name, n.addr})
+			addrs[tgNginx] = n.addr
 		}
 	}
 
 	if doTP {
-		out.tp = make([]tpRow, len(targets))
-		for i, t := range targets {
-			out.tp[i].name = t.name
-		}
+		out.tp = rows
 		for round := 1; round <= b.opt.tpRounds && ctx.Err() == nil; round++ {
-			for i, t := range targets {
-				if out.tp[i].err != nil || ctx.Err() != nil {
+			for i, addr := range addrs {
+				if addr == "" || out.tp[i].err != nil || ctx.Err() != nil {
 					continue
 				}
-				b.progress("throughput round %d/%d, %s: %s warm-up + %s", round, b.opt.tpRounds, t.name, b.opt.tpWarmup, b.opt.tpMeasure)
-				tp, err := b.measureTP(ctx, t.addr)
+				b.progress("throughput round %d/%d, %s: %s warm-up + %s", round, b.opt.tpRounds, rows[i].name, b.opt.tpWarmup, b.opt.tpMeasure)
+				tp, err := b.measureTP(ctx, addr)
 				if err != nil {
 					out.tp[i].err = err
 					continue
@@ -218,29 +268,33 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 				out.tp[i].rounds = append(out.tp[i].rounds, tp)
 			}
 		}
-		if len(targets) < 3 {
-			out.tp = append(out.tp, nginxRow)
-		}
 	}
 	if doLat {
-		for _, t := range targets {
-			if ctx.Err() != nil {
-				break
+		out.lat = make([]latRow, numTargets)
+		for i, addr := range addrs {
+			out.lat[i].name = rows[i].name
+			if addr == "" || ctx.Err() != nil {
+				continue
 			}
-			b.progress("added latency, %s: %.0f req/s for %s", t.name, b.opt.latRate, b.opt.latMeasure)
+			b.progress("added latency, %s: %.0f req/s for %s", rows[i].name, b.opt.latRate, b.opt.latMeasure)
 			res := openLoop{
-				addr:    t.addr,
-				classes: []class{{name: t.name, path: "/", rate: b.opt.latRate}},
+				addr:    addr,
+				classes: []class{{name: rows[i].name, path: "/", rate: b.opt.latRate}},
 				warmup:  time.Second,
 				measure: b.opt.latMeasure,
 				grace:   2 * time.Second,
 			}.run(ctx)
-			out.lat = append(out.lat, latRow{t.name, res[0]})
+			out.lat[i].res = res[0]
 		}
 	}
-	l.log.mark()
-	l.stop()
-	out.notes = append(out.notes, lanesdNotes(l)...)
+	for _, s := range []*server{l, app} {
+		if s == nil {
+			continue
+		}
+		s.log.mark()
+		s.stop()
+		out.notes = append(out.notes, lanesdNotes(s)...)
+	}
 	return out, ctx.Err()
 }
 
@@ -266,8 +320,9 @@ func (b *bench) printProxy(w io.Writer, r *proxyResults) {
 	if len(r.tp) > 0 {
 		fmt.Fprintf(w, "2. PROXY THROUGHPUT: %d-byte responses, closed loop, %d keep-alive connections\n\n", len(originBody), b.opt.conns)
 		fmt.Fprintf(w, "   generator: %s; origin: fasthttp, a separate process\n", b.generatorName())
-		fmt.Fprintf(w, "   %d rounds, targets alternating, each %s warm-up + %s measured; median round shown\n\n",
+		fmt.Fprintf(w, "   %d rounds, targets alternating, each %s warm-up + %s measured; median round shown\n",
 			b.opt.tpRounds, b.opt.tpWarmup, b.opt.tpMeasure)
+		fmt.Fprintf(w, "   app in worker: no origin, the lane runs the origin's handler (this binary, %s, on worker.Serve)\n\n", appWorkerFlag)
 		var t table
 		t.row("target", "req/s", "rounds min–max", "p50", "p99", "errors")
 		rps := make([]float64, len(r.tp))
@@ -290,11 +345,19 @@ func (b *bench) printProxy(w io.Writer, r *proxyResults) {
 			t.row(row.name, fmt.Sprintf("%.0f", m.rps), fmt.Sprintf("%.0f–%.0f", lo, hi), fmtDur(m.p50), fmtDur(m.p99), strconv.Itoa(errs))
 		}
 		t.write(w, "   ")
-		fmt.Fprintf(w, "\n   lanes / direct: %s\n", ratio(rps[1], rps[0]))
-		if len(rps) > 2 && rps[2] > 0 {
-			fmt.Fprintf(w, "   lanes / nginx:  %s   target ≥ 0.80× → %s\n", ratio(rps[1], rps[2]), verdict(rps[1] >= 0.8*rps[2]))
+		fmt.Fprintf(w, "\n   lanes / direct: %s\n", ratio(rps[tgLanes], rps[tgDirect]))
+		if rps[tgNginx] > 0 {
+			fmt.Fprintf(w, "   lanes / nginx:  %s   target ≥ 0.80× → %s\n", ratio(rps[tgLanes], rps[tgNginx]), verdict(rps[tgLanes] >= 0.8*rps[tgNginx]))
 		} else {
 			fmt.Fprintf(w, "   lanes / nginx:  -   (nginx not measured)\n")
+		}
+		switch {
+		case rps[tgNginx] <= 0:
+			fmt.Fprintf(w, "   lanes (app in worker) / nginx: -   (nginx not measured)\n")
+		case rps[tgApp] <= 0:
+			fmt.Fprintf(w, "   lanes (app in worker) / nginx: -   (app in worker not measured)\n")
+		default:
+			fmt.Fprintf(w, "   lanes (app in worker) / nginx: %s   target ≥ 1.00× → %s\n", ratio(rps[tgApp], rps[tgNginx]), verdict(rps[tgApp] >= rps[tgNginx]))
 		}
 		for _, row := range r.tp {
 			if row.err != nil {
@@ -303,17 +366,21 @@ func (b *bench) printProxy(w io.Writer, r *proxyResults) {
 		}
 		fmt.Fprintln(w)
 	}
-	if len(r.lat) > 0 {
+	if len(r.lat) > 0 && r.lat[tgDirect].res != nil {
 		fmt.Fprintf(w, "3. ADDED LATENCY: %.0f req/s for %s, open loop (Go generator), %d-byte responses\n\n",
 			b.opt.latRate, b.opt.latMeasure, len(originBody))
 		fmt.Fprintf(w, "   latency from send to last byte: at this rate nothing queues in the generator,\n")
 		fmt.Fprintf(w, "   whose own timer lateness (see note) would otherwise add to every figure\n\n")
 		var t table
 		t.row("target", "p50", "p99", "added p50", "added p99", "ok", "errors")
-		base := r.lat[0].res
+		base := r.lat[tgDirect].res
 		for i, row := range r.lat {
+			if row.res == nil {
+				t.row(row.name, "not measured")
+				continue
+			}
 			add50, add99 := "", ""
-			if i > 0 {
+			if i != tgDirect {
 				add50 = fmtMicros(svcDelta(row.res, base, 50))
 				add99 = fmtMicros(svcDelta(row.res, base, 99))
 			}
@@ -321,14 +388,26 @@ func (b *bench) printProxy(w io.Writer, r *proxyResults) {
 				strconv.Itoa(row.res.ok), strconv.Itoa(row.res.failed+row.res.rejected+row.res.unfinished))
 		}
 		t.write(w, "   ")
-		if len(r.lat) >= 2 {
-			d50 := svcDelta(r.lat[1].res, base, 50)
-			fmt.Fprintf(w, "\n   added by lanes at p50: %s   target ≤ 100 µs → %s\n", fmtMicros(d50), verdict(d50 <= 100*time.Microsecond))
-			late, _ := base.lat.pct(50)
-			svc, _ := base.svc.pct(50)
-			fmt.Fprintf(w, "   note: the generator's median timer lateness here was %s (direct, from due: %s)\n",
-				fmtMicros(late.d-svc.d), fmtDur(late.d))
+		fmt.Fprintln(w)
+		if lanes := r.lat[tgLanes].res; lanes != nil {
+			d50 := svcDelta(lanes, base, 50)
+			fmt.Fprintf(w, "   added by lanes at p50: %s   target ≤ 100 µs → %s\n", fmtMicros(d50), verdict(d50 <= 100*time.Microsecond))
 		}
+		app, nginx := r.lat[tgApp].res, r.lat[tgNginx].res
+		switch {
+		case app == nil:
+			fmt.Fprintf(w, "   added by lanes (app in worker) at p50: -   (not measured)\n")
+		case nginx == nil:
+			fmt.Fprintf(w, "   added by lanes (app in worker) at p50: %s, by nginx: -   (nginx not measured)\n", fmtMicros(svcDelta(app, base, 50)))
+		default:
+			a50, n50 := svcDelta(app, base, 50), svcDelta(nginx, base, 50)
+			fmt.Fprintf(w, "   added by lanes (app in worker) at p50: %s, by nginx: %s   target: ≤ nginx's → %s\n",
+				fmtMicros(a50), fmtMicros(n50), verdict(a50 <= n50))
+		}
+		late, _ := base.lat.pct(50)
+		svc, _ := base.svc.pct(50)
+		fmt.Fprintf(w, "   note: the generator's median timer lateness here was %s (direct, from due: %s)\n",
+			fmtMicros(late.d-svc.d), fmtDur(late.d))
 		fmt.Fprintln(w)
 	}
 	for _, n := range r.notes {

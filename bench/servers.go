@@ -317,7 +317,11 @@ func (b *bench) tryNginx(bin, origin string) (*server, error) {
 		return nil, err
 	}
 	// Run as root, nginx's workers switch to nobody, who must reach the
-	// temp paths inside the prefix.
+	// temp paths inside the prefix: through the bench's own directory
+	// (0700 from MkdirTemp; 0711 lets them pass without listing it) into
+	// the prefix. Without that, a response too big for proxy_buffers is
+	// cut where nginx fails to open its temporary file.
+	_ = os.Chmod(b.tmp, 0o711)
 	_ = os.Chmod(prefix, 0o755)
 	conf := strings.NewReplacer("{{prefix}}", prefix, "{{origin}}", origin, "{{listen}}", addr).Replace(nginxConf)
 	file := filepath.Join(prefix, "nginx.conf")
