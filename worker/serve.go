@@ -92,7 +92,7 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 		MaxBodySize:   envInt(shared.EnvMaxBodySize, 16<<20),
 	})
 	go func() {
-		if err := srv.Serve(ln); err != nil {
+		if err := srv.Serve(copyListener{ln}); err != nil {
 			log.Error("data plane stopped", "error", err)
 			os.Exit(1)
 		}
