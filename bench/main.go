@@ -135,6 +135,9 @@ func main() {
 	if len(os.Args) == 3 && os.Args[1] == originFlag {
 		os.Exit(runOrigin(os.Args[2]))
 	}
+	if len(os.Args) == 3 && os.Args[1] == bareProxyFlag {
+		os.Exit(runBareProxy(os.Args[2]))
+	}
 	if len(os.Args) == 2 && os.Args[1] == appWorkerFlag {
 		runAppWorker()
 	}

@@ -42,6 +42,30 @@ func runAppWorker() {
 	})
 }
 
+// bareProxyFlag makes this binary the bare proxy: a fasthttp server that
+// forwards every request to the origin with a fasthttp client, and nothing
+// else. It is the cost of one Go process hop, for reference.
+const bareProxyFlag = "-bare-proxy"
+
+// runBareProxy serves 127.0.0.1 on a port the kernel picks, forwarding to
+// origin, until killed.
+func runBareProxy(origin string) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bare proxy: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "bare proxy listening on %s\n", ln.Addr())
+	hc := &fasthttp.HostClient{Addr: origin, MaxConns: 1024}
+	err = fasthttp.Serve(ln, func(ctx *fasthttp.RequestCtx) {
+		if err := hc.Do(&ctx.Request, &ctx.Response); err != nil {
+			ctx.Error("bad gateway\n", fasthttp.StatusBadGateway)
+		}
+	})
+	fmt.Fprintf(os.Stderr, "bare proxy: %v\n", err)
+	return 1
+}
+
 // originBody is the origin's answer: 100 bytes, a typical small API reply.
 var originBody = []byte(strings.Repeat("x", 99) + "\n")
 
@@ -143,6 +167,7 @@ const (
 	tgDirect = iota // the origin itself
 	tgLanes         // lanes in upstream mode, proxying to the origin
 	tgApp           // lanes with the origin's handler in its workers
+	tgBare          // a bare fasthttp proxy: one Go hop, for reference
 	tgNginx         // nginx proxying to the origin
 	numTargets
 )
@@ -233,6 +258,18 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 		rows[tgApp].err = fmt.Errorf("lanesd (app in worker): %w", err)
 	} else {
 		addrs[tgApp] = app.addr
+	}
+
+	rows[tgBare].name = "bare fasthttp proxy (one Go hop, reference)"
+	bare, err := b.startSelf("bare proxy", bareProxyFlag, origin.addr)
+	if err == nil {
+		defer bare.stop()
+		err = probe(bare.addr, "/", len(originBody))
+	}
+	if err != nil {
+		rows[tgBare].err = fmt.Errorf("bare proxy: %w", err)
+	} else {
+		addrs[tgBare] = bare.addr
 	}
 
 	rows[tgNginx].name = "nginx"
@@ -359,6 +396,9 @@ func (b *bench) printProxy(w io.Writer, r *proxyResults) {
 		default:
 			fmt.Fprintf(w, "   lanes (app in worker) / nginx: %s   target ≥ 1.00× → %s\n", ratio(rps[tgApp], rps[tgNginx]), verdict(rps[tgApp] >= rps[tgNginx]))
 		}
+		if rps[tgBare] > 0 && rps[tgNginx] > 0 {
+			fmt.Fprintf(w, "   bare Go hop / nginx: %s   (reference: one fasthttp proxy process, what a Go hop reaches here)\n", ratio(rps[tgBare], rps[tgNginx]))
+		}
 		for _, row := range r.tp {
 			if row.err != nil {
 				fmt.Fprintf(w, "   error, %s: %v\n", row.name, row.err)
@@ -403,6 +443,10 @@ func (b *bench) printProxy(w io.Writer, r *proxyResults) {
 			a50, n50 := svcDelta(app, base, 50), svcDelta(nginx, base, 50)
 			fmt.Fprintf(w, "   added by lanes (app in worker) at p50: %s, by nginx: %s   target: ≤ nginx's → %s\n",
 				fmtMicros(a50), fmtMicros(n50), verdict(a50 <= n50))
+		}
+		if bare := r.lat[tgBare].res; bare != nil {
+			fmt.Fprintf(w, "   added by one bare Go hop at p50: %s   (reference: lanes makes two such hops in upstream mode, one in app mode)\n",
+				fmtMicros(svcDelta(bare, base, 50)))
 		}
 		late, _ := base.lat.pct(50)
 		svc, _ := base.svc.pct(50)

@@ -190,12 +190,19 @@ func (s *server) catchUp() {
 	}
 }
 
-// originListening is the line the origin (this binary, -origin) writes.
-var originListening = regexp.MustCompile(`origin listening on (\S+)`)
+// originListening is the line the origin (this binary, -origin) and the
+// bare proxy (-bare-proxy) write.
+var originListening = regexp.MustCompile(`(?:origin|bare proxy) listening on (\S+)`)
 
 // startOrigin runs this binary again as the origin server, a process of
 // its own like the other servers measured.
 func (b *bench) startOrigin() (*server, error) {
+	return b.startSelf("origin", originFlag, "127.0.0.1:0")
+}
+
+// startSelf runs this binary again with args as the process name, until
+// it says where it listens.
+func (b *bench) startSelf(name string, args ...string) (*server, error) {
 	exe, err := selfExe()
 	if err != nil {
 		return nil, err
@@ -209,9 +216,9 @@ func (b *bench) startOrigin() (*server, error) {
 			}
 		}
 	}}
-	cmd := exec.Command(exe, originFlag, "127.0.0.1:0")
+	cmd := exec.Command(exe, args...)
 	cmd.Stderr = log
-	p, err := b.kids.start("origin", cmd, syscall.SIGTERM, 5*time.Second)
+	p, err := b.kids.start(name, cmd, syscall.SIGTERM, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -219,10 +226,10 @@ func (b *bench) startOrigin() (*server, error) {
 	case addr := <-ready:
 		return &server{child: p, addr: addr, log: log}, nil
 	case <-p.done:
-		return nil, startupFailure("origin", fmt.Errorf("exited before listening (%v)", p.err), log)
+		return nil, startupFailure(name, fmt.Errorf("exited before listening (%v)", p.err), log)
 	case <-time.After(startTimeout):
 		p.stop()
-		return nil, startupFailure("origin", errors.New("not listening"), log)
+		return nil, startupFailure(name, errors.New("not listening"), log)
 	}
 }
 

@@ -4,6 +4,11 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/lanes-dev/lanes/shared/heldconn"
 )
 
 // copyBuffer is the size of the writes that carry a streamed response body
@@ -12,28 +17,79 @@ const copyBuffer = 64 << 10
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBuffer); return &b }}
 
-// copyListener hands the data-plane server connections whose ReadFrom
-// copies in copyBuffer writes. fasthttp writes a streamed response body
-// through the connection's 4 KB bufio.Writer, which passes the body to the
-// connection's ReadFrom once its own buffer is empty; a unix socket has
-// none, so without this a 100 MB body left the worker in 25,600 writes of
-// 4 KB, each waking the front.
-type copyListener struct{ net.Listener }
+// dataListener hands the data-plane server its connections from the front
+// as dataConns.
+type dataListener struct{ net.Listener }
 
-func (l copyListener) Accept() (net.Conn, error) {
+func (l dataListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return copyConn{c}, nil
+	return &dataConn{Conn: heldconn.New(c)}, nil
 }
 
-type copyConn struct{ net.Conn }
+// dataConn is a data-plane connection from the front. It saves the front
+// two costs:
+//
+//   - The end of an answer to a request without a body is held back and
+//     sent from inside the Read that waits for the next request (package
+//     heldconn), which saves the read that would find nothing: the front
+//     sends the next request on a connection only once it has the whole
+//     answer, and there is no body of this request left to arrive.
+//   - ReadFrom copies a streamed response body in copyBuffer writes.
+//     fasthttp writes a body through a 4 KB bufio.Writer, which passes it
+//     to the connection's ReadFrom once its own buffer is empty; a unix
+//     socket has none, so a 100 MB body left the worker in 25,600 writes
+//     of 4 KB, each waking the front.
+type dataConn struct {
+	*heldconn.Conn
+	hold atomic.Bool // the answer being written may be held (holdAnswer)
+}
+
+func (c *dataConn) Write(p []byte) (int, error) {
+	if c.hold.Load() {
+		return c.Hold(p)
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *dataConn) Read(p []byte) (int, error) {
+	c.hold.Store(false)
+	return c.Conn.Read(p)
+}
+
+// Close sends what is held first: an answer with Connection: close.
+func (c *dataConn) Close() error {
+	c.hold.Store(false)
+	err := c.Flush()
+	if cerr := c.Conn.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 // ReadFrom copies r to the connection in copyBuffer-sized writes, from a
 // pooled buffer.
-func (c copyConn) ReadFrom(r io.Reader) (int64, error) {
+func (c *dataConn) ReadFrom(r io.Reader) (int64, error) {
+	c.hold.Store(false)
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	return io.CopyBuffer(struct{ io.Writer }{c.Conn}, r, *bp)
+}
+
+// holdAnswer lets the answer to a request without a body be held back on
+// its dataConn until the next Read, unless the handler streams it (each
+// part must leave as it is written) or took the connection over.
+func holdAnswer(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		h(ctx)
+		c, ok := ctx.Conn().(*dataConn)
+		// -2: neither Content-Length nor chunked, which for a request
+		// means no body.
+		bodyless := ctx.Request.Header.ContentLength() == 0 || ctx.Request.Header.ContentLength() == -2
+		if ok && bodyless && !ctx.Hijacked() && !ctx.Response.IsBodyStream() {
+			c.hold.Store(true)
+		}
+	}
 }

@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/valyala/fasthttp"
@@ -52,7 +54,7 @@ func TestStreamedBodyLargeWrites(t *testing.T) {
 	srv := NewServer(func(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyStream(onlyReader{strings.NewReader(strings.Repeat("x", size))}, size)
 	}, hclog.NewNullLogger(), Limits{})
-	go srv.Serve(copyListener{countingListener{ln, &writes}})
+	go srv.Serve(dataListener{countingListener{ln, &writes}})
 	defer srv.Shutdown()
 
 	c := &fasthttp.HostClient{Addr: sock, Dial: func(string) (net.Conn, error) { return net.Dial("unix", sock) }}
@@ -66,5 +68,77 @@ func TestStreamedBodyLargeWrites(t *testing.T) {
 	}
 	if n := writes.Load(); n > size/copyBuffer+4 {
 		t.Errorf("%d writes for a %d-byte body; want at most %d (writes of %d bytes)", n, size, size/copyBuffer+4, copyBuffer)
+	}
+}
+
+func (c countingConn) SyscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
+}
+
+// The answer to a request without a body leaves from inside the Read that
+// waits for the next request, not from a Write of its own; every other
+// answer (a body in the request, a streamed answer, Connection: close) is
+// written as usual. Either way each answer arrives whole and at once.
+func TestAnswerHeldUntilNextRead(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "w.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writes atomic.Int64
+	srv := NewServer(func(ctx *fasthttp.RequestCtx) {
+		switch string(ctx.Path()) {
+		case "/stream":
+			ctx.SetBodyStream(onlyReader{strings.NewReader("streamed")}, -1)
+		default:
+			ctx.SetBodyString("answer to " + string(ctx.Method()) + " " + string(ctx.PostBody()))
+		}
+	}, hclog.NewNullLogger(), Limits{})
+	go srv.Serve(dataListener{countingListener{ln, &writes}})
+	defer srv.Shutdown()
+
+	c := &fasthttp.HostClient{Addr: sock, MaxConns: 1, ReadTimeout: 5 * time.Second,
+		Dial: func(string) (net.Conn, error) { return net.Dial("unix", sock) }}
+	do := func(method, path, body string, close bool) string {
+		t.Helper()
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.Header.SetMethod(method)
+		req.SetRequestURI("http://worker" + path)
+		if body != "" {
+			req.SetBodyString(body)
+		}
+		req.SetConnectionClose()
+		if !close {
+			req.Header.ResetConnectionClose()
+		}
+		if err := c.Do(req, resp); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		return string(resp.Body())
+	}
+	for i := 0; i < 3; i++ {
+		if got := do("GET", "/", "", false); got != "answer to GET " {
+			t.Fatalf("GET: %q", got)
+		}
+	}
+	if n := writes.Load(); n != 0 {
+		t.Errorf("%d writes for three bodiless requests; want 0 (held, sent by the next Read)", n)
+	}
+	if got := do("POST", "/", "body", false); got != "answer to POST body" {
+		t.Fatalf("POST: %q", got)
+	}
+	if got := do("GET", "/stream", "", false); got != "streamed" {
+		t.Fatalf("stream: %q", got)
+	}
+	if got := do("GET", "/", "", true); got != "answer to GET " {
+		t.Fatalf("GET with Connection: close: %q", got)
+	}
+	if got := do("GET", "/", "", false); got != "answer to GET " {
+		t.Fatalf("GET on a new connection: %q", got)
+	}
+	if n := writes.Load(); n < 2 {
+		t.Errorf("%d writes; want the POST's and the stream's answers written at once", n)
 	}
 }

@@ -92,7 +92,7 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 		MaxBodySize:   envInt(shared.EnvMaxBodySize, 16<<20),
 	})
 	go func() {
-		if err := srv.Serve(copyListener{ln}); err != nil {
+		if err := srv.Serve(dataListener{ln}); err != nil {
 			log.Error("data plane stopped", "error", err)
 			os.Exit(1)
 		}
@@ -138,7 +138,7 @@ func NewServer(handler fasthttp.RequestHandler, log hclog.Logger, lim Limits) *f
 		lim.MaxBodySize = 16 << 20
 	}
 	return &fasthttp.Server{
-		Handler:                       limitBody(handler, lim.MaxBodySize),
+		Handler:                       holdAnswer(limitBody(handler, lim.MaxBodySize)),
 		Name:                          "",
 		NoDefaultServerHeader:         true,
 		NoDefaultDate:                 true,

@@ -29,7 +29,7 @@ func unixPair(t *testing.T) (*dataConn, net.Conn) {
 	}
 	d := newDataConn(c)
 	t.Cleanup(func() { d.Close(); peer.Close() })
-	if d.raw == nil {
+	if !d.Holding() {
 		t.Fatal("no RawConn on a unix socket")
 	}
 	return d, peer
@@ -87,8 +87,8 @@ func TestDataConnPeerGone(t *testing.T) {
 	if !errors.As(err, &oe) || oe.Op != "write" {
 		t.Fatalf("read error %v, want a write OpError", err)
 	}
-	if !d.sendFailed.Load() || !d.closed.Load() {
-		t.Fatalf("sendFailed %v closed %v, want both", d.sendFailed.Load(), d.closed.Load())
+	if !d.SendFailed() || !d.closed.Load() {
+		t.Fatalf("sendFailed %v closed %v, want both", d.SendFailed(), d.closed.Load())
 	}
 }
 
@@ -108,7 +108,7 @@ func TestDataConnDeadline(t *testing.T) {
 	if !errors.As(err, &oe) || oe.Op != "read" {
 		t.Fatalf("read error %v, want a read OpError", err)
 	}
-	if d.sendFailed.Load() {
+	if d.SendFailed() {
 		t.Fatal("the request was sent; sendFailed set")
 	}
 }
@@ -127,7 +127,7 @@ func TestDataConnEOF(t *testing.T) {
 	if _, err := d.Read(make([]byte, 16)); err != io.EOF {
 		t.Fatalf("read error %v, want io.EOF", err)
 	}
-	if d.sendFailed.Load() {
+	if d.SendFailed() {
 		t.Fatal("sendFailed after a delivered request")
 	}
 }
