@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -146,7 +147,7 @@ func (b *bench) breakdown(ctx context.Context) (func(io.Writer), error) {
 	lt := &bdTarget{name: fmt.Sprintf("lanes (%d workers × concurrency %d)", b.opt.proxyWorkers, b.opt.proxyConc)}
 	front := &bdProc{role: "lanes front", pids: []int{l.cmd.Process.Pid}}
 	workers := &bdProc{role: fmt.Sprintf("lanes workers (%d)", len(workerPIDs(st, "default"))), pids: workerPIDs(st, "default"),
-		allocs: -1, allocWhy: "n/a (workers expose no runtime metrics)"}
+		allocs: -1}
 	lt.procs = []*bdProc{front, workers, {role: "origin (reference)", pids: []int{origin.cmd.Process.Pid}, allocs: -1, allocWhy: "n/a (not instrumented)"}}
 	allocs0, allocOK := lanesMallocs(l)
 	if !allocOK {
@@ -160,6 +161,8 @@ func (b *bench) breakdown(ctx context.Context) (func(io.Writer), error) {
 		}
 	}
 	if lt.err == nil {
+		b.progress("breakdown, lanes: the workers' allocations over %d requests (reported by their 5 s health checks)", b.opt.breakdownReq)
+		workers.allocs, workers.allocWhy = b.workerAllocs(ctx, l, workers.pids)
 		b.progress("breakdown, lanes: strace -c for %s", b.opt.straceTime)
 		b.bdStrace(ctx, l.addr, strace, straceErr, lt)
 	}
@@ -190,6 +193,46 @@ func (b *bench) breakdown(ctx context.Context) (func(io.Writer), error) {
 	}
 	targets = append(targets, nt)
 	return func(w io.Writer) { b.printBreakdown(w, targets) }, ctx.Err()
+}
+
+// workerAllocs returns the heap objects lane "default"'s workers allocate
+// per request. Workers report their count in their health checks, every
+// 5 s: each reading waits for a fresh one.
+func (b *bench) workerAllocs(ctx context.Context, l *server, pids []int) (float64, string) {
+	read := func() (uint64, error) {
+		time.Sleep(5500 * time.Millisecond)
+		st, err := l.status()
+		if err != nil {
+			return 0, err
+		}
+		var sum uint64
+		seen := 0
+		if ln := laneStatus(st, "default"); ln != nil {
+			for _, w := range ln.Workers {
+				if slices.Contains(pids, w.PID) {
+					sum += w.Allocs
+					seen++
+				}
+			}
+		}
+		if seen != len(pids) {
+			return 0, fmt.Errorf("the workers changed during the measurement")
+		}
+		return sum, nil
+	}
+	a0, err := read()
+	if err != nil {
+		return -1, "n/a (" + err.Error() + ")"
+	}
+	n, errs := closedLoopN(ctx, l.addr, "/", b.opt.conns, b.opt.breakdownReq)
+	a1, err := read()
+	switch {
+	case err != nil:
+		return -1, "n/a (" + err.Error() + ")"
+	case errs > 0 || n == 0:
+		return -1, fmt.Sprintf("n/a (%d of %d requests failed)", errs, n)
+	}
+	return float64(a1-a0) / float64(n), ""
 }
 
 // lanesMallocs reads go_memstats_mallocs_total from lanesd's /metrics, if

@@ -54,6 +54,21 @@ type classResult struct {
 	events []event
 }
 
+// merge adds o's requests to r's, for a run measured in rounds.
+func (r *classResult) merge(o *classResult) {
+	r.lat.merge(&o.lat)
+	r.svc.merge(&o.svc)
+	r.sent += o.sent
+	r.ok += o.ok
+	r.rejected += o.rejected
+	r.failed += o.failed
+	r.unfinished += o.unfinished
+	if r.firstErr == "" {
+		r.firstErr = o.firstErr
+	}
+	r.events = append(r.events, o.events...)
+}
+
 // event is one request of an open-loop run.
 type event struct {
 	due    time.Time

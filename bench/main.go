@@ -62,6 +62,7 @@ type options struct {
 	proxyConc    int
 	latRate      float64
 	latMeasure   time.Duration
+	latRounds    int
 
 	amMeasure    time.Duration
 	burstFactor  int
@@ -161,7 +162,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.proxyWorkers, "proxy-workers", 2, "throughput and latency: lanes workers proxying to the origin")
 	fs.IntVar(&o.proxyConc, "proxy-concurrency", 64, "throughput and latency: requests each lanes worker runs at once")
 	fs.Float64Var(&o.latRate, "lat-rate", 200, "added latency: requests per second")
-	fs.DurationVar(&o.latMeasure, "lat-time", 10*time.Second, "added latency: measured time per target")
+	fs.DurationVar(&o.latMeasure, "lat-time", 10*time.Second, "added latency: measured time per target, over all rounds")
+	fs.IntVar(&o.latRounds, "lat-rounds", 5, "added latency: rounds, each measuring every target for lat-time/lat-rounds")
 	fs.DurationVar(&o.amMeasure, "am-time", 15*time.Second, "automap: measured time of the learning run, from lanesd's start (unloaded and one pool come from isolation when it runs)")
 	fs.IntVar(&o.burstFactor, "burst-factor", 10, "burst: requests sent at once, as a multiple of the lane's min_workers capacity")
 	fs.IntVar(&o.burstRounds, "burst-rounds", 3, "burst: bursts per setup, each on an idle lane")

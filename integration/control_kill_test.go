@@ -193,6 +193,12 @@ auto_map {
 	if f := fams["lanes_request_total_seconds"]; f == nil || f.GetType() != dto.MetricType_HISTOGRAM {
 		t.Errorf("lanes_request_total_seconds is not a histogram")
 	}
+	// The supervisor process's own metrics, as every Go exporter has them.
+	for _, name := range []string{"go_goroutines", "go_memstats_mallocs_total", "process_open_fds", "process_resident_memory_bytes"} {
+		if fams[name] == nil {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
 	// Metrics are read at scrape time: the next scrape has the next request.
 	l.mustGet(t, "/", 200)
 	r = l.mustAdmin(t, http.MethodGet, "/metrics", nil)

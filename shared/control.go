@@ -39,6 +39,7 @@ type WorkerStats struct {
 	RSS        int64  `json:"rss"` // bytes
 	Goroutines int    `json:"goroutines"`
 	Draining   bool   `json:"draining"`
+	Allocs     uint64 `json:"allocs"` // heap objects allocated since the worker started
 }
 
 // ControlPlugin is the go-plugin glue for Control over gRPC.

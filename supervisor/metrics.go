@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lanes-dev/lanes/shared"
@@ -55,7 +56,11 @@ func newMetrics(s *Supervisor) *metrics {
 		run:    hist("lanes_request_run_seconds", "Time a worker ran a request, filter excluded."),
 		total:  hist("lanes_request_total_seconds", "Time from the request's arrival to its last byte from the worker."),
 	}
-	m.reg.MustRegister(m.requests, m.queue, m.filter, m.run, m.total, collector{s})
+	m.reg.MustRegister(m.requests, m.queue, m.filter, m.run, m.total, collector{s},
+		// The supervisor process itself, under the names every Go exporter
+		// uses: go_* (goroutines, GC, go_memstats_mallocs_total) and
+		// process_* (CPU, RSS, open descriptors against their limit).
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -79,16 +79,23 @@ func (c *dataConn) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // holdAnswer lets the answer to a request without a body be held back on
-// its dataConn until the next Read, unless the handler streams it (each
-// part must leave as it is written) or took the connection over.
+// its dataConn until the next Read, unless the handler took the connection
+// over or streams an answer of unknown or large length (each part of a
+// chunked stream must leave as it is written). A streamed body of at most
+// heldconn.Max bytes may be held: fasthttp flushes it only once its 4 KB
+// buffer is full or the body ended, and the front reads such a body whole
+// before it answers anyway.
 func holdAnswer(h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		h(ctx)
 		c, ok := ctx.Conn().(*dataConn)
 		// -2: neither Content-Length nor chunked, which for a request
 		// means no body.
-		bodyless := ctx.Request.Header.ContentLength() == 0 || ctx.Request.Header.ContentLength() == -2
-		if ok && bodyless && !ctx.Hijacked() && !ctx.Response.IsBodyStream() {
+		n := ctx.Request.Header.ContentLength()
+		bodyless := n == 0 || n == -2
+		m := ctx.Response.Header.ContentLength()
+		small := !ctx.Response.IsBodyStream() || m >= 0 && m <= heldconn.Max
+		if ok && bodyless && small && !ctx.Hijacked() {
 			c.hold.Store(true)
 		}
 	}

@@ -90,6 +90,8 @@ func TestAnswerHeldUntilNextRead(t *testing.T) {
 		switch string(ctx.Path()) {
 		case "/stream":
 			ctx.SetBodyStream(onlyReader{strings.NewReader("streamed")}, -1)
+		case "/small-stream":
+			ctx.SetBodyStream(onlyReader{strings.NewReader("small stream")}, len("small stream"))
 		default:
 			ctx.SetBodyString("answer to " + string(ctx.Method()) + " " + string(ctx.PostBody()))
 		}
@@ -123,8 +125,11 @@ func TestAnswerHeldUntilNextRead(t *testing.T) {
 			t.Fatalf("GET: %q", got)
 		}
 	}
+	if got := do("GET", "/small-stream", "", false); got != "small stream" {
+		t.Fatalf("small stream: %q", got)
+	}
 	if n := writes.Load(); n != 0 {
-		t.Errorf("%d writes for three bodiless requests; want 0 (held, sent by the next Read)", n)
+		t.Errorf("%d writes for four bodiless requests; want 0 (held, sent by the next Read)", n)
 	}
 	if got := do("POST", "/", "body", false); got != "answer to POST body" {
 		t.Fatalf("POST: %q", got)
@@ -139,6 +144,6 @@ func TestAnswerHeldUntilNextRead(t *testing.T) {
 		t.Fatalf("GET on a new connection: %q", got)
 	}
 	if n := writes.Load(); n < 2 {
-		t.Errorf("%d writes; want the POST's and the stream's answers written at once", n)
+		t.Errorf("%d writes; want the POST's and the chunked stream's answers written at once", n)
 	}
 }

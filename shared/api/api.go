@@ -70,6 +70,10 @@ type Worker struct {
 	Served   uint64  `json:"served"`
 	RSS      int64   `json:"rss"` // bytes
 	UptimeS  float64 `json:"uptime_s"`
+	// As of the worker's last health check (every 5 s): its goroutines,
+	// and the heap objects it has allocated since it started.
+	Goroutines int    `json:"goroutines"`
+	Allocs     uint64 `json:"allocs"`
 }
 
 // Percentiles of recent requests' total times, in milliseconds.

@@ -51,7 +51,7 @@ func (f *fakeProc) Signaled() (syscall.Signal, bool) {
 	return syscall.SIGKILL, true
 }
 func (f *fakeProc) Health(context.Context) (shared.WorkerStats, error) {
-	return shared.WorkerStats{PID: f.pid}, nil
+	return shared.WorkerStats{PID: f.pid, Goroutines: 7, Allocs: uint64(f.pid) * 10}, nil
 }
 func (f *fakeProc) Kill() { f.kills.Add(1); f.end() }
 func (f *fakeProc) Quit(time.Duration, int) string {
@@ -273,5 +273,24 @@ func TestStopKillsStartingWorker(t *testing.T) {
 	}
 	if n := l.Goroutines(); n != 0 {
 		t.Errorf("%d goroutines of the lane still running after Stop", n)
+	}
+}
+
+// What a worker reports in its health check shows in the lane's status:
+// its goroutines and the heap objects it has allocated.
+func TestHealthStatsInStatus(t *testing.T) {
+	l, _ := fakeLane(t, config.Lane{MinWorkers: 1, MaxWorkers: 1}, 0)
+	w, err := l.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release(w, &Outcome{Result: Answered})
+	if ws := l.Status().Workers[0]; ws.Allocs != 0 || ws.Goroutines != 0 {
+		t.Fatalf("before any health check: %+v", ws)
+	}
+	l.check(w)
+	ws := l.Status().Workers[0]
+	if ws.Goroutines != 7 || ws.Allocs != uint64(ws.PID)*10 {
+		t.Errorf("after a health check: goroutines %d allocs %d; want 7 and %d", ws.Goroutines, ws.Allocs, ws.PID*10)
 	}
 }

@@ -706,7 +706,7 @@ func (l *Lane) healthLoop() {
 }
 
 func (l *Lane) check(w *Worker) {
-	_, err := w.proc.Health(l.ctx)
+	ws, err := w.proc.Health(l.ctx)
 	if err != nil {
 		// A worker that is dying fails its check too: let its exit be
 		// reaped and handled (and counted as a crash) rather than kill it.
@@ -720,6 +720,9 @@ func (l *Lane) check(w *Worker) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	w.rss = size
+	if err == nil {
+		w.goroutines, w.allocs = ws.Goroutines, ws.Allocs
+	}
 	if w.state != Ready {
 		return
 	}

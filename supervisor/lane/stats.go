@@ -82,7 +82,8 @@ func (l *Lane) Status() api.Lane {
 		st.WorkersByState[s.String()] = 0
 	}
 	for _, w := range l.workers {
-		ws := api.Worker{PID: w.pid, State: w.state.String(), Inflight: w.inflight, Served: w.served, RSS: w.rss}
+		ws := api.Worker{PID: w.pid, State: w.state.String(), Inflight: w.inflight, Served: w.served, RSS: w.rss,
+			Goroutines: w.goroutines, Allocs: w.allocs}
 		if !w.ready.IsZero() {
 			ws.UptimeS = now.Sub(w.ready).Round(time.Millisecond).Seconds()
 		}

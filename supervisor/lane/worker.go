@@ -89,6 +89,8 @@ type Worker struct {
 	served      uint64
 	maxServed   uint64 // recycle after this many requests (0: never)
 	rss         int64
+	goroutines  int       // as of the last health check
+	allocs      uint64    // heap objects allocated, as of the last health check
 	suspect     bool      // a request failed on its data plane: not picked until a health check clears it
 	idleSince   time.Time // when inflight last dropped to 0
 	replacement *Worker   // a worker starting to take this one's place (drain, recycle)
