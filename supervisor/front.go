@@ -138,7 +138,9 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	st := s.state.Load()
 	li, ref := st.match(ctx.Method(), ctx.Path())
 	l := st.lanes[li]
-	o := lane.Outcome{Method: ctx.Method(), Path: ctx.Path(), Mapping: ref}
+	o := outcomes.Get().(*lane.Outcome) // it would escape: Release takes it
+	*o = lane.Outcome{Method: ctx.Method(), Path: ctx.Path(), Mapping: ref}
+	defer outcomes.Put(o)
 	var held *lane.Worker // a slot that a panic must not leak
 	defer func() {
 		if r := recover(); r != nil {
@@ -147,7 +149,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 			ctx.Error("internal error\n", fasthttp.StatusInternalServerError)
 			if held != nil {
 				o.Result, o.Err, o.Status = lane.Broken, fmt.Errorf("panic: %v", r), fasthttp.StatusInternalServerError
-				l.Release(held, &o)
+				l.Release(held, o)
 			}
 		}
 	}()
@@ -172,7 +174,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 			o.Err, o.Total = err, time.Since(start)
 			s.refuse(ctx, l, err)
 			o.Status, o.Bytes = ctx.Response.StatusCode(), len(ctx.Response.Body())
-			l.Refuse(&o)
+			l.Refuse(o)
 			return
 		}
 		held = w
@@ -207,7 +209,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 			(o.Result == lane.Undelivered || s.retryable(req.Header.Method()))
 		if o.Retry {
 			resp.Reset()
-			l.Release(w, &o)
+			l.Release(w, o)
 			held = nil
 			s.retries.Add(1)
 			o.Retry, o.Err, o.Result = false, nil, lane.Answered
@@ -223,7 +225,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		o.Total = time.Since(start)
 		o.Status, o.Bytes = ctx.Response.StatusCode(), len(ctx.Response.Body())
 		held = nil
-		l.Release(w, &o)
+		l.Release(w, o)
 		return
 	}
 	if f := resp.Header.Peek(shared.HeaderFilterTime); len(f) > 0 {
@@ -237,19 +239,20 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	o.Total = time.Since(start)
 	if st.cfg.DebugHeaders {
 		ctx.Response.Header.Set("X-Lane", l.Name())
-		ctx.Response.Header.SetBytesV("Server-Timing", appendServerTiming(nil, &o))
+		var buf [128]byte
+		ctx.Response.Header.SetBytesV("Server-Timing", appendServerTiming(buf[:0], o))
 	}
 	body := resp.BodyStream()
 	if small || body == nil { // whole body read, or none (HEAD, 204, 304)
 		fasthttp.ReleaseResponse(resp)
 		o.Status, o.Bytes = ctx.Response.StatusCode(), len(ctx.Response.Body())
 		held = nil
-		l.Release(w, &o)
+		l.Release(w, o)
 		return
 	}
 	sp := spoolPool.Get().(*spool)
 	sp.s, sp.l, sp.w, sp.resp, sp.r, sp.start = s, l, w, resp, body, start
-	sp.o = o
+	sp.o = *o
 	sp.deadline = deadline
 	sp.o.Status = resp.StatusCode()
 	sp.method = append(sp.method[:0], ctx.Method()...)
@@ -262,6 +265,9 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	ctx.Response.SetBodyStream(sp, resp.Header.ContentLength())
 	go sp.pump()
 }
+
+// outcomes holds the front's per-request lane.Outcome.
+var outcomes = sync.Pool{New: func() any { return new(lane.Outcome) }}
 
 // retryable says a request of this method may be sent again to another
 // worker after its worker died without answering.
