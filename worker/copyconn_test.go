@@ -41,21 +41,29 @@ func (c countingConn) Write(p []byte) (int, error) {
 // onlyReader hides every method but Read, as a proxied upstream body does.
 type onlyReader struct{ io.Reader }
 
-// A streamed response body leaves the worker in large writes: 1 MB in 4 KB
-// writes (fasthttp's buffer) would be 256 of them.
-func TestStreamedBodyLargeWrites(t *testing.T) {
-	const size = 1 << 20
-	sock := filepath.Join(t.TempDir(), "w.sock")
+// serveCounting serves handler on a unix socket the way Serve does, and
+// counts the writes on its connections other than held ones.
+func serveCounting(t *testing.T, handler fasthttp.RequestHandler) (sock string, writes *atomic.Int64) {
+	t.Helper()
+	sock = filepath.Join(t.TempDir(), "w.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var writes atomic.Int64
-	srv := NewServer(func(ctx *fasthttp.RequestCtx) {
+	writes = new(atomic.Int64)
+	srv := NewServer(handler, hclog.NewNullLogger(), Limits{})
+	go srv.Serve(dataListener{countingListener{ln, writes}})
+	t.Cleanup(func() { srv.Shutdown() })
+	return sock, writes
+}
+
+// A streamed response body leaves the worker in large writes: 1 MB in 4 KB
+// writes (fasthttp's buffer) would be 256 of them.
+func TestStreamedBodyLargeWrites(t *testing.T) {
+	const size = 1 << 20
+	sock, writes := serveCounting(t, func(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyStream(onlyReader{strings.NewReader(strings.Repeat("x", size))}, size)
-	}, hclog.NewNullLogger(), Limits{})
-	go srv.Serve(dataListener{countingListener{ln, &writes}})
-	defer srv.Shutdown()
+	})
 
 	c := &fasthttp.HostClient{Addr: sock, Dial: func(string) (net.Conn, error) { return net.Dial("unix", sock) }}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -80,13 +88,7 @@ func (c countingConn) SyscallConn() (syscall.RawConn, error) {
 // answer (a body in the request, a streamed answer, Connection: close) is
 // written as usual. Either way each answer arrives whole and at once.
 func TestAnswerHeldUntilNextRead(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "w.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var writes atomic.Int64
-	srv := NewServer(func(ctx *fasthttp.RequestCtx) {
+	sock, writes := serveCounting(t, func(ctx *fasthttp.RequestCtx) {
 		switch string(ctx.Path()) {
 		case "/stream":
 			ctx.SetBodyStream(onlyReader{strings.NewReader("streamed")}, -1)
@@ -95,9 +97,7 @@ func TestAnswerHeldUntilNextRead(t *testing.T) {
 		default:
 			ctx.SetBodyString("answer to " + string(ctx.Method()) + " " + string(ctx.PostBody()))
 		}
-	}, hclog.NewNullLogger(), Limits{})
-	go srv.Serve(dataListener{countingListener{ln, &writes}})
-	defer srv.Shutdown()
+	})
 
 	c := &fasthttp.HostClient{Addr: sock, MaxConns: 1, ReadTimeout: 5 * time.Second,
 		Dial: func(string) (net.Conn, error) { return net.Dial("unix", sock) }}
