@@ -70,11 +70,14 @@ func (c *dataConn) Close() error {
 }
 
 // ReadFrom copies r to the connection in copyBuffer-sized writes, from a
-// pooled buffer.
+// pooled buffer. A body that may be held (holdAnswer: a small stream of
+// known length) goes through Write, so that its last piece is held.
 func (c *dataConn) ReadFrom(r io.Reader) (int64, error) {
-	c.hold.Store(false)
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
+	if c.hold.Load() {
+		return io.CopyBuffer(struct{ io.Writer }{c}, r, *bp)
+	}
 	return io.CopyBuffer(struct{ io.Writer }{c.Conn}, r, *bp)
 }
 
@@ -87,12 +90,17 @@ func (c *dataConn) ReadFrom(r io.Reader) (int64, error) {
 // before it answers anyway.
 func holdAnswer(h fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		h(ctx)
-		c, ok := ctx.Conn().(*dataConn)
 		// -2: neither Content-Length nor chunked, which for a request
-		// means no body.
+		// means no body. Read before the handler, which may change it.
 		n := ctx.Request.Header.ContentLength()
 		bodyless := n == 0 || n == -2
+		h(ctx)
+		if ctx.LastTimeoutErrorResponse() != nil {
+			// The handler may still be running on ctx: leave its
+			// response alone (what goes out is the timeout response).
+			return
+		}
+		c, ok := ctx.Conn().(*dataConn)
 		m := ctx.Response.Header.ContentLength()
 		small := !ctx.Response.IsBodyStream() || m >= 0 && m <= heldconn.Max
 		if ok && bodyless && small && !ctx.Hijacked() {

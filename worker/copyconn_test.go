@@ -147,3 +147,44 @@ func TestAnswerHeldUntilNextRead(t *testing.T) {
 		t.Errorf("%d writes; want the POST's and the chunked stream's answers written at once", n)
 	}
 }
+
+// A handler that rewrites the request's Content-Length while its body is
+// still unread must not make the answer held: fasthttp then drains the body
+// through the Read that would send it, and bytes already waiting there would
+// never wake it (the worker hung, the front's hard timeout).
+func TestHeldAnswerDecidedBeforeTheHandler(t *testing.T) {
+	sock, _ := serveCounting(t, func(ctx *fasthttp.RequestCtx) {
+		time.Sleep(50 * time.Millisecond) // the client has written all it can
+		ctx.Request.Header.SetContentLength(0)
+		ctx.SetBodyString("ok")
+	})
+	c := &fasthttp.HostClient{Addr: sock, MaxConns: 1, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second,
+		Dial: func(string) (net.Conn, error) { return net.Dial("unix", sock) }}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("http://worker/")
+	req.SetBodyString(strings.Repeat("x", 250<<10))
+	if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+		t.Fatalf("POST, handler zeroing Content-Length: %v, status %d", err, resp.StatusCode())
+	}
+}
+
+// fasthttp.TimeoutHandler leaves the handler running on ctx after it
+// answers: holdAnswer must not read that ctx's response (-race).
+func TestHeldAnswerAfterTimeoutHandler(t *testing.T) {
+	sock, _ := serveCounting(t, fasthttp.TimeoutHandler(func(ctx *fasthttp.RequestCtx) {
+		time.Sleep(50 * time.Millisecond)
+		ctx.SetBodyString("late")
+		ctx.Response.Header.SetContentLength(4)
+	}, 10*time.Millisecond, "timeout"))
+	c := &fasthttp.HostClient{Addr: sock, MaxConns: 1, ReadTimeout: 3 * time.Second,
+		Dial: func(string) (net.Conn, error) { return net.Dial("unix", sock) }}
+	for range 3 {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		req.SetRequestURI("http://worker/")
+		if err := c.Do(req, resp); err != nil || resp.StatusCode() != fasthttp.StatusRequestTimeout {
+			t.Fatalf("timed-out request: %v, status %d", err, resp.StatusCode())
+		}
+		time.Sleep(60 * time.Millisecond)
+	}
+}

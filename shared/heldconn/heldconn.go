@@ -199,5 +199,9 @@ func (c *Conn) writeFD(fd uintptr, b []byte) error {
 }
 
 func (c *Conn) opError(op string, errno error) error {
-	return &net.OpError{Op: op, Net: c.Conn.LocalAddr().Network(), Source: c.Conn.LocalAddr(), Addr: c.Conn.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
+	network := "unix"
+	if a := c.Conn.LocalAddr(); a != nil {
+		network = a.Network()
+	}
+	return &net.OpError{Op: op, Net: network, Source: c.Conn.LocalAddr(), Addr: c.Conn.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
 }
