@@ -46,14 +46,11 @@ func (b *bench) accessLog(ctx context.Context) (func(io.Writer), error) {
 			cfg = strings.Replace(cfg, "access_log = false", "access_log = true", 1)
 		}
 		name := fmt.Sprintf("lanes, access_log = %v", on)
-		l, err := b.startLanesdWith("lanesd ("+name+")", cfg, lanesdOpts{logFile: true})
+		l, err := b.startReady("lanesd ("+name+")", cfg, lanesdOpts{logFile: true}, "/", len(originBody))
 		if err != nil {
 			return nil, err
 		}
 		defer l.stop()
-		if err := probe(l.addr, "/", len(originBody)); err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
 		rows[i].name, servers[i] = name, l
 	}
 	for round := 1; round <= b.opt.tpRounds && ctx.Err() == nil; round++ {
@@ -132,14 +129,11 @@ func (b *bench) breakdown(ctx context.Context) (func(io.Writer), error) {
 	var targets []*bdTarget
 
 	// lanes
-	l, err := b.startLanesdWith("lanesd (breakdown)", b.proxyLanesConfig(origin.addr), lanesdOpts{logFile: true})
+	l, err := b.startReady("lanesd (breakdown)", b.proxyLanesConfig(origin.addr), lanesdOpts{logFile: true}, "/", len(originBody))
 	if err != nil {
 		return nil, err
 	}
 	defer l.stop()
-	if err := probe(l.addr, "/", len(originBody)); err != nil {
-		return nil, fmt.Errorf("lanesd (breakdown): %w", err)
-	}
 	st, err := l.status()
 	if err != nil {
 		return nil, err

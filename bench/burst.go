@@ -48,14 +48,11 @@ func (b *bench) burst(ctx context.Context) (func(io.Writer), error) {
 		cfg := configHeader + "debug_headers = true\n\napp {\n  demo = true\n}\n" +
 			fmt.Sprintf("\nlane \"default\" {\n  min_workers     = %d\n  max_workers     = %d\n  concurrency     = 1\n  max_queue       = 1000\n  queue_timeout   = \"30s\"\n  idle_timeout    = %q\n}\n",
 				s.min, s.max, burstIdle.String())
-		l, err := b.startLanesd("lanesd (burst "+strconv.Itoa(s.max)+")", cfg)
+		l, err := b.startReady("lanesd (burst "+strconv.Itoa(s.max)+")", cfg, lanesdOpts{}, burstPath, -1)
 		if err != nil {
 			return nil, err
 		}
 		defer l.stop()
-		if err := probe(l.addr, burstPath, -1); err != nil {
-			return nil, fmt.Errorf("lanesd (burst): %w", err)
-		}
 		s.l = l
 	}
 	n := b.opt.burstFactor * burstMin

@@ -64,14 +64,11 @@ func (b *bench) download(ctx context.Context) (func(io.Writer), error) {
 		return nil, err
 	}
 	defer origin.stop()
-	l, err := b.startLanesd("lanesd (download)", b.proxyLanesConfig(origin.addr))
+	l, err := b.startReady("lanesd (download)", b.proxyLanesConfig(origin.addr), lanesdOpts{}, "/", len(originBody))
 	if err != nil {
 		return nil, err
 	}
 	defer l.stop()
-	if err := probe(l.addr, "/", len(originBody)); err != nil {
-		return nil, fmt.Errorf("lanesd (download): %w", err)
-	}
 	rows := []*dlRow{
 		{name: "direct to origin", addr: origin.addr, log: origin.log},
 		{name: fmt.Sprintf("lanes (%d workers × concurrency %d)", b.opt.proxyWorkers, b.opt.proxyConc), addr: l.addr, log: l.log},

@@ -47,14 +47,11 @@ type ctlResult struct {
 }
 
 func (b *bench) drainReload(ctx context.Context) (func(io.Writer), error) {
-	l, err := b.startLanesd("lanesd (drain)", ctlConfig(1))
+	l, err := b.startReady("lanesd (drain)", ctlConfig(1), lanesdOpts{}, ctlPath, -1)
 	if err != nil {
 		return nil, err
 	}
 	defer l.stop()
-	if err := probe(l.addr, ctlPath, -1); err != nil {
-		return nil, fmt.Errorf("lanesd (drain): %w", err)
-	}
 	b.progress("drain and reload under %.0f req/s: %s before, drain, %s, reload, %s after", b.opt.ctlRate, b.opt.ctlPhase, b.opt.ctlPhase, b.opt.ctlPhase)
 	r := &ctlResult{}
 	loopCtx, stopLoad := context.WithCancel(ctx)

@@ -79,14 +79,11 @@ func (b *bench) slowReaders(ctx context.Context) (func(io.Writer), error) {
 		return nil, err
 	}
 	defer origin.stop()
-	l, err := b.startLanesd("lanesd (slow readers)", hostileConfig(origin.addr, ""))
+	l, err := b.startReady("lanesd (slow readers)", hostileConfig(origin.addr, ""), lanesdOpts{}, "/", len(originBody))
 	if err != nil {
 		return nil, err
 	}
 	defer l.stop()
-	if err := probe(l.addr, "/", len(originBody)); err != nil {
-		return nil, fmt.Errorf("lanesd (slow readers): %w", err)
-	}
 	before, err := memSnapshot(l)
 	if err != nil {
 		return nil, err
@@ -159,14 +156,11 @@ func (b *bench) uploads(ctx context.Context) (func(io.Writer), error) {
 	defer origin.stop()
 	size := int64(b.opt.uploadMB) << 20
 	front := fmt.Sprintf("\nfront {\n  max_body_size = \"%dMB\"\n}\n", b.opt.uploadMB+1)
-	l, err := b.startLanesd("lanesd (uploads)", hostileConfig(origin.addr, front))
+	l, err := b.startReady("lanesd (uploads)", hostileConfig(origin.addr, front), lanesdOpts{}, "/", len(originBody))
 	if err != nil {
 		return nil, err
 	}
 	defer l.stop()
-	if err := probe(l.addr, "/", len(originBody)); err != nil {
-		return nil, fmt.Errorf("lanesd (uploads): %w", err)
-	}
 	before, err := memSnapshot(l)
 	if err != nil {
 		return nil, err

@@ -83,13 +83,9 @@ func (b *bench) isolation(ctx context.Context) ([]isoResult, error) {
 func (b *bench) isoRun(ctx context.Context, s isoSetup, warmup, measure time.Duration, extra string,
 	before ...func(l *server)) (isoResult, error) {
 	b.progress("%s %s: %s warm-up + %s measured", s.key, s.label, warmup, measure)
-	l, err := b.startLanesd("lanesd "+s.key+" "+shortLabel(s.label), configHeader+"\napp {\n  demo = true\n}\n"+s.lanes+extra)
+	l, err := b.startReady("lanesd "+s.key+" "+shortLabel(s.label), configHeader+"\napp {\n  demo = true\n}\n"+s.lanes+extra, lanesdOpts{}, fastClass.path, -1)
 	if err != nil {
 		return isoResult{}, err
-	}
-	if err := probe(l.addr, fastClass.path, -1); err != nil {
-		l.stop()
-		return isoResult{}, fmt.Errorf("lanesd %s: %w", s.key, err)
 	}
 	res := openLoop{
 		addr:    l.addr,

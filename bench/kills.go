@@ -41,14 +41,11 @@ type killPhase struct {
 func (b *bench) kills(ctx context.Context) (func(io.Writer), error) {
 	cfg := configHeader + "\napp {\n  demo = true\n}\n" +
 		laneBlock("default", killWorkers, killConcurrency, "  max_queue       = 1000\n  queue_timeout   = \"10s\"\n")
-	l, err := b.startLanesd("lanesd (kills)", cfg)
+	l, err := b.startReady("lanesd (kills)", cfg, lanesdOpts{}, killPath, -1)
 	if err != nil {
 		return nil, err
 	}
 	defer l.stop()
-	if err := probe(l.addr, killPath, -1); err != nil {
-		return nil, fmt.Errorf("lanesd (kills): %w", err)
-	}
 	span := time.Duration(b.opt.kills) * b.opt.killEvery
 	var phases []*killPhase
 

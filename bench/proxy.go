@@ -228,14 +228,11 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 	if err := probe(origin.addr, "/", len(originBody)); err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}
-	l, err := b.startLanesd("lanesd (proxy)", b.proxyLanesConfig(origin.addr))
+	l, err := b.startReady("lanesd (proxy)", b.proxyLanesConfig(origin.addr), lanesdOpts{}, "/", len(originBody))
 	if err != nil {
 		return nil, err
 	}
 	defer l.stop()
-	if err := probe(l.addr, "/", len(originBody)); err != nil {
-		return nil, fmt.Errorf("lanesd (proxy): %w", err)
-	}
 	out := &proxyResults{}
 	size := fmt.Sprintf("%d workers × concurrency %d", b.opt.proxyWorkers, b.opt.proxyConc)
 	rows := make([]tpRow, numTargets)
@@ -248,15 +245,12 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 	var app *server
 	exe, err := selfExe()
 	if err == nil {
-		app, err = b.startLanesd("lanesd (app in worker)", b.appLanesConfig(exe))
-	}
-	if err == nil {
-		defer app.stop()
-		err = probe(app.addr, "/", len(originBody))
+		app, err = b.startReady("lanesd (app in worker)", b.appLanesConfig(exe), lanesdOpts{}, "/", len(originBody))
 	}
 	if err != nil {
-		rows[tgApp].err = fmt.Errorf("lanesd (app in worker): %w", err)
+		rows[tgApp].err = err
 	} else {
+		defer app.stop()
 		addrs[tgApp] = app.addr
 	}
 

@@ -375,6 +375,21 @@ func freeAddr() (string, error) {
 	return addr, nil
 }
 
+// startReady is startLanesdWith, then a probe of path (wantLen as probe
+// takes it): a lanesd that starts but does not answer is stopped and its
+// name given in the error.
+func (b *bench) startReady(name, config string, o lanesdOpts, path string, wantLen int) (*server, error) {
+	l, err := b.startLanesdWith(name, config, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := probe(l.addr, path, wantLen); err != nil {
+		l.stop()
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return l, nil
+}
+
 // probe sends one GET and checks that it gets a 200 with a body of
 // wantLen bytes (any length when wantLen < 0), so that a misconfigured
 // target cannot post fast numbers made of errors.
