@@ -29,9 +29,6 @@ type dataConn struct {
 	closed atomic.Bool // a Read saw EOF or an error: the peer is gone
 }
 
-// maxHeld is the largest write held back for the next Read.
-const maxHeld = heldconn.Max
-
 func newDataConn(c net.Conn) *dataConn {
 	return &dataConn{Conn: heldconn.New(c)}
 }

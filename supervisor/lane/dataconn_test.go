@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/heldconn"
 )
 
 // unixPair returns a dataConn dialled to a unix listener and the accepted
@@ -54,8 +56,8 @@ func TestDataConnHeldWrite(t *testing.T) {
 		t.Fatalf("read %q, %v", b[:n], err)
 	}
 	// Two writes in a row: the first goes out when the second comes; a
-	// write above maxHeld goes out at once.
-	big := make([]byte, maxHeld+1)
+	// write above heldconn.Max goes out at once.
+	big := make([]byte, heldconn.Max+1)
 	if _, err := d.Write([]byte("a")); err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,12 @@ func serveCounting(t *testing.T, handler fasthttp.RequestHandler) (sock string, 
 	return sock, writes
 }
 
+// workerClient is the front's side of sock: one connection at a time.
+func workerClient(sock string) *fasthttp.HostClient {
+	return &fasthttp.HostClient{Addr: sock, MaxConns: 1, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second,
+		Dial: func(string) (net.Conn, error) { return net.Dial("unix", sock) }}
+}
+
 // A streamed response body leaves the worker in large writes: 1 MB in 4 KB
 // writes (fasthttp's buffer) would be 256 of them.
 func TestStreamedBodyLargeWrites(t *testing.T) {
@@ -65,7 +71,7 @@ func TestStreamedBodyLargeWrites(t *testing.T) {
 		ctx.SetBodyStream(onlyReader{strings.NewReader(strings.Repeat("x", size))}, size)
 	})
 
-	c := &fasthttp.HostClient{Addr: sock, Dial: func(string) (net.Conn, error) { return net.Dial("unix", sock) }}
+	c := workerClient(sock)
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	req.SetRequestURI("http://worker/big")
 	if err := c.Do(req, resp); err != nil {
@@ -99,8 +105,7 @@ func TestAnswerHeldUntilNextRead(t *testing.T) {
 		}
 	})
 
-	c := &fasthttp.HostClient{Addr: sock, MaxConns: 1, ReadTimeout: 5 * time.Second,
-		Dial: func(string) (net.Conn, error) { return net.Dial("unix", sock) }}
+	c := workerClient(sock)
 	do := func(method, path, body string, close bool) string {
 		t.Helper()
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -158,8 +163,7 @@ func TestHeldAnswerDecidedBeforeTheHandler(t *testing.T) {
 		ctx.Request.Header.SetContentLength(0)
 		ctx.SetBodyString("ok")
 	})
-	c := &fasthttp.HostClient{Addr: sock, MaxConns: 1, ReadTimeout: 3 * time.Second, WriteTimeout: 3 * time.Second,
-		Dial: func(string) (net.Conn, error) { return net.Dial("unix", sock) }}
+	c := workerClient(sock)
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	req.Header.SetMethod("POST")
 	req.SetRequestURI("http://worker/")
@@ -177,8 +181,7 @@ func TestHeldAnswerAfterTimeoutHandler(t *testing.T) {
 		ctx.SetBodyString("late")
 		ctx.Response.Header.SetContentLength(4)
 	}, 10*time.Millisecond, "timeout"))
-	c := &fasthttp.HostClient{Addr: sock, MaxConns: 1, ReadTimeout: 3 * time.Second,
-		Dial: func(string) (net.Conn, error) { return net.Dial("unix", sock) }}
+	c := workerClient(sock)
 	for range 3 {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		req.SetRequestURI("http://worker/")
