@@ -163,13 +163,7 @@ func (s *burstSetup) fire(ctx context.Context, n int) {
 			s.sent++
 			if err != nil || resp.StatusCode() != fasthttp.StatusOK {
 				s.failed++
-				if s.firstErr == "" {
-					if err != nil {
-						s.firstErr = err.Error()
-					} else {
-						s.firstErr = "status " + strconv.Itoa(resp.StatusCode())
-					}
-				}
+				noteFailure(&s.firstErr, resp.StatusCode(), err)
 				return
 			}
 			s.total.add(d, false)

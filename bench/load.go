@@ -193,13 +193,7 @@ func (o openLoop) schedule(ctx context.Context, client *fasthttp.HostClient, c c
 				r.lat.add(cutoff.Sub(due), true)
 			default:
 				r.failed++
-				if r.firstErr == "" {
-					if err != nil {
-						r.firstErr = err.Error()
-					} else {
-						r.firstErr = "status " + strconv.Itoa(status)
-					}
-				}
+				noteFailure(&r.firstErr, status, err)
 			}
 		})
 	}

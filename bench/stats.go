@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -106,4 +107,16 @@ func verdict(ok bool) string {
 		return "MET"
 	}
 	return "MISSED"
+}
+
+// noteFailure keeps the first failure of a run in *first: the transport
+// error, or the status when there was none.
+func noteFailure(first *string, status int, err error) {
+	switch {
+	case *first != "":
+	case err != nil:
+		*first = err.Error()
+	default:
+		*first = "status " + strconv.Itoa(status)
+	}
 }

@@ -180,13 +180,7 @@ func (s *stLoad) record(resp *fasthttp.Response, err error, d time.Duration) {
 	s.requests++
 	if err != nil || resp.StatusCode() != fasthttp.StatusOK {
 		s.failed++
-		if s.firstErr == "" {
-			if err != nil {
-				s.firstErr = err.Error()
-			} else {
-				s.firstErr = "status " + strconv.Itoa(resp.StatusCode())
-			}
-		}
+		noteFailure(&s.firstErr, resp.StatusCode(), err)
 		return
 	}
 	s.lat.add(d, false)
