@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -228,29 +227,7 @@ func TestWorkerUploadStreams(t *testing.T) {
 
 	for _, chunked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
-			runtime.GC()
-			var base runtime.MemStats
-			runtime.ReadMemStats(&base)
-			var peak atomic.Uint64
-			stop := make(chan struct{})
-			sampled := make(chan struct{})
-			go func() {
-				defer close(sampled)
-				tick := time.NewTicker(2 * time.Millisecond)
-				defer tick.Stop()
-				var ms runtime.MemStats
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-						runtime.ReadMemStats(&ms)
-						if ms.HeapInuse > peak.Load() {
-							peak.Store(ms.HeapInuse)
-						}
-					}
-				}
-			}()
+			heap := watchHeap(2 * time.Millisecond)
 
 			rc := dialUnix(t, sock)
 			rc.c.SetDeadline(time.Now().Add(60 * time.Second))
@@ -279,17 +256,15 @@ func TestWorkerUploadStreams(t *testing.T) {
 				t.Fatal(err)
 			}
 			m, err := readMessage(rc.br, false, false)
-			close(stop)
-			<-sampled
+			growth := heap.growth()
 			if err != nil {
 				t.Fatal(err)
 			}
 			if m.status() != 200 || string(m.body) != strconv.FormatInt(size, 10) {
 				t.Fatalf("got %q %q, want the origin to count %d bytes", m.start, m.body, size)
 			}
-			growth := int64(peak.Load()) - int64(base.HeapInuse)
 			t.Logf("heap in use: %d MiB before, peak growth %d KiB while uploading %d MiB",
-				base.HeapInuse>>20, growth>>10, size>>20)
+				heap.base>>20, growth>>10, size>>20)
 			if !raceEnabled && growth > 16<<20 {
 				t.Fatalf("heap grew by %d MiB during a %d MiB upload", growth>>20, size>>20)
 			}

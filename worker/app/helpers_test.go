@@ -8,9 +8,11 @@ import (
 	"log"
 	"net"
 	"net/http/httputil"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,4 +345,46 @@ func containsFold(s []string, want string) bool {
 		}
 	}
 	return false
+}
+
+// heapWatch samples the heap in use until growth is called.
+type heapWatch struct {
+	base uint64 // heap in use at the start, after a GC
+	peak atomic.Uint64
+	stop chan struct{}
+	done chan struct{}
+}
+
+// watchHeap starts sampling the heap in use every tick, after a GC.
+func watchHeap(every time.Duration) *heapWatch {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	h := &heapWatch{base: ms.HeapInuse, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-tick.C:
+				runtime.ReadMemStats(&ms)
+				if ms.HeapInuse > h.peak.Load() {
+					h.peak.Store(ms.HeapInuse)
+				}
+			}
+		}
+	}()
+	return h
+}
+
+// growth stops the sampling and returns the peak heap in use minus the
+// start's.
+func (h *heapWatch) growth() int64 {
+	close(h.stop)
+	<-h.done
+	return int64(h.peak.Load()) - int64(h.base)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -545,29 +544,7 @@ func TestProxyLargeBody(t *testing.T) {
 	}, nil)
 	addr := proxyTo(t, up, 60*time.Second)
 
-	runtime.GC()
-	var base runtime.MemStats
-	runtime.ReadMemStats(&base)
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		var ms runtime.MemStats
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				runtime.ReadMemStats(&ms)
-				if ms.HeapInuse > peak.Load() {
-					peak.Store(ms.HeapInuse)
-				}
-			}
-		}
-	}()
+	heap := watchHeap(5 * time.Millisecond)
 
 	c := &fasthttp.HostClient{Addr: addr, StreamResponseBody: true, MaxIdemponentCallAttempts: 1}
 	req := fasthttp.AcquireRequest()
@@ -598,14 +575,12 @@ func TestProxyLargeBody(t *testing.T) {
 		}
 	}
 	resp.CloseBodyStream()
-	close(stop)
-	<-sampled
+	growth := heap.growth()
 	if off != size {
 		t.Fatalf("read %d bytes, want %d", off, size)
 	}
-	growth := int64(peak.Load()) - int64(base.HeapInuse)
 	t.Logf("heap in use: %d MiB before, peak growth %d KiB while streaming %d MiB",
-		base.HeapInuse>>20, growth>>10, size>>20)
+		heap.base>>20, growth>>10, size>>20)
 	if growth > 32<<20 {
 		t.Fatalf("heap grew by %d MiB while streaming %d MiB", growth>>20, size>>20)
 	}
