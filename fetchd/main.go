@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -35,9 +34,6 @@ const (
 	lockWait = 5 * time.Second
 	// stopTimeout bounds cancelling the fetch pool at exit.
 	stopTimeout = 2 * time.Second
-	// parentPoll is how often fetchd checks that its supervisor lives
-	// (Pdeathsig is the first layer).
-	parentPoll = 200 * time.Millisecond
 )
 
 // Env returns the environment entries that configure a fetchd child:
@@ -92,13 +88,10 @@ func Main(log hclog.Logger) int {
 	}
 	log = log.With("pid", os.Getpid())
 
-	if sup, err := strconv.Atoi(os.Getenv(shared.EnvParentPID)); err == nil {
-		ppid := os.Getppid()
-		if ppid == 1 && sup != 1 {
-			log.Warn("supervisor is gone; exiting", "was", sup)
-			return 3
-		}
-		go watchParent(ppid, log)
+	// An exit while fetching is safe: badger reopens intact after an
+	// unclean exit.
+	if !shared.WatchSupervisor(log) {
+		return 3
 	}
 
 	cache, err := OpenCache(set.Fetchd.CacheDir, CacheOptions{Log: log.Named("cache"), LockWait: lockWait, MoveCorrupt: true})
@@ -165,29 +158,4 @@ func Main(log hclog.Logger) int {
 	})
 	stop()
 	return 0
-}
-
-func watchParent(ppid int, log hclog.Logger) {
-	t := time.NewTicker(parentPoll)
-	defer t.Stop()
-	for range t.C {
-		if os.Getppid() != ppid {
-			log.Warn("supervisor is gone; exiting", "was", ppid)
-			os.Exit(3) // badger reopens intact after an unclean exit
-		}
-	}
-}
-
-// selfRSS returns the resident set size of this process in bytes, from
-// /proc/self/statm, or 0.
-func selfRSS() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	var size, resident int64
-	if _, err := fmt.Sscan(string(b), &size, &resident); err != nil {
-		return 0
-	}
-	return resident * int64(syscall.Getpagesize())
 }

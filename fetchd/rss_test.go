@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/config"
 )
 
@@ -41,7 +42,7 @@ func TestRSS1000Pages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	writerRSS := selfRSS()
+	writerRSS := shared.SelfRSS()
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +105,6 @@ func report(s *Service, served int) {
 		}
 	}
 	fmt.Printf("served %.1f MB; cache %d entries %d MB; heap in use %.1f MB, Go sys %.1f MB, RSS %.1f MB (%s)\n",
-		float64(served)/(1<<20), st.CacheEntries, st.CacheBytes>>20, float64(ms.HeapInuse)/(1<<20), float64(ms.Sys)/(1<<20), float64(selfRSS())/(1<<20),
+		float64(served)/(1<<20), st.CacheEntries, st.CacheBytes>>20, float64(ms.HeapInuse)/(1<<20), float64(ms.Sys)/(1<<20), float64(shared.SelfRSS())/(1<<20),
 		strings.Join(rss, ", "))
 }

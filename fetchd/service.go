@@ -372,7 +372,7 @@ func (s *Service) store(t *theme, prev *Entry, r response) (Entry, error) {
 func (s *Service) Status(context.Context) (shared.FetchdStatus, error) {
 	st := shared.FetchdStatus{
 		PID:      os.Getpid(),
-		RSS:      selfRSS(),
+		RSS:      shared.SelfRSS(),
 		Fetching: int(s.fetching.Load()),
 		Queued:   len(s.jobs),
 		Themes:   s.Themes(),
@@ -452,7 +452,7 @@ func (s *Service) Health(context.Context) (shared.WorkerStats, error) {
 		PID:        os.Getpid(),
 		Inflight:   s.fetching.Load(),
 		Served:     s.served.Load(),
-		RSS:        selfRSS(),
+		RSS:        shared.SelfRSS(),
 		Goroutines: runtime.NumGoroutine(),
 		Draining:   s.stopping.Load(),
 	}, nil

@@ -30,11 +30,6 @@ import (
 	"github.com/lanes-dev/lanes/shared/logging"
 )
 
-// parentPoll is how often a worker checks that its supervisor still lives.
-// Pdeathsig is the first layer; this catches the rest (a supervisor whose
-// forking thread is gone, or a worker started by something else).
-const parentPoll = 200 * time.Millisecond
-
 // Serve runs handler as a lane worker and never returns. It must be called
 // by a process that lanesd started (a lane's command); run by hand it prints
 // why it cannot serve and exits 1. Nothing may be written to stdout before
@@ -62,15 +57,8 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 	stdlog.SetFlags(0)
 	stdlog.SetOutput(log.Named("log").StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}))
 
-	if sup, err := strconv.Atoi(os.Getenv(shared.EnvParentPID)); err == nil {
-		// Watch the parent this process started under, which is not the
-		// supervisor when a wrapper (sh -c, go run) forks the worker.
-		ppid := os.Getppid()
-		if ppid == 1 && sup != 1 {
-			log.Warn("supervisor is gone; exiting", "was", sup)
-			return 3
-		}
-		go watchParent(ppid, log)
+	if !shared.WatchSupervisor(log) {
+		return 3
 	}
 	// The supervisor stops its workers itself: drain, then shutdown. A
 	// SIGTERM that reaches a worker too (systemd's default KillMode sends
@@ -266,7 +254,7 @@ func (s *server) Health(context.Context) (shared.WorkerStats, error) {
 		PID:        os.Getpid(),
 		Inflight:   s.inflight.Load(),
 		Served:     s.served.Load(),
-		RSS:        selfRSS(),
+		RSS:        shared.SelfRSS(),
 		Goroutines: runtime.NumGoroutine(),
 		Draining:   s.draining.Load(),
 		Allocs:     heapAllocs(),
@@ -301,31 +289,6 @@ func (s *server) Drain(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func watchParent(ppid int, log hclog.Logger) {
-	t := time.NewTicker(parentPoll)
-	defer t.Stop()
-	for range t.C {
-		if os.Getppid() != ppid {
-			log.Warn("supervisor is gone; exiting", "was", ppid)
-			os.Exit(3)
-		}
-	}
-}
-
-// selfRSS returns the resident set size of this process in bytes, from
-// /proc/self/statm, or 0.
-func selfRSS() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	var size, resident int64
-	if _, err := fmt.Sscan(string(b), &size, &resident); err != nil {
-		return 0
-	}
-	return resident * int64(syscall.Getpagesize())
 }
 
 // envInt reads a limit the supervisor passes in the environment. The
