@@ -45,16 +45,27 @@ func WatchSupervisor(log hclog.Logger) bool {
 	return true
 }
 
-// SelfRSS returns the resident set size of this process in bytes, from
-// /proc/self/statm, or 0.
+// SelfRSS returns the resident set size of this process in bytes, or 0.
 func SelfRSS() int64 {
-	b, err := os.ReadFile("/proc/self/statm")
+	n, _ := readRSS("/proc/self/statm")
+	return n
+}
+
+// RSS returns the resident set size of process pid in bytes.
+func RSS(pid int) (int64, error) {
+	return readRSS("/proc/" + strconv.Itoa(pid) + "/statm")
+}
+
+// readRSS reads the resident set size from a statm file: its second field,
+// in pages.
+func readRSS(statm string) (int64, error) {
+	b, err := os.ReadFile(statm)
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	var size, resident int64
 	if _, err := fmt.Sscan(string(b), &size, &resident); err != nil {
-		return 0
+		return 0, fmt.Errorf("%s: unexpected %q: %w", statm, b, err)
 	}
-	return resident * int64(syscall.Getpagesize())
+	return resident * int64(syscall.Getpagesize()), nil
 }

@@ -283,7 +283,7 @@ func (p *Process) RSS() int64 {
 	if pid == 0 {
 		return 0
 	}
-	n, _ := rss(pid)
+	n, _ := shared.RSS(pid)
 	return n
 }
 

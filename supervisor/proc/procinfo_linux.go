@@ -9,25 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 )
-
-// rss returns the resident set size of pid in bytes, from /proc/PID/statm.
-func rss(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
-	if err != nil {
-		return 0, err
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0, fmt.Errorf("statm of %d: unexpected %q", pid, b)
-	}
-	pages, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	return pages * int64(syscall.Getpagesize()), nil
-}
 
 // whereHung describes where the threads of pid wait, for the log line written
 // before a hung worker is killed: each thread's kernel wait channel
