@@ -77,11 +77,9 @@ func TestThemeCorruptCache(t *testing.T) {
 func TestThemeFetchdWedged(t *testing.T) {
 	t.Parallel()
 	o := newThemeOrigin(t)
-	up := contentUpstream(t)
-	l := startLanesd(t, themeConf{
-		upstream: up.URL, themeURL: o.url(), cacheDir: filepath.Join(t.TempDir(), "cache"),
+	l := startLanesd(t, o.conf(t, themeConf{
 		staleWait: "100ms", // ask timeout 200 ms
-	}.hcl())
+	}).hcl())
 	if r := l.get("/page"); !themed(r) {
 		t.Fatalf("first request: want themed, got %s", r)
 	}
@@ -121,11 +119,9 @@ func TestThemeFetchdWedged(t *testing.T) {
 func TestThemeMaxStale(t *testing.T) {
 	t.Parallel()
 	o := newThemeOrigin(t)
-	up := contentUpstream(t)
-	l := startLanesd(t, themeConf{
-		upstream: up.URL, themeURL: o.url(), cacheDir: filepath.Join(t.TempDir(), "cache"),
+	l := startLanesd(t, o.conf(t, themeConf{
 		minRefresh: "1s", maxStale: "2s",
-	}.hcl())
+	}).hcl())
 	if r := l.get("/page"); !themed(r) {
 		t.Fatalf("first request: want themed, got %s", r)
 	}

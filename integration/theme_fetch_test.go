@@ -63,11 +63,9 @@ func TestThemeMissSingleFlight(t *testing.T) {
 func TestThemeStaleRefreshUnderLoad(t *testing.T) {
 	t.Parallel()
 	o := newThemeOrigin(t)
-	up := contentUpstream(t)
-	l := startLanesd(t, themeConf{
-		upstream: up.URL, themeURL: o.url(), cacheDir: filepath.Join(t.TempDir(), "cache"),
+	l := startLanesd(t, o.conf(t, themeConf{
 		minRefresh: "1s",
-	}.hcl())
+	}).hcl())
 	if r := l.get("/page"); !themed(r) {
 		t.Fatalf("first request: want themed, got %s", r)
 	}
@@ -124,12 +122,10 @@ func TestThemeStaleRefreshUnderLoad(t *testing.T) {
 func TestThemeOriginHung(t *testing.T) {
 	t.Parallel()
 	o := newThemeOrigin(t)
-	up := contentUpstream(t)
 	const staleWait = 200 * time.Millisecond
-	l := startLanesd(t, themeConf{
-		upstream: up.URL, themeURL: o.url(), cacheDir: filepath.Join(t.TempDir(), "cache"),
+	l := startLanesd(t, o.conf(t, themeConf{
 		minRefresh: "1s", staleWait: staleWait.String(), fetchTimeout: "4s",
-	}.hcl())
+	}).hcl())
 	if r := l.get("/page"); !themed(r) {
 		t.Fatalf("first request: want themed, got %s", r)
 	}
@@ -190,11 +186,9 @@ func TestThemeNoCacheOriginDown(t *testing.T) {
 	t.Parallel()
 	o := newThemeOrigin(t)
 	o.set(originDown)
-	up := contentUpstream(t)
-	l := startLanesd(t, themeConf{
-		upstream: up.URL, themeURL: o.url(), cacheDir: filepath.Join(t.TempDir(), "cache"),
+	l := startLanesd(t, o.conf(t, themeConf{
 		fetchTimeout: "5s",
-	}.hcl())
+	}).hcl())
 	if !strings.Contains(l.log.String(), "Theme not available") {
 		t.Errorf("no warning at start about the theme that cannot be had")
 	}
@@ -238,11 +232,9 @@ func TestThemeNoCacheOriginDown(t *testing.T) {
 func TestThemeRejectKeepsLastGood(t *testing.T) {
 	t.Parallel()
 	o := newThemeOrigin(t)
-	up := contentUpstream(t)
-	l := startLanesd(t, themeConf{
-		upstream: up.URL, themeURL: o.url(), cacheDir: filepath.Join(t.TempDir(), "cache"),
+	l := startLanesd(t, o.conf(t, themeConf{
 		minRefresh: "500ms",
-	}.hcl())
+	}).hcl())
 	if r := l.get("/page"); !themed(r) || !strings.Contains(string(r.body), themeMarker+" v1") {
 		t.Fatalf("first request: want themed with v1, got %s", r)
 	}
@@ -325,11 +317,9 @@ func TestThemeFromDiskAfterRestart(t *testing.T) {
 func TestThemeFetchdKilledUnderLoad(t *testing.T) {
 	t.Parallel()
 	o := newThemeOrigin(t)
-	up := contentUpstream(t)
-	l := startLanesd(t, themeConf{
-		upstream: up.URL, themeURL: o.url(), cacheDir: filepath.Join(t.TempDir(), "cache"),
+	l := startLanesd(t, o.conf(t, themeConf{
 		minRefresh: "1s",
-	}.hcl())
+	}).hcl())
 	if r := l.get("/page"); !themed(r) {
 		t.Fatalf("first request: want themed, got %s", r)
 	}
@@ -432,11 +422,9 @@ func TestThemeMissSlowOrigin(t *testing.T) {
 	t.Parallel()
 	o := newThemeOrigin(t)
 	o.set(origin500)
-	up := contentUpstream(t)
-	l := startLanesd(t, themeConf{
-		upstream: up.URL, themeURL: o.url(), cacheDir: filepath.Join(t.TempDir(), "cache"),
+	l := startLanesd(t, o.conf(t, themeConf{
 		staleWait: "100ms", fetchTimeout: "5s",
-	}.hcl())
+	}).hcl())
 	waitFor(t, "the prefetch to fail", 10*time.Second, func() bool { return l.theme(t).Failures >= 1 })
 	time.Sleep(1200 * time.Millisecond) // past the back-off
 	o.set(originHang)

@@ -157,6 +157,14 @@ func contentUpstream(t *testing.T) *httptest.Server {
 }
 
 // themeConf is what a theme test's config sets.
+// conf completes c with o as its theme origin, a content upstream of its
+// own and a fresh cache_dir: the setup most theme tests share.
+func (o *themeOrigin) conf(t *testing.T, c themeConf) themeConf {
+	t.Helper()
+	c.upstream, c.themeURL, c.cacheDir = contentUpstream(t).URL, o.url(), filepath.Join(t.TempDir(), "cache")
+	return c
+}
+
 type themeConf struct {
 	upstream     string
 	themeURL     string

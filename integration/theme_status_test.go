@@ -17,10 +17,7 @@ import (
 func TestThemeResponseAndStatus(t *testing.T) {
 	t.Parallel()
 	o := newThemeOrigin(t)
-	up := contentUpstream(t)
-	l := startLanesd(t, themeConf{
-		upstream: up.URL, themeURL: o.url(), cacheDir: filepath.Join(t.TempDir(), "cache"),
-	}.hcl())
+	l := startLanesd(t, o.conf(t, themeConf{}).hcl())
 
 	r := l.get("/page")
 	if !themed(r) {
