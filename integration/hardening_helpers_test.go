@@ -3,13 +3,10 @@ package integration
 import (
 	"encoding/json"
 	"errors"
-
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,42 +17,12 @@ import (
 // must apply to lanesd from its first instruction.
 func startLanesdShell(t *testing.T, prefix, hcl string) *lanesd {
 	t.Helper()
-	dir, tmp := t.TempDir(), newTmp(t)
-	path := filepath.Join(dir, "lanes.hcl")
-	if err := os.WriteFile(path, []byte(fullConfig(hcl)), 0o600); err != nil {
+	l, err := launchCmd(t, t.TempDir(), newTmp(t), hcl, func(path string) *exec.Cmd {
+		return exec.Command("bash", "-c", prefix+` exec "$0" -config "$1"`, lanesdBin, path) // bash execs lanesd: the same pid
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	l := &lanesd{t: t, dir: dir, tmp: tmp, log: newLogBuffer(), done: make(chan struct{})}
-	l.cmd = exec.Command("bash", "-c", prefix+` exec "$0" -config "$1"`, lanesdBin, path)
-	l.cmd.Dir = dir
-	l.cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	l.cmd.Stdout = l.log
-	l.cmd.Stderr = l.log
-	l.cmd.WaitDelay = 5 * time.Second
-	if err := l.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	l.pid = l.cmd.Process.Pid // bash execs lanesd: the same process
-	go func() {
-		l.err = l.cmd.Wait()
-		close(l.done)
-	}()
-	t.Cleanup(l.cleanup)
-	deadline := time.After(60 * time.Second)
-	for {
-		if m := listeningRE.FindStringSubmatch(l.log.String()); m != nil {
-			l.front, l.admin = m[1], m[2]
-			break
-		}
-		select {
-		case <-l.log.wrote:
-		case <-l.done:
-			t.Fatalf("lanesd exited before listening (%v); its log:\n%s", l.err, l.log)
-		case <-deadline:
-			t.Fatalf("lanesd did not log its listening line within 60s; its log:\n%s", l.log)
-		}
-	}
-	l.client = newClient(30 * time.Second)
 	return l
 }
 

@@ -151,20 +151,30 @@ func fullConfig(hcl string) string {
 
 func launch(t *testing.T, dir, tmp, hcl string) (*lanesd, error) {
 	t.Helper()
+	return launchCmd(t, dir, tmp, hcl, func(path string) *exec.Cmd {
+		cmd := exec.Command(lanesdBin, "-config", path)
+		// A process group of its own, as a shell gives a job: a test can
+		// send a signal to the whole group, as a terminal's Ctrl-C does.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		return cmd
+	})
+}
+
+// launchCmd writes hcl to dir and runs the command that command returns for
+// the config's path, as lanesd, until lanesd logs that it listens.
+func launchCmd(t *testing.T, dir, tmp, hcl string, command func(path string) *exec.Cmd) (*lanesd, error) {
+	t.Helper()
 	path := filepath.Join(dir, "lanes.hcl")
 	if err := os.WriteFile(path, []byte(fullConfig(hcl)), 0o600); err != nil {
 		return nil, err
 	}
 	l := &lanesd{t: t, dir: dir, tmp: tmp, log: newLogBuffer(), done: make(chan struct{})}
-	l.cmd = exec.Command(lanesdBin, "-config", path)
+	l.cmd = command(path)
 	l.cmd.Dir = dir
 	l.cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	l.cmd.Stdout = l.log
 	l.cmd.Stderr = l.log
 	l.cmd.WaitDelay = 5 * time.Second
-	// A process group of its own, as a shell gives a job: a test can send
-	// a signal to the whole group, as a terminal's Ctrl-C does.
-	l.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := l.cmd.Start(); err != nil {
 		return nil, err
 	}
