@@ -196,29 +196,21 @@ func shortLabel(s string) string {
 	return s
 }
 
-// pctFactor is r's p-th percentile over base's, 0 when either is missing.
+// pctFactor is r's p-th latency percentile over base's, 0 when either is
+// missing.
 func pctFactor(r, base *classResult, p float64) float64 {
 	if r == nil || base == nil {
 		return 0
 	}
-	a, ok1 := r.lat.pct(p)
-	b, ok2 := base.lat.pct(p)
-	if !ok1 || !ok2 || b.d <= 0 {
-		return 0
-	}
-	return float64(a.d) / float64(b.d)
+	return distFactor(&r.lat, &base.lat, p)
 }
 
+// pctRatio formats pctFactor, "≥" when r's percentile is censored.
 func pctRatio(r, base *classResult, p float64) string {
-	x := pctFactor(r, base, p)
-	if x == 0 {
+	if r == nil || base == nil {
 		return "-"
 	}
-	s, _ := r.lat.pct(p)
-	if s.censored {
-		return "≥" + ratio(x, 1)
-	}
-	return ratio(x, 1)
+	return distRatio(&r.lat, &base.lat, p)
 }
 
 func fmtFactor(x float64) string {
