@@ -202,11 +202,14 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 			o.Result = lane.Broken
 		}
 		// A worker that died before answering anything: the request may go
-		// to another worker once, if the worker provably never got it or if
-		// its method is idempotent. Never after the hard timeout (a query
-		// of death kills at most two workers), never once a response began.
+		// to another worker once, if its method is idempotent, or if not a
+		// byte of it reached the worker's socket (a write that failed after
+		// part of a body went out is no proof: the worker may already have
+		// passed the request on, and the app would act twice). Never after
+		// the hard timeout (a query of death kills at most two workers),
+		// never once a response began.
 		o.Retry = attempt == 0 && !sent && o.Result != lane.HardTimeout &&
-			(o.Result == lane.Undelivered || s.retryable(req.Header.Method()))
+			(s.retryable(req.Header.Method()) || !lane.Reached(resp))
 		if o.Retry {
 			resp.Reset()
 			l.Release(w, o)

@@ -42,7 +42,8 @@ type Conn struct {
 	held []byte     // the last write, not sent yet
 	rd   heldRead   // used by one Read at a time
 
-	sendFailed atomic.Bool // a held write failed: the peer never got it
+	sendFailed atomic.Bool   // a held write failed: the peer never got it
+	sent       atomic.Uint64 // bytes the kernel took for the peer, held or not
 }
 
 // New wraps c; a connection without a RawConn holds nothing.
@@ -64,17 +65,28 @@ func (c *Conn) Holding() bool { return c.raw != nil }
 // SendFailed says a held write failed to go out.
 func (c *Conn) SendFailed() bool { return c.sendFailed.Load() }
 
+// Sent returns how many bytes the socket has taken for the peer so far:
+// once a byte of a request is counted here, the peer may have acted on it.
+func (c *Conn) Sent() uint64 { return c.sent.Load() }
+
+// write writes p through the connection and counts what it took.
+func (c *Conn) write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.sent.Add(uint64(max(n, 0)))
+	return n, err
+}
+
 // Hold sends what is held, then holds p for the next Read, or writes it at
 // once when it is larger than Max.
 func (c *Conn) Hold(p []byte) (int, error) {
 	if c.raw == nil {
-		return c.Conn.Write(p)
+		return c.write(p)
 	}
 	if err := c.Flush(); err != nil {
 		return 0, err
 	}
 	if len(p) > Max {
-		return c.Conn.Write(p)
+		return c.write(p)
 	}
 	c.mu.Lock()
 	c.held = append(c.held[:0], p...)
@@ -87,7 +99,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	if err := c.Flush(); err != nil {
 		return 0, err
 	}
-	return c.Conn.Write(p)
+	return c.write(p)
 }
 
 // Flush writes out a held write the ordinary way.
@@ -96,7 +108,7 @@ func (c *Conn) Flush() error {
 	if len(b) == 0 {
 		return nil
 	}
-	if _, err := c.Conn.Write(b); err != nil {
+	if _, err := c.write(b); err != nil {
 		c.sendFailed.Store(true)
 		return err
 	}
@@ -188,11 +200,12 @@ func (c *Conn) writeFD(fd uintptr, b []byte) error {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
-			_, err := c.Conn.Write(b)
+			_, err := c.write(b)
 			return err
 		case err != nil:
 			return c.opError("write", err)
 		}
+		c.sent.Add(uint64(n))
 		b = b[n:]
 	}
 	return nil

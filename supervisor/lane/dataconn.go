@@ -27,16 +27,28 @@ import (
 type dataConn struct {
 	*heldconn.Conn
 	closed atomic.Bool // a Read saw EOF or an error: the peer is gone
+	// answered says bytes of an answer came since the last write: the next
+	// write starts a new request, whose first byte is sent counts from mark.
+	answered atomic.Bool
+	mark     atomic.Uint64
 }
 
 func newDataConn(c net.Conn) *dataConn {
 	return &dataConn{Conn: heldconn.New(c)}
 }
 
-func (c *dataConn) Write(p []byte) (int, error) { return c.Hold(p) }
+func (c *dataConn) Write(p []byte) (int, error) {
+	if c.answered.Swap(false) {
+		c.mark.Store(c.Sent())
+	}
+	return c.Hold(p)
+}
 
 func (c *dataConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.answered.Store(true)
+	}
 	if err != nil {
 		c.closed.Store(true)
 	}
@@ -53,4 +65,13 @@ func (c *dataConn) String() string      { return c.Conn.Conn.LocalAddr().String(
 func NotSent(resp *fasthttp.Response) bool {
 	c, ok := resp.LocalAddr().(*dataConn)
 	return ok && c.SendFailed()
+}
+
+// Reached says a byte of the request behind resp, which failed with an
+// error, was taken by its worker's socket: the worker may have read it and
+// passed the request on, so a request that must not run twice cannot be
+// sent again. A request that never got a connection reached nothing.
+func Reached(resp *fasthttp.Response) bool {
+	c, ok := resp.LocalAddr().(*dataConn)
+	return ok && c.Sent() > c.mark.Load()
 }
