@@ -43,12 +43,9 @@ type fetchdSup struct {
 	lastErr  string
 }
 
-// fetchd backs off after a crash like a lane does, capped lower: a fetchd
-// that cannot start only costs theming.
-const (
-	fetchdBackoffMax = 10 * time.Second
-	fetchdHealth     = 5 * time.Second
-)
+// fetchd is supervised by proc.FetchdPolicy: the rules of lane workers,
+// with a back-off capped lower (a fetchd that cannot start only costs
+// theming).
 
 // themed says cfg's app uses a theme, which is what fetchd is for.
 func themed(cfg *config.Config) bool { return cfg.App.Theme != "" && cfg.Fetchd != nil }
@@ -104,14 +101,15 @@ func (f *fetchdSup) run(first chan struct{}) {
 	var once sync.Once
 	started := func() { once.Do(func() { close(first) }) }
 	defer started()
-	backoff, blocked := time.Duration(0), time.Duration(0)
+	loop := proc.CrashLoop{Policy: proc.FetchdPolicy}
+	blocked := time.Duration(0)
 	for f.ctx.Err() == nil {
 		// A cache_dir held by another lanesd's fetchd would make every
 		// fetchd of ours wait for the lock and exit: a crash loop. Probe
 		// the lock (no process) until the other lets go; soon at first, as
 		// the holder may be the fetchd of a lanesd that just died.
 		if err := fetchd.CheckCacheDir(f.dir); errors.Is(err, fetchd.ErrCacheInUse) {
-			blocked = min(max(2*blocked, 250*time.Millisecond), fetchdBackoffMax)
+			blocked = min(max(2*blocked, 250*time.Millisecond), loop.Policy.BackoffMax)
 			f.mu.Lock()
 			was := f.state
 			f.state, f.lastErr = "blocked", err.Error()
@@ -135,9 +133,11 @@ func (f *fetchdSup) run(first chan struct{}) {
 		f.mu.Unlock()
 		err := p.Start(f.ctx)
 		started()
+		backoff := time.Duration(0)
 		if err != nil {
 			f.setState("restarting", err.Error())
 			f.log.Error("fetchd failed to start", "error", err)
+			backoff = loop.Early(err.Error(), time.Now())
 		} else {
 			f.setState("ready", "")
 			f.log.Info("fetchd ready", "pid", p.PID())
@@ -148,14 +148,15 @@ func (f *fetchdSup) run(first chan struct{}) {
 			}
 			f.setState("restarting", p.ExitErr())
 			f.log.Warn("fetchd exited; restarting", "pid", p.PID(), "status", p.ExitErr())
-			if time.Since(up) > time.Minute {
-				backoff = 0
+			if time.Since(up) >= loop.Policy.StableAfter {
+				loop.Reset()
+			} else {
+				backoff = loop.Early(p.ExitErr(), time.Now())
 			}
 		}
 		f.mu.Lock()
 		f.restarts++
 		f.mu.Unlock()
-		backoff = min(max(2*backoff, 100*time.Millisecond), fetchdBackoffMax)
 		select {
 		case <-f.ctx.Done():
 			return
@@ -167,7 +168,7 @@ func (f *fetchdSup) run(first chan struct{}) {
 // watch returns when p has exited, or when the supervisor stops (after
 // stopping p). A fetchd that fails its health check is killed.
 func (f *fetchdSup) watch(p *proc.Process) {
-	t := time.NewTicker(fetchdHealth)
+	t := time.NewTicker(proc.FetchdPolicy.HealthInterval)
 	defer t.Stop()
 	for {
 		select {

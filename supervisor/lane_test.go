@@ -136,11 +136,12 @@ lane "default" {
 		pid := strings.TrimSuffix(strings.Fields(body)[3], ",")
 		pids[pid] = true
 		if i%3 == 2 {
-			// The replacement starts while the worker still serves; it
-			// leaves rotation once its replacement is ready.
+			// The replacement starts while the worker still serves; the
+			// worker stands by until its replacement has been ready for
+			// its probation, then leaves rotation.
 			waitFor(t, "the replacement in rotation", 5*time.Second, func() bool {
 				for _, w := range laneStatus(s, "default").Workers {
-					if w.State == "ready" && strconv.Itoa(w.PID) != pid {
+					if w.State == "ready" && !pids[strconv.Itoa(w.PID)] {
 						return true
 					}
 				}

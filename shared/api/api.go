@@ -60,6 +60,9 @@ type Lane struct {
 	Crashes        int            `json:"consecutive_crashes"`
 	BackoffMS      int64          `json:"backoff_ms"`
 	LastExit       string         `json:"last_exit,omitempty"`
+	// LastDrain says how the last drain (or rolling replacement) ended:
+	// "done: N replaced", or why it stopped with the old workers kept.
+	LastDrain string `json:"last_drain,omitempty"`
 }
 
 // Worker is one worker process of a lane.

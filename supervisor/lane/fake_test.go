@@ -3,6 +3,7 @@ package lane
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/lanes-dev/lanes/shared"
+	"github.com/lanes-dev/lanes/shared/api"
 	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/supervisor/proc"
 )
@@ -28,6 +30,7 @@ type fakeProc struct {
 	quits   atomic.Int32
 	stopped atomic.Int32
 	started chan struct{}
+	crashed atomic.Bool // it died by itself (exit status 2), not of a SIGKILL
 }
 
 func (f *fakeProc) Start(ctx context.Context) error {
@@ -46,10 +49,21 @@ func (f *fakeProc) end()                    { f.once.Do(func() { close(f.exited)
 func (f *fakeProc) PID() int                { return f.pid }
 func (f *fakeProc) Socket() string          { return "/nonexistent/fake.sock" }
 func (f *fakeProc) Exited() <-chan struct{} { return f.exited }
-func (f *fakeProc) ExitErr() string         { return "signal: killed" }
+func (f *fakeProc) ExitErr() string {
+	if f.crashed.Load() {
+		return "exit status 2"
+	}
+	return "signal: killed"
+}
 func (f *fakeProc) Signaled() (syscall.Signal, bool) {
+	if f.crashed.Load() {
+		return 0, false
+	}
 	return syscall.SIGKILL, true
 }
+
+// crash makes the process die by itself, as a panic or a segfault does.
+func (f *fakeProc) crash() { f.crashed.Store(true); f.end() }
 func (f *fakeProc) Health(context.Context) (shared.WorkerStats, error) {
 	return shared.WorkerStats{PID: f.pid, Goroutines: 7, Allocs: uint64(f.pid) * 10}, nil
 }
@@ -101,6 +115,7 @@ func fakeLane(t *testing.T, cfg config.Lane, delay time.Duration) (*Lane, *fakes
 		cfg.RequestTimeout = time.Second
 	}
 	l := New(cfg, Env{Log: hclog.NewNullLogger(), New: fs.new, Builtin: []string{"fake"}})
+	l.policy.Probation = 50 * time.Millisecond // fast drains; TestDrainProbation sets its own
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := l.Start(ctx); err != nil {
@@ -293,4 +308,131 @@ func TestHealthStatsInStatus(t *testing.T) {
 	if ws.Goroutines != 7 || ws.Allocs != uint64(ws.PID)*10 {
 		t.Errorf("after a health check: goroutines %d allocs %d; want 7 and %d", ws.Goroutines, ws.Allocs, ws.PID*10)
 	}
+}
+
+// serveOne runs one request through the lane to completion.
+func serveOne(t *testing.T, l *Lane) *Worker {
+	t.Helper()
+	w, err := l.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release(w, &Outcome{Result: Answered, Status: 200})
+	return w
+}
+
+func (fs *fakes) byPID(pid int) *fakeProc {
+	for _, p := range fs.all() {
+		if p.pid == pid {
+			return p
+		}
+	}
+	return nil
+}
+
+// Issue 15, HIGH 3: a request that crashes its worker, again and again,
+// beside ordinary traffic never backs the lane off and never empties it:
+// a worker that answered requests and then died is replaced at once.
+func TestCrashAfterServingIsReplacedAtOnce(t *testing.T) {
+	l, fs := fakeLane(t, config.Lane{MinWorkers: 2, MaxWorkers: 2}, 5*time.Millisecond)
+	for i := range 20 {
+		w := serveOne(t, l)
+		w2, err := l.Acquire() // the query of death
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs.byPID(w2.PID()).crash()
+		l.Release(w2, &Outcome{Result: Broken, Err: errors.New("EOF"), Status: 502})
+		waitUntil(t, "the crash handled", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return w2.state == Dead })
+		l.mu.Lock()
+		n, until := l.crash.Count(), l.crash.Until()
+		l.mu.Unlock()
+		if n != 0 || !until.IsZero() {
+			t.Fatalf("crash %d (worker %d had served %d): consecutive crashes %d, back-off until %v; want none", i+1, w.PID(), w.served, n, until)
+		}
+		waitUntil(t, "two ready workers again", func() bool { return l.count(Ready) == 2 })
+	}
+	if st := l.Status(); st.CrashLoop || st.State == "crash_loop" || st.BackoffMS != 0 {
+		t.Errorf("after 20 crashes of workers that served: %+v", st)
+	}
+}
+
+// Workers that die before answering anything, again and again, are a
+// crash loop: back-off, and the lane shows it.
+func TestCrashBeforeServingBacksOff(t *testing.T) {
+	l, fs := fakeLane(t, config.Lane{MinWorkers: 1, MaxWorkers: 1}, time.Millisecond)
+	for i := range 3 {
+		waitUntil(t, "a ready worker", func() bool { return l.count(Ready) == 1 })
+		l.mu.Lock()
+		w := l.pickLocked()
+		l.mu.Unlock()
+		fs.byPID(w.PID()).crash()
+		waitUntil(t, "the crash counted", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.crash.Count() == i+1 })
+	}
+	st := l.Status()
+	if !st.CrashLoop || st.BackoffMS <= 0 {
+		t.Errorf("3 workers died young without serving: crash_loop %v backoff %d ms; want a crash loop with back-off", st.CrashLoop, st.BackoffMS)
+	}
+}
+
+// Issue 15, MEDIUM: a rollout onto workers that die just after they start
+// keeps the old worker in rotation (it is retired only after its
+// replacement's probation), stops, and says so; the lane never has fewer
+// ready workers than before.
+func TestDrainProbation(t *testing.T) {
+	l, fs := fakeLane(t, config.Lane{MinWorkers: 1, MaxWorkers: 1}, time.Millisecond)
+	l.mu.Lock()
+	l.policy.Probation = 300 * time.Millisecond
+	l.mu.Unlock()
+	old := fs.all()[0]
+	if _, err := l.Drain("test"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range drainGiveUp {
+		var repl *fakeProc
+		waitUntil(t, "a replacement ready", func() bool {
+			ps := fs.all()
+			repl = ps[len(ps)-1]
+			return repl != old && l.count(Ready) == 2
+		})
+		serveOne(t, l) // it may even serve first
+		repl.crash()
+		waitUntil(t, "the replacement's death handled", func() bool {
+			for _, w := range l.Status().Workers {
+				if w.PID == repl.pid {
+					return false
+				}
+			}
+			return true
+		})
+		if got := l.Status(); !workerReady(got.Workers, old.pid) {
+			t.Fatalf("replacement %d died within its probation and the old worker left rotation: %+v", i+1, got.Workers)
+		}
+	}
+	waitUntil(t, "the drain to stop", func() bool { return !l.Draining() })
+	st := l.Status()
+	if !workerReady(st.Workers, old.pid) || old.stopped.Load() != 0 || old.kills.Load() != 0 {
+		t.Errorf("the old worker was not kept: %+v stops %d kills %d", st.Workers, old.stopped.Load(), old.kills.Load())
+	}
+	if !strings.Contains(st.LastDrain, "stopped") || !strings.Contains(st.LastDrain, "1 old workers kept") {
+		t.Errorf("last_drain %q: want it to say the drain stopped and kept the old worker", st.LastDrain)
+	}
+
+	// A replacement that lives through its probation takes over.
+	if _, err := l.Drain("test"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the drain done", func() bool { return !l.Draining() && !workerReady(l.Status().Workers, old.pid) })
+	if st := l.Status(); !strings.HasPrefix(st.LastDrain, "done") || l.count(Ready) != 1 {
+		t.Errorf("second drain: last_drain %q, %d ready", st.LastDrain, l.count(Ready))
+	}
+}
+
+func workerReady(ws []api.Worker, pid int) bool {
+	for _, w := range ws {
+		if w.PID == pid && w.State == "ready" {
+			return true
+		}
+	}
+	return false
 }

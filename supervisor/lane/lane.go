@@ -41,17 +41,16 @@ var (
 	ErrStopped      = errors.New("lanes: lane stopped")
 )
 
-// Crash-loop policy: a worker that dies unexpectedly within stableAfter of
-// becoming ready counts as a crash; the first crash is replaced at once,
-// later ones after backoffBase·2^(n-2), at most backoffMax.
+// The supervision policy of workers (health interval, stable-after,
+// probation of replacements, crash-loop back-off) is proc.WorkerPolicy,
+// shared with fetchd. A worker counts toward a crash loop only when it
+// dies before it answered any request and within StableAfter of its
+// start: one that served and then died (a request that crashes it, the
+// OOM killer) is replaced at once, so requests that crash workers can
+// never empty a lane.
 const (
-	stableAfter    = 10 * time.Second
-	backoffBase    = 100 * time.Millisecond
-	backoffMax     = 30 * time.Second
-	crashLoopAt    = 3
-	healthInterval = 5 * time.Second
-	retireTimeout  = 10 * time.Second
-	exitGrace      = time.Second // for a worker that failed a check to be reaped
+	retireTimeout = 10 * time.Second
+	exitGrace     = time.Second // for a worker that failed a check to be reaped
 	// The two-phase kill of a hung worker: SIGQUIT, at most quitGrace for
 	// its stacks, then SIGKILL; at most stackMax bytes of them are logged.
 	quitGrace = 200 * time.Millisecond
@@ -93,10 +92,10 @@ type Lane struct {
 	queue     []*waiter
 	seq       int
 	inflight  int
-	crashes   int       // consecutive
-	lastCrash time.Time // when crashes last grew
-	backoff   time.Time
+	policy    proc.Policy
+	crash     proc.CrashLoop
 	lastExit  string
+	lastDrain string // how the last drain ended
 	lastErr   string
 	started   bool // Start has spawned the first workers
 	stopping  bool
@@ -116,7 +115,9 @@ func New(cfg config.Lane, env Env) *Lane {
 		name:    cfg.Name,
 		log:     env.Log.Named("lane").With("lane", cfg.Name),
 		changed: make(chan struct{}),
+		policy:  proc.WorkerPolicy,
 	}
+	l.crash.Policy = l.policy
 	l.setConfigLocked(cfg, env)
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
@@ -262,7 +263,7 @@ func (l *Lane) run(w *Worker, conc int) {
 		if !deliberate {
 			l.crashLocked(err.Error())
 			l.lastErr = err.Error()
-			l.log.Error("worker failed to start", "error", err, "consecutive", l.crashes)
+			l.log.Error("worker failed to start", "error", err, "consecutive", l.crash.Count())
 			l.reconcileLocked()
 		}
 		l.notifyLocked()
@@ -281,12 +282,10 @@ func (l *Lane) run(w *Worker, conc int) {
 		w.idleSince = w.ready
 		l.lastErr = ""
 		l.log.Debug("worker ready", "pid", w.pid, "start", w.ready.Sub(w.started))
-		if r := w.replaces; r != nil {
-			w.replaces = nil
-			r.replacement = nil
-			if r.state == Ready {
-				l.retireLocked(r, r.why)
-			}
+		if w.replaces != nil {
+			// The old worker leaves rotation only once its replacement
+			// has stayed up for its probation.
+			l.goCounted(func() { l.probation(w) })
 		}
 		l.feedLocked(w)
 		l.notifyLocked()
@@ -302,16 +301,16 @@ func (l *Lane) run(w *Worker, conc int) {
 	if prev == Ready || prev == Starting {
 		up := time.Since(w.ready)
 		l.log.Warn("worker exited", "pid", w.pid, "status", w.proc.ExitErr(), "uptime", up.Round(time.Millisecond), "inflight", w.inflight, "served", w.served)
-		// A SIGKILL lanes did not send (the OOM killer, an operator) of a
-		// worker that was serving says nothing about the next worker:
-		// it is replaced at once, not backed off like a worker that dies
-		// by itself. One killed before it served anything may be a loop.
+		// A worker that answered requests proved the program works: its
+		// death (a request that crashes it, the OOM killer, an operator's
+		// kill) says nothing about the next one, which starts at once.
+		// One that dies young without answering anything may be a loop.
 		sig, signaled := w.proc.Signaled()
 		killed := signaled && sig == syscall.SIGKILL && w.served > 0
-		if up < stableAfter && !killed {
+		if up < l.policy.StableAfter && w.answered == 0 && !killed {
 			l.crashLocked(w.proc.ExitErr())
 		} else {
-			l.crashes = 0
+			l.crash.Reset()
 			l.lastExit = w.proc.ExitErr()
 		}
 	}
@@ -330,21 +329,33 @@ func (l *Lane) run(w *Worker, conc int) {
 	l.mu.Unlock()
 }
 
-// crashLocked records an unexpected end and sets the backoff.
+// crashLocked records an early death toward a crash loop and sets the
+// back-off.
 func (l *Lane) crashLocked(why string) {
-	l.crashes++
-	l.lastCrash = time.Now()
 	l.lastExit = why
-	if l.crashes < 2 {
+	d := l.crash.Early(why, time.Now())
+	if l.crash.Count() == l.policy.LoopAt {
+		l.log.Error("worker crash loop; backing off", "crashes", l.crash.Count(), "backoff", d, "last", why)
+	}
+}
+
+// probation retires the worker w replaces once w has stayed up for the
+// policy's probation; if w dies first, the old worker stays in rotation
+// (its exit clears the link) and the drain that started w sees it.
+func (l *Lane) probation(w *Worker) {
+	if !l.sleep(l.policy.Probation) {
 		return
 	}
-	d := backoffBase << (l.crashes - 2)
-	if d > backoffMax || d <= 0 {
-		d = backoffMax
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := w.replaces
+	if r == nil || w.state != Ready || r.replacement != w {
+		return
 	}
-	l.backoff = time.Now().Add(d)
-	if l.crashes == crashLoopAt {
-		l.log.Error("worker crash loop; backing off", "crashes", l.crashes, "backoff", d, "last", why)
+	w.replaces = nil
+	r.replacement = nil
+	if r.state == Ready {
+		l.retireLocked(r, r.why)
 	}
 }
 
@@ -364,7 +375,7 @@ func (l *Lane) reconcileLocked() {
 	if need <= 0 {
 		return
 	}
-	if wait := time.Until(l.backoff); wait > 0 {
+	if wait := time.Until(l.crash.Until()); wait > 0 {
 		if l.retry == nil {
 			l.retry = time.AfterFunc(wait, func() {
 				l.mu.Lock()
@@ -415,11 +426,20 @@ func (l *Lane) freeLocked(w *Worker) bool {
 	return w.state == Ready && !w.suspect && w.inflight < w.conc
 }
 
-// pickLocked returns the least-loaded ready worker with a free slot.
+// pickLocked returns the least-loaded ready worker with a free slot. A
+// worker whose replacement is ready and on probation is standby: it takes
+// a request only when no other worker can, so the replacement gets the
+// traffic that proves it.
 func (l *Lane) pickLocked() *Worker {
-	var best *Worker
+	var best, standby *Worker
 	for _, w := range l.workers {
 		if !l.freeLocked(w) {
+			continue
+		}
+		if r := w.replacement; r != nil && r.state == Ready {
+			if standby == nil || w.inflight < standby.inflight {
+				standby = w
+			}
 			continue
 		}
 		if best == nil || w.inflight < best.inflight {
@@ -428,6 +448,9 @@ func (l *Lane) pickLocked() *Worker {
 				break
 			}
 		}
+	}
+	if best == nil {
+		return standby
 	}
 	return best
 }
@@ -571,6 +594,9 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 	if o.Result != Undelivered || !o.Retry {
 		w.served++
 	}
+	if o.Result == Answered || o.Result == ClientGone {
+		w.answered++
+	}
 	if w.inflight == 0 {
 		w.idleSince = time.Now()
 	}
@@ -687,7 +713,7 @@ func (l *Lane) retire(w *Worker) {
 // control plane is wedged, so its data plane cannot be trusted), one above
 // max_rss is replaced.
 func (l *Lane) healthLoop() {
-	t := time.NewTicker(healthInterval)
+	t := time.NewTicker(l.policy.HealthInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -734,8 +760,7 @@ func (l *Lane) check(w *Worker) {
 		}
 		// A worker started after the last crash and stable since ends a
 		// crash loop (a stable sibling from before says nothing).
-		if l.crashes > 0 && w.ready.After(l.lastCrash) && time.Since(w.ready) >= stableAfter {
-			l.crashes = 0
+		if l.crash.ResetIfStable(w.ready, time.Now()) {
 			l.notifyLocked()
 		}
 	}

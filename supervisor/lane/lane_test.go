@@ -21,9 +21,9 @@ func TestCrashBackoff(t *testing.T) {
 	for i, w := range want {
 		before := time.Now()
 		l.crashLocked("exit status 2")
-		got := l.backoff.Sub(before)
+		got := l.crash.Until().Sub(before)
 		if w == 0 {
-			if !l.backoff.IsZero() {
+			if !l.crash.Until().IsZero() {
 				t.Errorf("crash %d: backoff %v, want none", i+1, got)
 			}
 			continue
@@ -38,8 +38,8 @@ func TestCrashBackoff(t *testing.T) {
 	for range 30 {
 		l.crashLocked("x")
 	}
-	if got := time.Until(l.backoff); got > backoffMax || got < backoffMax-time.Second {
-		t.Errorf("after many crashes backoff is %v, want the cap %v", got, backoffMax)
+	if got := time.Until(l.crash.Until()); got > l.policy.BackoffMax || got < l.policy.BackoffMax-time.Second {
+		t.Errorf("after many crashes backoff is %v, want the cap %v", got, l.policy.BackoffMax)
 	}
 }
 

@@ -162,21 +162,36 @@ func (l *Lane) Drain(why string) (api.DrainResult, error) {
 	return api.DrainResult{Lane: l.name, Workers: len(old), Started: true}, nil
 }
 
-// drain replaces old one by one. A replacement that fails to start is tried
-// again after the lane's crash back-off; crashLoopAt failed replacements end
-// the drain, keeping the old workers in rotation. Only this drain's own
-// failures count: a lane whose last drain gave up (a broken worker binary)
-// must drain again once the binary is fixed, although its crash count,
-// which only a stable new worker resets, is still high.
+// drainGiveUp is how many replacements may fail (to start, or by dying
+// within their probation) before a drain stops, keeping the old workers.
+const drainGiveUp = 2
+
+// drain replaces old one by one. An old worker leaves rotation only once
+// its replacement has stayed up for the policy's probation. A replacement
+// that fails to start or dies within its probation is tried again after
+// the lane's crash back-off; drainGiveUp of them end the drain, keeping
+// the remaining old workers in rotation, and the lane's last_drain says
+// so. Only this drain's own failures count: a lane whose last drain gave
+// up (a broken worker binary) must drain again once the binary is fixed,
+// although its crash count, which only a stable new worker resets, is
+// still high.
 func (l *Lane) drain(old []*Worker, why string) {
+	replaced, fails := 0, 0
+	stopped := ""
 	defer func() {
 		l.mu.Lock()
 		l.draining--
+		if stopped == "" {
+			l.lastDrain = fmt.Sprintf("done (%s): %d of %d workers replaced", why, replaced, len(old))
+		} else {
+			l.lastDrain = stopped
+		}
 		l.notifyLocked()
 		l.mu.Unlock()
-		l.log.Info("drain done", "reason", why)
+		if stopped == "" {
+			l.log.Info("drain done", "reason", why, "replaced", replaced)
+		}
 	}()
-	fails := 0
 	for _, w := range old {
 		var started *Worker // the replacement this drain started for w
 		for {
@@ -192,19 +207,30 @@ func (l *Lane) drain(old []*Worker, why string) {
 				continue
 			}
 			if w.state != Ready {
+				if started != nil && w.state == Retiring {
+					replaced++
+				}
 				l.mu.Unlock()
-				break // gone or already out of rotation
+				break // replaced, gone, or already out of rotation
 			}
 			if w.replacement == nil {
-				if started != nil { // it died before it was ready
+				if started != nil { // it died before its probation ended
 					started = nil
-					if fails++; fails >= crashLoopAt {
-						l.log.Error("drain stopped: replacement workers crash while starting", "failures", fails, "last", l.lastExit)
+					if fails++; fails >= drainGiveUp {
+						kept := 0
+						for _, o := range old {
+							if o.state == Ready {
+								kept++
+							}
+						}
+						stopped = fmt.Sprintf("stopped (%s): %d replacement workers failed to start or died within %s; %d old workers kept; last: %s",
+							why, fails, l.policy.Probation, kept, l.lastExit)
+						l.log.Error("drain stopped: replacement workers fail; the old workers keep serving", "reason", why, "failures", fails, "kept", kept, "last", l.lastExit)
 						l.mu.Unlock()
 						return
 					}
 				}
-				if wait := time.Until(l.backoff); wait > 0 {
+				if wait := time.Until(l.crash.Until()); wait > 0 {
 					l.mu.Unlock()
 					if !l.sleep(wait) {
 						return

@@ -63,9 +63,10 @@ func (l *Lane) Status() api.Lane {
 		Queued:         len(l.queue),
 		Inflight:       l.inflight,
 		Draining:       l.draining > 0,
-		CrashLoop:      l.crashes >= crashLoopAt,
-		Crashes:        l.crashes,
+		CrashLoop:      l.crash.Looping(),
+		Crashes:        l.crash.Count(),
 		LastExit:       l.lastExit,
+		LastDrain:      l.lastDrain,
 	}
 	switch {
 	case l.stopping:
@@ -75,7 +76,7 @@ func (l *Lane) Status() api.Lane {
 	case st.Draining:
 		st.State = "draining"
 	}
-	if b := l.backoff.Sub(now); b > 0 {
+	if b := l.crash.Until().Sub(now); b > 0 {
 		st.BackoffMS = b.Milliseconds()
 	}
 	for _, s := range states[:len(states)-1] {

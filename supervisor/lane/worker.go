@@ -87,6 +87,7 @@ type Worker struct {
 	ready       time.Time
 	inflight    int
 	served      uint64
+	answered    uint64 // requests it answered whole: proof that the program works
 	maxServed   uint64 // recycle after this many requests (0: never)
 	rss         int64
 	goroutines  int       // as of the last health check
