@@ -180,11 +180,19 @@ type load struct {
 	mu     sync.Mutex
 	failed []string
 	lanes  map[string]int // X-Lane of the answers (with debug_headers)
+	// check, if set, judges each 2xx answer: "" if right, else why not.
+	check func(path string, r result) string
 }
 
 // startLoad starts n goroutines GETting paths[i%len(paths)] from l.
 func (l *lanesd) startLoad(n int, paths ...string) *load {
-	ld := &load{stop: make(chan struct{}), lanes: map[string]int{}}
+	return l.startCheckedLoad(n, nil, paths...)
+}
+
+// startCheckedLoad is startLoad that also fails every answer check finds
+// wrong.
+func (l *lanesd) startCheckedLoad(n int, check func(path string, r result) string, paths ...string) *load {
+	ld := &load{stop: make(chan struct{}), lanes: map[string]int{}, check: check}
 	c := newClient(30 * time.Second)
 	for i := range n {
 		path := paths[i%len(paths)]
@@ -202,6 +210,8 @@ func (l *lanesd) startLoad(n int, paths ...string) *load {
 				ld.mu.Lock()
 				if r.err != nil || r.status < 200 || r.status > 299 {
 					ld.failed = append(ld.failed, "GET "+path+": "+r.String())
+				} else if why := ld.checkAnswer(path, r); why != "" {
+					ld.failed = append(ld.failed, "GET "+path+": "+why)
 				} else if lane := r.header.Get("X-Lane"); lane != "" {
 					ld.lanes[lane]++
 				}
@@ -210,6 +220,13 @@ func (l *lanesd) startLoad(n int, paths ...string) *load {
 		}()
 	}
 	return ld
+}
+
+func (ld *load) checkAnswer(path string, r result) string {
+	if ld.check == nil {
+		return ""
+	}
+	return ld.check(path, r)
 }
 
 // sentSoFar is how many requests have been answered so far.

@@ -128,6 +128,94 @@ func TestControlReload(t *testing.T) {
 	ld.finish(t, 100)
 }
 
+// laneLanes is a config of lanes that each answer /demo/lane/NAME: a
+// lane's block is laneBlock with its name.
+const laneLanes = `
+debug_headers = true
+app {
+  demo = true
+}
+%s
+`
+
+const laneBlock = `
+lane %q {
+  min_workers = %d
+  max_workers = %[2]d
+  map         = ["GET /demo/lane/%[1]s"]
+}
+`
+
+// laneConfig is laneLanes with the named lanes in that order; default has
+// two workers, the others one.
+func laneConfig(names ...string) string {
+	var b strings.Builder
+	for _, n := range names {
+		workers := 1
+		if n == "default" {
+			workers = 2
+		}
+		fmt.Fprintf(&b, laneBlock, n, workers)
+	}
+	return fmt.Sprintf(laneLanes, b.String())
+}
+
+// TestControlReloadRemovesAndReorders: under load, reloads that remove a
+// lane and then reorder the lanes, again and again, misroute no request:
+// the worker that answers (/demo/lane names its own lane) is of the lane
+// the old or the new config maps the path to — never one a stale index
+// picks — and the front's X-Lane says the same.
+func TestControlReloadRemovesAndReorders(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, laneConfig("default", "a", "b", "c"))
+	oldA := l.workerPIDs(t, "a")
+	ok := map[string][]string{ // path → the lanes it may run in
+		"/demo/lane/a?ms=5": {"a", "default"}, // a is removed
+		"/demo/lane/b?ms=5": {"b"},
+		"/demo/lane/c?ms=5": {"c"},
+		"/demo/lane/x?ms=5": {"default"},
+	}
+	check := func(path string, r result) string {
+		lane, found := strings.CutPrefix(strings.TrimSpace(string(r.body)), "lane ")
+		switch {
+		case !found:
+			return fmt.Sprintf("answer %q does not name a lane", r.body)
+		case !slices.Contains(ok[path], lane):
+			return fmt.Sprintf("ran in lane %q, want one of %q", lane, ok[path])
+		case r.header.Get("X-Lane") != lane:
+			return fmt.Sprintf("the worker of lane %q answered, but X-Lane says %q", lane, r.header.Get("X-Lane"))
+		}
+		return ""
+	}
+	var paths []string
+	for p := range ok {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	ld := l.startCheckedLoad(8, check, paths...)
+	waitFor(t, "load to run", 5*time.Second, func() bool { return ld.sentSoFar() > 40 })
+
+	// Removal: a's requests go to default, its worker stops.
+	l.writeConfig(t, laneConfig("default", "b", "c"))
+	if a := decodeReload(t, l.mustAdmin(t, http.MethodPost, "/api/reload", nil)); !slices.Contains(a.Changed, "lane a: removed; draining") {
+		t.Errorf("reload removing lane a: %q", a.Changed)
+	}
+	for _, pid := range oldA {
+		waitFor(t, "the removed lane's worker to exit", 15*time.Second, func() bool { return !alive(pid) })
+	}
+
+	// Reorders: every lane's index changes, back and forth, under load.
+	for i, order := range [][]string{{"c", "default", "b"}, {"b", "c", "default"}, {"default", "b", "c"}, {"c", "b", "default"}} {
+		sent := ld.sentSoFar()
+		l.writeConfig(t, laneConfig(order...))
+		l.mustAdmin(t, http.MethodPost, "/api/reload", nil)
+		waitFor(t, fmt.Sprintf("load after reorder %d", i), 5*time.Second, func() bool { return ld.sentSoFar() > sent+20 })
+	}
+	l.wantLane(t, "/demo/lane/a", "default")
+	l.wantLane(t, "/demo/lane/c", "c")
+	ld.finish(t, 200)
+}
+
 // TestControlReloadRefused: a config with errors, or one that changes
 // what cannot change while lanesd runs, is refused whole — by SIGHUP (the
 // log has the FILE:LINE,COL diagnostic), POST /api/reload (4xx with the

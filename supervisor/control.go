@@ -21,13 +21,15 @@ import (
 // accounted for outside its lane — the access log, the metrics, and the
 // auto_map trace.
 func (s *Supervisor) trace(l *lane.Lane, o *lane.Outcome) {
-	st := s.state.Load()
+	s.retiring.ended(l)
 	if o.Retry {
 		return // the retry is the request; this attempt only fed the lane
 	}
+	st := s.state.Load()
 	s.metrics.observe(l, o)
 	if ref, ok := o.Mapping.(mapping.Ref); ok && o.Result != lane.Refused {
-		st.maps.Observe(ref, st.index(l), o.Method, o.Path, o.Filter+o.Run, o.Result == lane.HardTimeout)
+		// By name: a reload since the match may have moved or removed l.
+		st.tbl.Observe(ref, l.Name(), o.Method, o.Path, o.Filter+o.Run, o.Result == lane.HardTimeout)
 	}
 	if st.access != nil {
 		st.access.log(l, o)
@@ -35,12 +37,12 @@ func (s *Supervisor) trace(l *lane.Lane, o *lane.Outcome) {
 }
 
 // Mappings lists every mapping: static, runtime and learned.
-func (s *Supervisor) Mappings() []api.Mapping { return s.state.Load().maps.List() }
+func (s *Supervisor) Mappings() []api.Mapping { return s.maps.List() }
 
 // Map adds a runtime mapping; it wins over a static one for the same
 // pattern.
 func (s *Supervisor) Map(r api.MapRequest) (api.Mapping, error) {
-	m, err := s.state.Load().maps.Add(r.Lane, r.Method, r.Pattern)
+	m, err := s.maps.Add(r.Lane, r.Method, r.Pattern)
 	if err == nil {
 		s.log.Info("mapped", "lane", m.Lane, "method", m.Method, "pattern", m.Pattern)
 	}
@@ -49,7 +51,7 @@ func (s *Supervisor) Map(r api.MapRequest) (api.Mapping, error) {
 
 // Unmap removes a runtime or learned mapping.
 func (s *Supervisor) Unmap(r api.UnmapRequest) error {
-	err := s.state.Load().maps.Remove(r.Method, r.Pattern)
+	err := s.maps.Remove(r.Method, r.Pattern)
 	if err == nil {
 		s.log.Info("unmapped", "method", r.Method, "pattern", r.Pattern)
 	}
@@ -147,14 +149,8 @@ func (s *Supervisor) Reload() (res api.ReloadResult, err error) {
 		return api.ReloadResult{}, api.Conflict("reload refused, running config unchanged: %s cannot change while lanesd runs; restart it to apply", strings.Join(why, ", "))
 	}
 
-	have := make(map[string]*lane.Lane, len(old.lanes))
-	for _, l := range old.lanes {
-		have[l.Name()] = l
-	}
-	st, made, err := s.newState(cfg, have)
-	if err != nil {
-		return api.ReloadResult{}, api.BadRequest("%v", err)
-	}
+	have := old.byName()
+	byName, made := s.lanesOf(cfg, have)
 	// New lanes start before anything changes: one that cannot start
 	// refuses the reload.
 	if err := startAll(context.Background(), made); err != nil {
@@ -164,12 +160,16 @@ func (s *Supervisor) Reload() (res api.ReloadResult, err error) {
 	for _, l := range made {
 		changes = append(changes, "lane "+l.Name()+": added")
 	}
-	mchanges, err := s.maps.Reconfigure(mappingConfig(cfg))
+	// The one swap: the new config, its lanes and the table compiled for
+	// them, stored while the mappings are locked, so that no runtime or
+	// learned change publishes a table between the table and the lanes.
+	mchanges, err := s.maps.Reconfigure(mappingConfig(cfg), func(tbl *mapping.Table) {
+		s.state.Store(newState(cfg, s.access, byName, tbl))
+	})
 	if err != nil {
 		stopAll(context.Background(), made, true)
 		return api.ReloadResult{}, api.Errorf(http.StatusUnprocessableEntity, "reload refused, running config unchanged: %v", err)
 	}
-	s.state.Store(st)
 	changes = append(changes, mchanges...)
 	env := s.laneEnv(cfg)
 	for _, lc := range cfg.Lanes {
@@ -178,9 +178,9 @@ func (s *Supervisor) Reload() (res api.ReloadResult, err error) {
 		}
 	}
 	for _, l := range old.lanes {
-		if !slices.Contains(st.lanes, l) {
+		if byName[l.Name()] != l {
 			changes = append(changes, "lane "+l.Name()+": removed; draining")
-			go s.retireLane(l)
+			s.retiring.add(l)
 		}
 	}
 	if old.cfg.Log.AccessLog != cfg.Log.AccessLog {
@@ -200,23 +200,6 @@ func (s *Supervisor) Reload() (res api.ReloadResult, err error) {
 		changes = []string{}
 	}
 	return api.ReloadResult{Config: file, Changed: changes}, nil
-}
-
-// retireLane stops a lane a reload removed once the requests routed to it
-// before the new routes took over have ended (bounded by its
-// request_timeout): its workers finish what they run.
-func (s *Supervisor) retireLane(l *lane.Lane) {
-	limit := l.RequestTimeout() + l.Config().QueueTimeout
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	for ctx.Err() == nil {
-		if st := l.Status(); st.Queued == 0 && st.Inflight == 0 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	l.Stop(ctx, false)
-	s.log.Info("lane stopped", "lane", l.Name())
 }
 
 // themeValues is themes without their source positions, which move when

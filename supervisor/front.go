@@ -23,7 +23,7 @@ import (
 // enforces MaxBodySize on the streamed body (413) — before any 100
 // Continue when the length is announced.
 func (s *Supervisor) newFront() *fasthttp.Server {
-	f := s.cfg.Front
+	f := s.state.Load().cfg.Front // fixed while lanesd runs (fixedChanges)
 	s.bufs = newFrontBuffers(f)
 	return &fasthttp.Server{
 		Handler:      s.serve,
@@ -136,8 +136,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	}
 
 	st := s.state.Load()
-	li, ref := st.match(ctx.Method(), ctx.Path())
-	l := st.lanes[li]
+	l, ref := st.match(ctx.Method(), ctx.Path())
 	o := outcomes.Get().(*lane.Outcome) // it would escape: Release takes it
 	*o = lane.Outcome{Method: ctx.Method(), Path: ctx.Path(), Mapping: ref}
 	defer outcomes.Put(o)
@@ -275,7 +274,7 @@ var outcomes = sync.Pool{New: func() any { return new(lane.Outcome) }}
 // retryable says a request of this method may be sent again to another
 // worker after its worker died without answering.
 func (s *Supervisor) retryable(method []byte) bool {
-	return s.cfg.Front.RetryMethods.HasBytes(method)
+	return s.state.Load().cfg.Front.RetryMethods.HasBytes(method)
 }
 
 // smallBody is the largest response the front reads whole from the worker

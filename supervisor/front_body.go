@@ -31,7 +31,7 @@ func (s *Supervisor) readBody(req *fasthttp.Request, rb *reqBody) *refusal {
 	if !req.IsBodyStream() {
 		return nil
 	}
-	max := int64(s.cfg.Front.MaxBodySize)
+	max := int64(s.state.Load().cfg.Front.MaxBodySize)
 	if int64(req.Header.ContentLength()) > max {
 		return refuseBodyLarge
 	}

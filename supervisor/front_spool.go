@@ -149,7 +149,7 @@ func (sp *spool) put(p []byte) error {
 			sp.cond.Broadcast()
 			return nil
 		}
-		if sp.flen+int64(len(p)) <= sp.s.cfg.Front.MaxTempFile {
+		if sp.flen+int64(len(p)) <= sp.s.state.Load().cfg.Front.MaxTempFile {
 			break
 		}
 		sp.cond.Wait() // full: wait for the client to take it all

@@ -158,8 +158,8 @@ func (collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.s.state.Load()
-	if st == nil {
-		return
+	if st.tbl == nil {
+		return // not started
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
@@ -192,7 +192,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descDraining, b2f(ls.Draining), n)
 		gauge(descCrashLoop, b2f(ls.CrashLoop), n)
 	}
-	learned, forgotten, evicted, entries := st.maps.Counters()
+	learned, forgotten, evicted, entries := c.s.maps.Counters()
 	gauge(descAutoMap, float64(entries))
 	counter(descLearned, learned)
 	counter(descForgotten, forgotten)

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,7 +55,6 @@ type Options struct {
 
 // Supervisor is one running lanes front.
 type Supervisor struct {
-	cfg     *config.Config // the config Run started with; reloads replace state.cfg
 	opt     Options
 	log     hclog.Logger
 	warn    *logging.Limiter // for warnings a flood of requests can repeat: rate-limited
@@ -63,9 +63,10 @@ type Supervisor struct {
 	runDir  string
 	started time.Time
 
-	state    atomic.Pointer[state]
-	fetchd   *fetchdSup   // nil when no theme is used
-	maps     *mapping.Set // static, runtime and learned mappings; outlives reloads
+	state    atomic.Pointer[state] // the one copy of the config, with what goes with it
+	fetchd   *fetchdSup            // nil when no theme is used
+	maps     *mapping.Set          // static, runtime and learned mappings; outlives reloads
+	retiring retiring              // lanes reloads removed, until they have stopped
 	metrics  *metrics
 	reloadMu sync.Mutex // one reload, resize or drain of the lane set at a time
 	lastLoad atomic.Pointer[api.ReloadLog]
@@ -85,36 +86,58 @@ type Supervisor struct {
 	abortOnce sync.Once
 }
 
-// state is what a request needs, swapped as one piece: a reload builds a
-// new one and stores it, so a request sees the old config or the new one,
-// never half of each. The mappings live in their own atomically swapped
-// table (package mapping), whose lane indices follow cfg.Lanes like lanes.
+// state is what a request needs — the config, its lanes, the routing
+// table — swapped as one piece: a reload, or a change of mappings, builds a
+// new one and stores it once, so a request sees the old state or the new
+// one, never half of each. The table's lane indices refer to lanes of the
+// same state, and to nothing else. Before Run has started the lanes, the
+// state holds the config alone.
 type state struct {
 	cfg    *config.Config
-	access *accessLog // nil when access_log = false
-	lanes  []*lane.Lane
-	maps   *mapping.Set
-	def    int // index of the default lane
+	access *accessLog     // nil when access_log = false
+	lanes  []*lane.Lane   // in tbl's lane order
+	tbl    *mapping.Table // compiled for lanes
 }
 
-// match returns the index of the request's lane and the mapping that sent
-// it there.
-func (st *state) match(method, path []byte) (int, mapping.Ref) {
-	i, ref := st.maps.Match(method, path)
-	if i >= len(st.lanes) { // a reload between the two swaps
-		i = st.def
+// newState is the state of cfg with tbl, whose lanes are taken from
+// byName.
+func newState(cfg *config.Config, access *accessLog, byName map[string]*lane.Lane, tbl *mapping.Table) *state {
+	st := &state{cfg: cfg, tbl: tbl}
+	if cfg.Log.AccessLog {
+		st.access = access
 	}
-	return i, ref
+	for _, name := range tbl.Lanes() {
+		st.lanes = append(st.lanes, byName[name])
+	}
+	return st
 }
 
-// index returns l's index in st.lanes, or -1.
-func (st *state) index(l *lane.Lane) int {
-	for i, x := range st.lanes {
-		if x == l {
-			return i
-		}
+// match returns the request's lane and the mapping that sent it there.
+func (st *state) match(method, path []byte) (*lane.Lane, mapping.Ref) {
+	i, ref := st.tbl.Match(method, path)
+	return st.lanes[i], ref
+}
+
+// byName is st's lanes by name.
+func (st *state) byName() map[string]*lane.Lane {
+	m := make(map[string]*lane.Lane, len(st.lanes))
+	for _, l := range st.lanes {
+		m[l.Name()] = l
 	}
-	return -1
+	return m
+}
+
+// publish stores a table compiled by a runtime or learned change of
+// mappings with the lanes and config it was compiled for: the current
+// ones. The Set calls it with its lock held, and a reload stores its state
+// under the same lock (mapping.Set.Reconfigure), so neither can overwrite
+// the other's newer state.
+func (s *Supervisor) publish(tbl *mapping.Table) {
+	st := s.state.Load()
+	if st.tbl == nil {
+		return // not started: Run builds the first state from the latest table
+	}
+	s.state.Store(newState(st.cfg, s.access, st.byName(), tbl))
 }
 
 // mappingConfig is cfg's mappings as package mapping takes them.
@@ -146,12 +169,13 @@ func New(cfg *config.Config, opt Options) (*Supervisor, error) {
 		return nil, errors.New("supervisor: no built-in worker command")
 	}
 	s := &Supervisor{
-		cfg:   cfg,
 		opt:   opt,
 		log:   opt.Log,
 		ready: make(chan struct{}),
 		abort: make(chan struct{}),
 	}
+	s.state.Store(&state{cfg: cfg})
+	s.retiring.init(s.log)
 	s.warn = logging.NewLimiter(s.log, time.Second)
 	s.metrics = newMetrics(s)
 	if opt.LogOutput == nil {
@@ -175,6 +199,7 @@ func (s *Supervisor) Abort() { s.abortOnce.Do(func() { close(s.abort) }) }
 // stops accepting, lets in-flight requests finish for up to
 // shutdown_timeout, and stops every worker. Abort cuts that short.
 func (s *Supervisor) Run(ctx context.Context) (err error) {
+	cfg := s.state.Load().cfg
 	s.started = time.Now()
 	defer s.access.Flush()
 	defer s.warn.Flush()
@@ -185,21 +210,21 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	s.spawner = proc.NewSpawner()
 
 	// Bind first: a port in use should fail before workers are spawned.
-	fl, err := net.Listen("tcp", s.cfg.Listen)
+	fl, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	defer fl.Close()
-	al, err := net.Listen("tcp", s.cfg.Admin.Listen)
+	al, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
-		return fmt.Errorf("admin listen %s: %w", s.cfg.Admin.Listen, err)
+		return fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)
 	}
 	defer al.Close()
 	// Neither listener may stop because of what clients do: descriptor
 	// exhaustion is waited out, and the admin port, which needs no token
 	// to connect to, has a connection cap of its own.
 	s.frontLn = listener.Wrap(fl, listener.Options{Name: "front", Log: s.log})
-	s.adminLn = listener.Wrap(al, listener.Options{Name: "admin", Log: s.log, MaxConns: s.cfg.Admin.MaxConns})
+	s.adminLn = listener.Wrap(al, listener.Options{Name: "admin", Log: s.log, MaxConns: cfg.Admin.MaxConns})
 
 	// A stop asked for while the lanes start ends the start: a graceful
 	// one (ctx) is still a clean exit; Abort kills what started.
@@ -211,11 +236,11 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		case <-sctx.Done():
 		}
 	}()
-	if themed(s.cfg) && len(s.opt.Fetchd) > 0 {
-		s.fetchd = s.startFetchd(s.cfg)
+	if themed(cfg) && len(s.opt.Fetchd) > 0 {
+		s.fetchd = s.startFetchd(cfg)
 		defer s.fetchd.stop() // after the lanes: workers ask it until they stop
 	}
-	st, err := s.startLanes(sctx, s.cfg)
+	st, err := s.startLanes(sctx, cfg)
 	stopped := sctx.Err() != nil
 	cancel()
 	if err != nil {
@@ -231,12 +256,12 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	go s.maps.Run(mctx)
 
 	s.front = s.newFront()
-	if admin.WarnExposed(s.cfg.Admin.Listen, s.cfg.Admin.Token) {
-		s.log.Warn("admin listener is reachable from other machines and has no token; set admin.token_file", "listen", s.cfg.Admin.Listen)
+	if admin.WarnExposed(cfg.Admin.Listen, cfg.Admin.Token) {
+		s.log.Warn("admin listener is reachable from other machines and has no token; set admin.token_file", "listen", cfg.Admin.Listen)
 	}
 	s.admin = admin.New(admin.Options{
-		Token:   s.cfg.Admin.Token,
-		Listen:  s.cfg.Admin.Listen,
+		Token:   cfg.Admin.Token,
+		Listen:  cfg.Admin.Listen,
 		Backend: s,
 		Metrics: s.metricsHandler(),
 		Log:     s.log.Named("admin"),
@@ -273,35 +298,21 @@ func (s *Supervisor) laneEnv(cfg *config.Config) lane.Env {
 	}
 }
 
-// newState builds the state of cfg around lanes (by name; those missing
-// from it are made, not started) and returns it with the lanes it made.
-func (s *Supervisor) newState(cfg *config.Config, have map[string]*lane.Lane) (*state, []*lane.Lane, error) {
-	st := &state{cfg: cfg}
-	if cfg.Log.AccessLog {
-		st.access = s.access
-	}
+// lanesOf returns the lanes of cfg by name: those of have that it keeps,
+// and the ones it adds, made but not started, which it also returns.
+func (s *Supervisor) lanesOf(cfg *config.Config, have map[string]*lane.Lane) (map[string]*lane.Lane, []*lane.Lane) {
 	env := s.laneEnv(cfg)
+	byName := make(map[string]*lane.Lane, len(cfg.Lanes))
 	var made []*lane.Lane
-	for i, lc := range cfg.Lanes {
+	for _, lc := range cfg.Lanes {
 		l := have[lc.Name]
 		if l == nil {
 			l = lane.New(lc, env)
 			made = append(made, l)
 		}
-		st.lanes = append(st.lanes, l)
-		if lc.Name == config.DefaultLaneName {
-			st.def = i
-		}
+		byName[lc.Name] = l
 	}
-	if s.maps == nil {
-		m, err := mapping.New(mappingConfig(cfg), s.log.Named("map"))
-		if err != nil {
-			return nil, nil, fmt.Errorf("mappings: %w", err)
-		}
-		s.maps = m
-	}
-	st.maps = s.maps
-	return st, made, nil
+	return byName, made
 }
 
 // startAll starts lanes in parallel; on an error it stops every one of them.
@@ -321,15 +332,21 @@ func startAll(ctx context.Context, lanes []*lane.Lane) error {
 	return nil
 }
 
+// startLanes makes the mappings and starts the lanes of cfg, and returns
+// the first state.
 func (s *Supervisor) startLanes(ctx context.Context, cfg *config.Config) (*state, error) {
-	st, made, err := s.newState(cfg, nil)
+	mc := mappingConfig(cfg)
+	mc.Publish = s.publish
+	m, err := mapping.New(mc, s.log.Named("map"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mappings: %w", err)
 	}
+	s.maps = m
+	byName, made := s.lanesOf(cfg, nil)
 	if err := startAll(ctx, made); err != nil {
 		return nil, err
 	}
-	return st, nil
+	return newState(cfg, s.access, byName, m.Table()), nil
 }
 
 // stopAll stops lanes at once (see lane.Stop) and returns when all their
@@ -360,15 +377,18 @@ func (s *Supervisor) workerEnv(cfg *config.Config) []string {
 }
 
 // shutdown stops the listeners, waits for in-flight requests (unless
-// immediate) and stops every lane. Abort during a graceful shutdown cuts
-// it short.
+// immediate) and stops every lane, those reloads removed that have not
+// stopped yet included. Abort during a graceful shutdown cuts it short.
 func (s *Supervisor) shutdown(immediate bool) error {
 	s.reloadMu.Lock() // no reload may start lanes behind the stop
 	defer s.reloadMu.Unlock()
 	st := s.state.Load()
+	lanes := append(slices.Clone(st.lanes), s.retiring.take()...)
 	if immediate {
 		s.log.Warn("stopping immediately")
-		stopAll(context.Background(), st.lanes, true)
+		s.retiring.kill()
+		stopAll(context.Background(), lanes, true)
+		s.retiring.wait(context.Background())
 		return nil
 	}
 	s.log.Info("stopping", "timeout", st.cfg.ShutdownTimeout)
@@ -385,7 +405,8 @@ func (s *Supervisor) shutdown(immediate bool) error {
 	if err := s.front.ShutdownWithContext(ctx); err != nil {
 		s.log.Warn("in-flight requests cut off", "error", err)
 	}
-	stopAll(ctx, st.lanes, false)
+	stopAll(ctx, lanes, false)
+	s.retiring.wait(ctx)
 	s.access.Flush()
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()
@@ -413,7 +434,7 @@ func (s *Supervisor) Status() api.Status {
 	for _, l := range st.lanes {
 		out.Lanes = append(out.Lanes, l.Status())
 	}
-	out.AutoMap = st.maps.AutoMapStatus()
+	out.AutoMap = s.maps.AutoMapStatus()
 	return out
 }
 

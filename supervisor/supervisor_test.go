@@ -48,6 +48,19 @@ func start(t testing.TB, lanes string) *Supervisor {
 // startLogging is start with the supervisor logging to log.
 func startLogging(t testing.TB, lanes string, log hclog.Logger) *Supervisor {
 	t.Helper()
+	s, stop := startStoppable(t, lanes, log)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return s
+}
+
+// startStoppable is startLogging whose caller stops the supervisor: stop
+// ends Run's context and returns what Run returned.
+func startStoppable(t testing.TB, lanes string, log hclog.Logger) (*Supervisor, func() error) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "lanes.hcl")
 	src := fmt.Sprintf(`
 listen = "127.0.0.1:0"
@@ -78,13 +91,7 @@ app { demo = true }
 	case <-time.After(30 * time.Second):
 		t.Fatal("supervisor not ready")
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	return s
+	return s, func() error { cancel(); return <-done }
 }
 
 func get(t *testing.T, s *Supervisor, path string) (int, string, *fasthttp.ResponseHeader) {

@@ -158,7 +158,7 @@ func runWorker() {
 		fmt.Fprintln(os.Stderr, "lanesd worker: started without an app config; lanesd runs this itself")
 		os.Exit(1)
 	}
-	var opts []app.Option
+	opts := []app.Option{app.WithLane(os.Getenv(shared.EnvLane))}
 	if os.Getenv(shared.EnvDebugHeaders) == "1" {
 		opts = append(opts, app.WithDebugHeaders(true))
 	}

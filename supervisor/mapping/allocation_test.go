@@ -28,7 +28,7 @@ func hotPathSet(tb testing.TB, learned int) *Set {
 		}
 	}
 	for i := range learned {
-		s.Observe(Ref{}, laneDefault, []byte("GET"), fmt.Appendf(nil, "/learned/%d", i), 2*threshold, false)
+		s.Observe(Ref{}, laneName(s, laneDefault), []byte("GET"), fmt.Appendf(nil, "/learned/%d", i), 2*threshold, false)
 	}
 	s.Flush()
 	return s
@@ -74,9 +74,10 @@ func TestHotPathAllocations(t *testing.T) {
 			if _, ref := tt.s.Match(mGet, tt.path); ref.Source() != tt.source {
 				t.Fatalf("matched %q (%s), want a %q mapping: the test measures the wrong case", ref.Pattern(), ref.Source(), tt.source)
 			}
+			tb := tt.s.Table() // as the supervisor does: the table of its snapshot
 			n := testing.AllocsPerRun(1000, func() {
-				lane, ref := tt.s.Match(mGet, tt.path)
-				tt.s.Observe(ref, lane, mGet, tt.path, tt.run, false)
+				lane, ref := tb.Match(mGet, tt.path)
+				tb.Observe(ref, tb.lanes[lane], mGet, tt.path, tt.run, false)
 			})
 			if n != 0 {
 				t.Errorf("%v allocations per Match+Observe, want 0", n)
@@ -107,7 +108,8 @@ func TestConcurrentChurn(t *testing.T) {
 			paths := [][]byte{pStatic, pCatchAll, pRuntime, []byte("/churn/1"), []byte("/churn/2")}
 			for i := 0; ctx.Err() == nil; i++ {
 				p := paths[i%len(paths)]
-				lane, ref := s.Match(mGet, p)
+				tb := s.Table()
+				lane, ref := tb.Match(mGet, p)
 				if lane < 0 || lane > 2 {
 					t.Errorf("lane %d", lane)
 					return
@@ -121,7 +123,7 @@ func TestConcurrentChurn(t *testing.T) {
 					run = 2 * threshold
 					p = fmt.Appendf(nil, "/flood/%d/%d", g, i)
 				}
-				s.Observe(ref, lane, mGet, p, run, false)
+				tb.Observe(ref, tb.lanes[lane], mGet, p, run, false)
 				matched.Add(1)
 			}
 		})
@@ -143,7 +145,7 @@ func TestConcurrentChurn(t *testing.T) {
 			if i%2 == 1 {
 				cfg = alt
 			}
-			if _, err := s.Reconfigure(cfg); err != nil {
+			if _, err := s.Reconfigure(cfg, nil); err != nil {
 				t.Errorf("reconfigure: %v", err)
 				return
 			}

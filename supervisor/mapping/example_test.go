@@ -8,8 +8,9 @@ import (
 	"github.com/lanes-dev/lanes/supervisor/mapping"
 )
 
-// The supervisor's side: Match classifies, Observe traces the finished
-// request with its filter+run time.
+// The supervisor's side: Match classifies with the table kept beside the
+// lanes its indices refer to, Observe traces the finished request, by the
+// name of the lane it ran in, with its filter+run time.
 func Example() {
 	set, err := mapping.New(mapping.Config{
 		Lanes:  []string{"default", "slow"},
@@ -24,12 +25,14 @@ func Example() {
 	}
 	method, path := []byte("GET"), []byte("/report/2025")
 
-	lane, ref := set.Match(method, path)
+	t := set.Table() // a supervisor keeps it, and each one Publish gives it, with its lanes
+	lanes := t.Lanes()
+	lane, ref := t.Match(method, path)
 	// ... queue in lanes[lane], run, respond ...
-	set.Observe(ref, lane, method, path, 4*time.Second, false)
+	t.Observe(ref, lanes[lane], method, path, 4*time.Second, false)
 	set.Flush() // tests only: a learned mapping goes live within milliseconds anyway
 
-	lane, ref = set.Match(method, path)
+	lane, ref = set.Table().Match(method, path)
 	fmt.Println(lane, ref.Source(), ref.Pattern())
 	// Output: 1 auto_map GET /report/2025
 }

@@ -14,10 +14,11 @@ import (
 // memory too; longer paths are not learned.
 const maxLearnedPath = 1024
 
-// Observe is the trace of one finished request: lane is the lane index it
-// ran in, filterRun its filter+run time (never its queue time: queueing is
+// Observe is the trace of one finished request: lane is the name of the
+// lane it ran in, filterRun its filter+run time (never its queue time: queueing is
 // caused by other requests, and counting it would move everything),
 // timedOut whether it hit the lane's hard timeout, ref what Match returned.
+// The auto_map settings are t's; the mapping learned goes into t's Set.
 //
 // A request that ran in one of auto_map's from lanes and took longer than
 // the threshold, or timed out, has its exact "METHOD path" mapped to the
@@ -28,24 +29,29 @@ const maxLearnedPath = 1024
 //
 // The common case, a request that is fast or not learned, takes no lock and
 // allocates nothing. Learning locks and allocates.
-func (s *Set) Observe(ref Ref, lane int, method, path []byte, filterRun time.Duration, timedOut bool) {
-	a := s.cur.Load().auto
+func (t *Table) Observe(ref Ref, lane string, method, path []byte, filterRun time.Duration, timedOut bool) {
+	a := t.auto
 	if a == nil {
 		return
 	}
 	if e := ref.e; e != nil && e.src != srcConfig {
 		if e.src == srcLearned && (timedOut || filterRun >= a.half) {
-			e.lastSlow.Store(s.now().UnixNano())
+			e.lastSlow.Store(t.set.now().UnixNano())
 		}
 		return
 	}
 	if !timedOut && filterRun <= a.threshold {
 		return
 	}
-	if lane < 0 || lane >= len(a.from) || !a.from[lane] {
+	if !slices.Contains(a.from, lane) {
 		return
 	}
-	s.learn(method, path, filterRun, timedOut)
+	t.set.learn(method, path, filterRun, timedOut)
+}
+
+// Observe is Table().Observe.
+func (s *Set) Observe(ref Ref, lane string, method, path []byte, filterRun time.Duration, timedOut bool) {
+	s.Table().Observe(ref, lane, method, path, filterRun, timedOut)
 }
 
 func (s *Set) learn(method, path []byte, filterRun time.Duration, timedOut bool) {

@@ -50,7 +50,7 @@ func TestLearning(t *testing.T) {
 			s := newSet(t, testConfig(newClock()))
 			for _, o := range tt.obs {
 				_, ref := match(s, o.method, o.path)
-				s.Observe(ref, o.lane, []byte(o.method), []byte(o.path), o.filterRun, o.timedOut)
+				s.Observe(ref, laneName(s, o.lane), []byte(o.method), []byte(o.path), o.filterRun, o.timedOut)
 			}
 			want := [4]uint64{}
 			if tt.learn {
@@ -80,13 +80,13 @@ func TestLearnedRequestIsNotLearnedAgain(t *testing.T) {
 	// Even if the supervisor reported it in a from lane, a request matched
 	// by a learned or runtime mapping is not learned again.
 	lane, ref := match(s, "GET", "/r")
-	s.Observe(ref, laneDefault, []byte("GET"), []byte("/r"), time.Hour, true)
-	s.Observe(ref, lane, []byte("GET"), []byte("/r"), time.Hour, true)
+	s.Observe(ref, laneName(s, laneDefault), []byte("GET"), []byte("/r"), time.Hour, true)
+	s.Observe(ref, laneName(s, lane), []byte("GET"), []byte("/r"), time.Hour, true)
 	if _, err := s.Add("default", "GET", "/op"); err != nil {
 		t.Fatal(err)
 	}
 	_, ref = match(s, "GET", "/op")
-	s.Observe(ref, laneDefault, []byte("GET"), []byte("/op"), time.Hour, true)
+	s.Observe(ref, laneName(s, laneDefault), []byte("GET"), []byte("/op"), time.Hour, true)
 	if got := counters(s); got != [4]uint64{1, 0, 0, 1} {
 		t.Errorf("counters %v, want one learned", got)
 	}
@@ -98,7 +98,7 @@ func TestFromOmittedMeansAllButTarget(t *testing.T) {
 	s := newSet(t, c)
 	for i, lane := range []int{laneDefault, laneFast, laneSlow} {
 		p := fmt.Sprintf("/p%d", i)
-		s.Observe(Ref{}, lane, []byte("GET"), []byte(p), 2*threshold, false)
+		s.Observe(Ref{}, laneName(s, lane), []byte("GET"), []byte(p), 2*threshold, false)
 	}
 	if _, _, _, n := s.Counters(); n != 2 {
 		t.Errorf("%d learned, want 2 (from default and fast, not from slow)", n)
@@ -136,7 +136,7 @@ func TestForgetting(t *testing.T) {
 					if ref.Source() != api.SourceAutoMap {
 						t.Fatalf("at %s the request took %q", clk.Now().Sub(learnedAt), ref.Pattern())
 					}
-					s.Observe(ref, lane, []byte("GET"), []byte("/r"), tt.filterRun, false)
+					s.Observe(ref, laneName(s, lane), []byte("GET"), []byte("/r"), tt.filterRun, false)
 				}
 				s.Sweep(clk.Now())
 			}
@@ -164,7 +164,7 @@ func TestTimeoutKeepsLearnedMappingSlow(t *testing.T) {
 	s.Flush()
 	clk.Advance(forgetAfter - time.Second)
 	lane, ref := match(s, "GET", "/r")
-	s.Observe(ref, lane, []byte("GET"), []byte("/r"), 0, true)
+	s.Observe(ref, laneName(s, lane), []byte("GET"), []byte("/r"), 0, true)
 	clk.Advance(2 * time.Second)
 	s.Sweep(clk.Now())
 	if _, _, _, n := s.Counters(); n != 1 {
@@ -190,7 +190,7 @@ func TestFloodIsBounded(t *testing.T) {
 
 	// Fill, then hit every tenth entry later than the rest.
 	for i := range maxEntries {
-		s.Observe(Ref{}, laneDefault, []byte("GET"), path(i), 2*threshold, false)
+		s.Observe(Ref{}, laneName(s, laneDefault), []byte("GET"), path(i), 2*threshold, false)
 		clk.Advance(time.Millisecond)
 	}
 	s.Flush()
@@ -203,7 +203,7 @@ func TestFloodIsBounded(t *testing.T) {
 	// Half a table more: the evicted must be the 500 coldest, the unhit
 	// ones of lowest index.
 	for i := maxEntries; i < maxEntries+maxEntries/2; i++ {
-		s.Observe(Ref{}, laneDefault, []byte("GET"), path(i), 2*threshold, false)
+		s.Observe(Ref{}, laneName(s, laneDefault), []byte("GET"), path(i), 2*threshold, false)
 	}
 	s.Flush()
 	evicted := 0
@@ -237,7 +237,7 @@ func TestFloodIsBounded(t *testing.T) {
 	compiles := s.compiles
 	start := time.Now()
 	for i := range flood {
-		s.Observe(Ref{}, laneDefault, []byte("GET"), path(2*maxEntries+i), 2*threshold, false)
+		s.Observe(Ref{}, laneName(s, laneDefault), []byte("GET"), path(2*maxEntries+i), 2*threshold, false)
 	}
 	elapsed := time.Since(start)
 	s.Flush()

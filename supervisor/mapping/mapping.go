@@ -3,10 +3,13 @@
 // (POST/DELETE /api/map), the mappings auto_map learns from slow requests,
 // their hit statistics, and the compiled router table built from all of them.
 //
-// The table is immutable and swapped with one atomic store, so Match is
-// lock-free and a request never sees half a change. Statistics live in one
-// struct per mapping, referenced by pointer from every table compiled while
-// the mapping exists, so they survive recompiles.
+// A compiled Table is immutable, and the Set does not decide which one
+// requests use: it hands each new table to its caller (Config.Publish, the
+// commit function of Reconfigure), who stores it together with what must
+// change with it — the lanes its indices refer to — in one atomic store.
+// Table.Match is lock-free. Statistics live in one struct per mapping,
+// referenced by pointer from every table compiled while the mapping exists,
+// so they survive recompiles.
 package mapping
 
 import (
@@ -26,8 +29,8 @@ import (
 
 // Config is what a Set is built from; New and Reconfigure take one.
 type Config struct {
-	// Lanes are the lane names in order; Match returns an index into them.
-	// One must be config.DefaultLaneName ("default").
+	// Lanes are the lane names in order; Table.Match returns an index into
+	// them (Table.Lanes). One must be config.DefaultLaneName ("default").
 	Lanes []string
 	// Static maps a lane name to its config `map` patterns.
 	Static map[string][]config.Pattern
@@ -36,6 +39,11 @@ type Config struct {
 	// Now is the clock for hit, learn and added times; nil means time.Now.
 	// Only New reads it: a Set keeps its clock across Reconfigure.
 	Now func() time.Time
+	// Publish receives every table compiled after New's by a runtime or
+	// learned change (Add, Remove, learning, Sweep), in order, with the
+	// Set's lock held: it must not call the Set. nil drops them (Set.Match
+	// still sees them). Only New reads it.
+	Publish func(*Table)
 }
 
 // Ref identifies the mapping a request matched, from Match to Observe. The
@@ -132,28 +140,34 @@ func (e *entry) mapping() api.Mapping {
 // key identifies a dynamic mapping: one per method and pattern.
 type key struct{ method, path string }
 
-// snapshot is what the hot path reads, swapped whole.
-type snapshot struct {
-	rt   *router.Table
-	refs []*entry // by route index in rt
-	auto *learner // nil: auto_map off
+// Table is one compiled routing table: the mappings of one moment, the lane
+// list its indices refer to, and auto_map's settings. It never changes; a
+// change of mappings makes a new one.
+type Table struct {
+	set   *Set
+	rt    *router.Table
+	refs  []*entry // by route index in rt
+	lanes []string // what Match's lane indices refer to
+	auto  *learner // nil: auto_map off
 }
 
-// learner is auto_map's settings resolved against one lane list.
+// learner is auto_map's settings. It names lanes, never indexes them: a
+// request is traced with the lane it ran in, which a reload may have
+// removed or moved since it was matched.
 type learner struct {
 	cfg       config.AutoMap
-	lane      int
-	from      []bool // by lane index
+	from      []string // the lanes it learns from
 	threshold time.Duration
 	half      time.Duration // requests at least this slow keep a learned mapping alive
 }
 
 // Set is the live set of mappings. Its methods are safe for concurrent use.
 type Set struct {
-	log   hclog.Logger
-	clock func() time.Time
+	log     hclog.Logger
+	clock   func() time.Time
+	publish func(*Table)
 
-	cur atomic.Pointer[snapshot]
+	cur atomic.Pointer[Table] // the latest table, as published
 
 	nLearned, nForgotten, nEvicted atomic.Uint64
 	nEntries                       atomic.Int64
@@ -180,18 +194,21 @@ func New(c Config, log hclog.Logger) (*Set, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	s := &Set{log: log.Named("map"), clock: c.Now, dyn: make(map[key]*entry)}
+	s := &Set{log: log.Named("map"), clock: c.Now, publish: c.Publish, dyn: make(map[key]*entry)}
 	p, err := s.prepare(c)
 	if err != nil {
 		return nil, err
 	}
-	snap, err := s.build(p, s.dyn)
+	t, err := s.build(p, s.dyn)
 	if err != nil {
 		return nil, err
 	}
-	s.commit(p, s.dyn, snap)
+	s.commit(p, s.dyn, t, nil)
 	return s, nil
 }
+
+// Table returns the latest table: New's, or the last one published.
+func (s *Set) Table() *Table { return s.cur.Load() }
 
 func (s *Set) now() time.Time {
 	if s.clock == nil {
@@ -200,26 +217,29 @@ func (s *Set) now() time.Time {
 	return s.clock()
 }
 
-// Match returns the lane for a request and the mapping that chose it, and
-// counts the hit. method and path are fasthttp's ctx.Method() and
-// ctx.Path(), only read during the call. Lock-free, allocation-free.
-func (s *Set) Match(method, path []byte) (lane int, ref Ref) {
-	snap := s.cur.Load()
-	lane, ri := snap.rt.MatchRoute(method, path)
+// Match returns the lane for a request, as an index into t.Lanes(), and
+// the mapping that chose it, and counts the hit. method and path are
+// fasthttp's ctx.Method() and ctx.Path(), only read during the call.
+// Lock-free, allocation-free.
+func (t *Table) Match(method, path []byte) (lane int, ref Ref) {
+	lane, ri := t.rt.MatchRoute(method, path)
 	if ri < 0 {
 		return lane, Ref{}
 	}
-	e := snap.refs[ri]
-	e.hit(s.now().UnixNano())
+	e := t.refs[ri]
+	e.hit(t.set.now().UnixNano())
 	return lane, Ref{e}
 }
 
 // Lanes returns the lane names Match indexes into.
-func (s *Set) Lanes() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.lanes)
-}
+func (t *Table) Lanes() []string { return slices.Clone(t.lanes) }
+
+// Match is Table().Match: the latest table's answer. A caller that keeps
+// tables beside other state matches with the table it keeps.
+func (s *Set) Match(method, path []byte) (lane int, ref Ref) { return s.Table().Match(method, path) }
+
+// Lanes returns the lane names the latest table's Match indexes into.
+func (s *Set) Lanes() []string { return s.Table().Lanes() }
 
 // prepared is a Config resolved and validated, not yet applied.
 type prepared struct {
@@ -273,14 +293,13 @@ func (s *Set) prepare(c Config) (*prepared, error) {
 }
 
 func (p *prepared) learner(am *config.AutoMap) (*learner, error) {
-	lane, ok := p.laneIdx[am.Lane]
-	if !ok {
+	if _, ok := p.laneIdx[am.Lane]; !ok {
 		return nil, p.unknownLane(am.Lane)
 	}
 	if am.Threshold <= 0 {
 		return nil, api.BadRequest("auto_map: threshold must be positive, not %s", am.Threshold)
 	}
-	l := &learner{cfg: *am, lane: lane, from: make([]bool, len(p.lanes)), threshold: am.Threshold, half: am.Threshold / 2}
+	l := &learner{cfg: *am, threshold: am.Threshold, half: am.Threshold / 2}
 	l.cfg.From = slices.Clone(am.From)
 	if l.cfg.ForgetAfter <= 0 {
 		l.cfg.ForgetAfter = config.DefaultAutoMapForgetAfter
@@ -290,16 +309,19 @@ func (p *prepared) learner(am *config.AutoMap) (*learner, error) {
 	}
 	if len(am.From) == 0 {
 		// No from list: learn from every lane but the one it maps to.
-		for i := range l.from {
-			l.from[i] = i != lane
+		for _, name := range p.lanes {
+			if name != am.Lane {
+				l.from = append(l.from, name)
+			}
 		}
 	}
 	for _, name := range am.From {
-		i, ok := p.laneIdx[name]
-		if !ok {
+		if _, ok := p.laneIdx[name]; !ok {
 			return nil, p.unknownLane(name)
 		}
-		l.from[i] = true
+		if !slices.Contains(l.from, name) {
+			l.from = append(l.from, name)
+		}
 	}
 	return l, nil
 }
@@ -320,8 +342,8 @@ func newEntry(lane, method, path string, src source, now time.Time) *entry {
 	}
 }
 
-// build compiles a snapshot of p's static mappings and dyn.
-func (s *Set) build(p *prepared, dyn map[key]*entry) (*snapshot, error) {
+// build compiles a table of p's static mappings and dyn.
+func (s *Set) build(p *prepared, dyn map[key]*entry) (*Table, error) {
 	routes := make([]router.Route, 0, len(p.static)+len(dyn))
 	refs := make([]*entry, 0, cap(routes))
 	add := func(e *entry) {
@@ -356,12 +378,12 @@ func (s *Set) build(p *prepared, dyn map[key]*entry) (*snapshot, error) {
 	if err != nil {
 		return nil, api.BadRequest("map: %v", err)
 	}
-	return &snapshot{rt: rt, refs: refs, auto: p.auto}, nil
+	return &Table{set: s, rt: rt, refs: refs, lanes: p.lanes, auto: p.auto}, nil
 }
 
-// commit makes p, dyn and snap the live state. Called with s.mu held (or
-// before s is shared).
-func (s *Set) commit(p *prepared, dyn map[key]*entry, snap *snapshot) {
+// commit makes p, dyn and t the live state and hands t to publish (nil:
+// nobody). Called with s.mu held (or before s is shared).
+func (s *Set) commit(p *prepared, dyn map[key]*entry, t *Table, publish func(*Table)) {
 	s.lanes, s.laneIdx, s.def, s.static = p.lanes, p.laneIdx, p.def, p.static
 	s.dyn = dyn
 	s.learned = 0
@@ -373,7 +395,10 @@ func (s *Set) commit(p *prepared, dyn map[key]*entry, snap *snapshot) {
 	s.nEntries.Store(int64(s.learned))
 	s.victims = nil
 	s.dirty = false
-	s.cur.Store(snap)
+	s.cur.Store(t)
+	if publish != nil {
+		publish(t)
+	}
 }
 
 // current returns the live state as a prepared, for recompiling it.
@@ -381,17 +406,20 @@ func (s *Set) current() *prepared {
 	return &prepared{lanes: s.lanes, laneIdx: s.laneIdx, def: s.def, static: s.static, auto: s.cur.Load().auto}
 }
 
-// compileLocked recompiles the live state and swaps it in. The live state
-// always compiled before, and every dynamic entry is validated when added,
-// so an error here is a bug; it is logged and the old table stays.
+// compileLocked recompiles the live state and publishes it. The live
+// state always compiled before, and every dynamic entry is validated when
+// added, so an error here is a bug; it is logged and the old table stays.
 func (s *Set) compileLocked() error {
 	start := time.Now()
-	snap, err := s.build(s.current(), s.dyn)
+	t, err := s.build(s.current(), s.dyn)
 	if err != nil {
 		s.log.Error("recompiling the routing table failed; keeping the old one", "error", err)
 		return err
 	}
-	s.cur.Store(snap)
+	s.cur.Store(t)
+	if s.publish != nil {
+		s.publish(t)
+	}
 	s.dirty = false
 	s.compiles++
 	s.pace.done(start, time.Since(start))

@@ -95,7 +95,7 @@ func wantLane(t *testing.T, s *Set, method, path string, want int, wantSource st
 // supervisor would after Match sent it there.
 func learn(s *Set, method, path string) {
 	lane, ref := match(s, method, path)
-	s.Observe(ref, lane, []byte(method), []byte(path), 2*threshold, false)
+	s.Observe(ref, laneName(s, lane), []byte(method), []byte(path), 2*threshold, false)
 }
 
 func TestPrecedence(t *testing.T) {
@@ -165,7 +165,7 @@ func TestNoMatchIsDefaultWithZeroRef(t *testing.T) {
 	if s.AutoMapStatus() != nil {
 		t.Error("AutoMapStatus is not nil with auto_map off")
 	}
-	s.Observe(ref, lane, []byte("GET"), []byte("/elsewhere"), time.Hour, true) // auto_map off: nothing
+	s.Observe(ref, laneName(s, lane), []byte("GET"), []byte("/elsewhere"), time.Hour, true) // auto_map off: nothing
 	if len(s.List()) != 1 {
 		t.Errorf("List: %+v", s.List())
 	}
@@ -298,25 +298,25 @@ func TestErrorsChangeNothing(t *testing.T) {
 			c := bad
 			c.Lanes = []string{"fast", "slow"}
 			c.Static = nil
-			_, err := s.Reconfigure(c)
+			_, err := s.Reconfigure(c, nil)
 			return err
 		}, http.StatusBadRequest, `no lane named "default"`},
 		{"reload static of unknown lane", func() error {
 			c := bad
 			c.Static = map[string][]config.Pattern{"huge": {{Method: "GET", Path: "/h"}}}
-			_, err := s.Reconfigure(c)
+			_, err := s.Reconfigure(c, nil)
 			return err
 		}, http.StatusNotFound, `no lane "huge"`},
 		{"reload invalid pattern", func() error {
 			c := bad
 			c.Static = map[string][]config.Pattern{"fast": {{Method: "get", Path: "/h"}}}
-			_, err := s.Reconfigure(c)
+			_, err := s.Reconfigure(c, nil)
 			return err
 		}, http.StatusBadRequest, `method must be "*" or uppercase letters`},
 		{"reload duplicate static", func() error {
 			c := bad
 			c.Static = map[string][]config.Pattern{"fast": {{Method: "GET", Path: "/h"}}, "slow": {{Method: "GET", Path: "/h"}}}
-			_, err := s.Reconfigure(c)
+			_, err := s.Reconfigure(c, nil)
 			return err
 		}, http.StatusBadRequest, `duplicate route`},
 		{"reload auto_map to unknown lane", func() error {
@@ -324,7 +324,7 @@ func TestErrorsChangeNothing(t *testing.T) {
 			am := *c.AutoMap
 			am.Lane = "slower"
 			c.AutoMap = &am
-			_, err := s.Reconfigure(c)
+			_, err := s.Reconfigure(c, nil)
 			return err
 		}, http.StatusNotFound, `no lane "slower"`},
 		{"reload auto_map from unknown lane", func() error {
@@ -332,7 +332,7 @@ func TestErrorsChangeNothing(t *testing.T) {
 			am := *c.AutoMap
 			am.From = []string{"default", "nowhere"}
 			c.AutoMap = &am
-			_, err := s.Reconfigure(c)
+			_, err := s.Reconfigure(c, nil)
 			return err
 		}, http.StatusNotFound, `no lane "nowhere"`},
 	}
@@ -361,4 +361,13 @@ func TestErrorsChangeNothing(t *testing.T) {
 	}
 	wantLane(t, s, "GET", "/runtime", laneFast, api.SourceAPI)
 	wantLane(t, s, "GET", "/learned", laneSlow, api.SourceAutoMap)
+}
+
+// laneName is the name of lane index i in s's latest table, or "" for an
+// index out of range (a lane the table does not know).
+func laneName(s *Set, i int) string {
+	if l := s.Table().lanes; i >= 0 && i < len(l) {
+		return l[i]
+	}
+	return ""
 }

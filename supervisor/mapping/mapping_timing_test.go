@@ -5,10 +5,10 @@ import (
 	"testing"
 )
 
-// BenchmarkMatch measures Set.Match (router match, hit count, last-hit
+// BenchmarkMatch measures Table.Match (router match, hit count, last-hit
 // time) with 10,000 learned mappings held, the default max_entries.
 func BenchmarkMatch(b *testing.B) {
-	s := hotPathSet(b, 10_000)
+	s := hotPathSet(b, 10_000).Table()
 	for _, c := range []struct {
 		name string
 		path []byte
@@ -38,7 +38,7 @@ func BenchmarkMatch(b *testing.B) {
 // BenchmarkObserveFast measures Observe for what almost every request is: a
 // fast request matched by a config mapping, and a learned one.
 func BenchmarkObserveFast(b *testing.B) {
-	s := hotPathSet(b, 10_000)
+	s := hotPathSet(b, 10_000).Table()
 	for _, c := range []struct {
 		name string
 		path []byte
@@ -47,17 +47,18 @@ func BenchmarkObserveFast(b *testing.B) {
 		{"learned", pLearned},
 	} {
 		lane, ref := s.Match(mGet, c.path)
+		name := s.lanes[lane]
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				s.Observe(ref, lane, mGet, c.path, fastRun, false)
+				s.Observe(ref, name, mGet, c.path, fastRun, false)
 			}
 		})
 		b.Run(c.name+"/parallel", func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					s.Observe(ref, lane, mGet, c.path, fastRun, false)
+					s.Observe(ref, name, mGet, c.path, fastRun, false)
 				}
 			})
 		})
@@ -71,7 +72,7 @@ func BenchmarkLearn(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		s.Observe(Ref{}, laneDefault, mGet, fmt.Appendf(nil, "/flood/%d", i), 2*threshold, false)
+		s.Observe(Ref{}, laneName(s, laneDefault), mGet, fmt.Appendf(nil, "/flood/%d", i), 2*threshold, false)
 		i++
 	}
 }

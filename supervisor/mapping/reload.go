@@ -19,7 +19,12 @@ const maxChangeLines = 20
 // its lane changes the learned mappings of the old lane go; when max_entries
 // shrinks the least recently hit are evicted. It returns one line per
 // change. On error nothing changes.
-func (s *Set) Reconfigure(c Config) (changes []string, err error) {
+//
+// The new table goes to commit (nil: to Config.Publish), called with the
+// Set's lock held, before Reconfigure returns: a reload stores it there
+// with the lanes of the new config, in one swap, and no runtime or learned
+// change can publish a table between the two.
+func (s *Set) Reconfigure(c Config, commit func(*Table)) (changes []string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, err := s.prepare(c)
@@ -96,11 +101,14 @@ func (s *Set) Reconfigure(c Config) (changes []string, err error) {
 	}
 	changes = append(changes, autoChanges(oldAuto, p)...)
 
-	snap, err := s.build(p, dyn)
+	t, err := s.build(p, dyn)
 	if err != nil {
 		return nil, err
 	}
-	s.commit(p, dyn, snap)
+	if commit == nil {
+		commit = s.publish
+	}
+	s.commit(p, dyn, t, commit)
 	s.nEvicted.Add(uint64(evicted))
 	s.full = false
 	for _, line := range changes {

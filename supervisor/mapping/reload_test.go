@@ -36,7 +36,7 @@ func TestReconfigureKeepsDynamicByLaneName(t *testing.T) {
 		"default": {{Method: "*", Path: "/*"}},
 		"slow":    {{Method: "POST", Path: "/report"}, {Method: "GET", Path: "/big/*"}},
 	}
-	changes, err := s.Reconfigure(c)
+	changes, err := s.Reconfigure(c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,14 +68,14 @@ func TestReconfigureKeepsDynamicByLaneName(t *testing.T) {
 	}
 
 	// Learning from-lane indices follow the names too: default is now 1.
-	s.Observe(Ref{}, newDefault, []byte("GET"), []byte("/new"), 2*threshold, false)
-	s.Observe(Ref{}, newSlow, []byte("GET"), []byte("/not"), 2*threshold, false)
+	s.Observe(Ref{}, laneName(s, newDefault), []byte("GET"), []byte("/new"), 2*threshold, false)
+	s.Observe(Ref{}, laneName(s, newSlow), []byte("GET"), []byte("/not"), 2*threshold, false)
 	s.Flush()
 	wantLane(t, s, "GET", "/new", newSlow, api.SourceAutoMap)
 	wantLane(t, s, "GET", "/not", newDefault, api.SourceConfig)
 
 	// Reloading the same config changes nothing.
-	changes, err = s.Reconfigure(c)
+	changes, err = s.Reconfigure(c, nil)
 	if err != nil || len(changes) != 0 {
 		t.Errorf("same config again: %q, %v", changes, err)
 	}
@@ -100,7 +100,7 @@ func TestReconfigureAutoMap(t *testing.T) {
 	c := testConfig(clk)
 	c.AutoMap.MaxEntries = 20
 	c.AutoMap.Threshold = 2 * time.Second
-	changes, err := s.Reconfigure(c)
+	changes, err := s.Reconfigure(c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,14 +122,14 @@ func TestReconfigureAutoMap(t *testing.T) {
 		t.Errorf("counters %v", got)
 	}
 	// The new threshold applies.
-	s.Observe(Ref{}, laneDefault, []byte("GET"), []byte("/x"), 1500*time.Millisecond, false)
+	s.Observe(Ref{}, laneName(s, laneDefault), []byte("GET"), []byte("/x"), 1500*time.Millisecond, false)
 	if _, _, _, n := s.Counters(); n != 20 {
 		t.Error("learned under the new threshold")
 	}
 
 	// auto_map off: every learned mapping goes, runtime ones stay.
 	c.AutoMap = nil
-	changes, err = s.Reconfigure(c)
+	changes, err = s.Reconfigure(c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func TestReconfigureAutoMap(t *testing.T) {
 		t.Errorf("%d learned mappings left with auto_map off", n)
 	}
 	wantLane(t, s, "GET", "/op", laneSlow, api.SourceAPI)
-	s.Observe(Ref{}, laneDefault, []byte("GET"), []byte("/y"), time.Hour, true)
+	s.Observe(Ref{}, laneName(s, laneDefault), []byte("GET"), []byte("/y"), time.Hour, true)
 	if len(s.List()) != 5 {
 		t.Errorf("List: %+v", s.List())
 	}
@@ -154,7 +154,7 @@ func TestReconfigureAutoMapLaneChange(t *testing.T) {
 	s := newSet(t, c)
 	learn(s, "GET", "/a")
 	c.AutoMap = &config.AutoMap{Threshold: threshold, Lane: "slower", From: []string{"default"}, ForgetAfter: forgetAfter, MaxEntries: 100}
-	changes, err := s.Reconfigure(c)
+	changes, err := s.Reconfigure(c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestReconfigureSummarisesManyDrops(t *testing.T) {
 	c := testConfig(clk)
 	c.Lanes = []string{"default", "slow"}
 	delete(c.Static, "fast")
-	changes, err := s.Reconfigure(c)
+	changes, err := s.Reconfigure(c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

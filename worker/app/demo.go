@@ -36,6 +36,19 @@ type demo struct {
 	done <-chan struct{} // closed by App.Close
 	// themed: the app themes responses, so the theme page opts out.
 	themed bool
+	lane   string // the lane this worker serves (WithLane), for /demo/lane
+}
+
+// WithLane names the lane the worker serves; the demo site's /demo/lane
+// answers it, so that a test can tell which lane ran a request from the
+// worker's own answer.
+func WithLane(name string) Option {
+	return func(a *App) error {
+		if a.demo != nil {
+			a.demo.lane = name
+		}
+		return nil
+	}
 }
 
 func (d *demo) serve(ctx *fasthttp.RequestCtx) {
@@ -54,6 +67,8 @@ func (d *demo) serve(ctx *fasthttp.RequestCtx) {
 		d.byteStream(ctx)
 	case "/demo/echo":
 		d.echo(ctx)
+	case "/demo/lane":
+		d.whichLane(ctx)
 	case "/demo/theme.html":
 		d.themePage(ctx)
 	default:
@@ -61,6 +76,10 @@ func (d *demo) serve(ctx *fasthttp.RequestCtx) {
 		// sleeps a lane of their own by path (the bench maps its slow class).
 		if bytes.HasPrefix(ctx.Path(), []byte("/demo/sleep/")) {
 			d.sleep(ctx)
+			return
+		}
+		if bytes.HasPrefix(ctx.Path(), []byte("/demo/lane/")) {
+			d.whichLane(ctx)
 			return
 		}
 		ctx.Error("404 Not Found\n", fasthttp.StatusNotFound)
@@ -86,6 +105,7 @@ purpose; watch the dashboard while you try them.</p>
 <li><a href="/demo/crash">/demo/crash</a> makes the worker exit; the supervisor replaces it.</li>
 <li><a href="/demo/bytes?n=104857600">/demo/bytes?n=104857600</a> streams 100 MiB.</li>
 <li><a href="/demo/echo">/demo/echo</a> shows the request as the worker got it.</li>
+<li><a href="/demo/lane">/demo/lane</a> names the lane of the worker that answers.</li>
 <li><a href="/demo/theme.html">/demo/theme.html</a> is the page configs/themed.hcl wraps this one in.</li>
 </ul>
 </main>
@@ -144,6 +164,30 @@ func (d *demo) sleep(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.SetContentType(contentTypeText)
 	ctx.SetBodyString("slept " + strconv.FormatInt(ms, 10) + " ms\n")
+}
+
+// whichLane answers "lane NAME" after ?ms=N (default 0): the lane of the
+// worker that ran the request, as the worker knows it. /demo/lane/ANYTHING
+// does the same, so that a config can map some to a lane by path.
+func (d *demo) whichLane(ctx *fasthttp.RequestCtx) {
+	ms := int64(0)
+	if len(ctx.QueryArgs().Peek("ms")) > 0 {
+		var ok bool
+		if ms, ok = queryInt(ctx, "ms", maxDemoMillis); !ok {
+			ctx.Error("400 Bad Request: want ?ms=N, N a non-negative integer\n", fasthttp.StatusBadRequest)
+			return
+		}
+	}
+	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-d.done:
+		shuttingDown(ctx)
+		return
+	}
+	ctx.SetContentType(contentTypeText)
+	ctx.SetBodyString("lane " + d.lane + "\n")
 }
 
 // hang never answers: the supervisor's request timeout kills the process.

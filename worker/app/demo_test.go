@@ -108,6 +108,24 @@ func demoDo(t *testing.T, c *fasthttp.HostClient, method, uri, body string) (int
 	return resp.StatusCode(), &h, string(b)
 }
 
+// TestDemoLane: /demo/lane and /demo/lane/ANYTHING name the worker's lane,
+// after ?ms=N if given.
+func TestDemoLane(t *testing.T) {
+	a, err := New(config.App{Demo: true}, testLogger(t), WithLane("slow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for uri, want := range map[string]int{"/demo/lane": 200, "/demo/lane/report?ms=1": 200, "/demo/lane?ms=x": 400} {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI(uri)
+		a.Handler(&ctx)
+		if got := ctx.Response.StatusCode(); got != want || want == 200 && string(ctx.Response.Body()) != "lane slow\n" {
+			t.Errorf("GET %s: %d %q, want %d \"lane slow\"", uri, got, ctx.Response.Body(), want)
+		}
+	}
+}
+
 func TestDemoIndex(t *testing.T) {
 	_, c := demoSite(t)
 	status, h, body := demoDo(t, c, "GET", "/", "")
