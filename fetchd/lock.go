@@ -47,6 +47,18 @@ func CheckCacheDir(dir string) error {
 	return inUseError(dir, pid)
 }
 
+// CacheInUse is CheckCacheDir's answer when it is ErrCacheInUse, else nil:
+// whatever else is wrong with dir, fetchd reports when it starts. The
+// supervisor calls it (as supervisor.Options.FetchdCacheInUse) before each
+// start of its fetchd, which would otherwise wait for the lock, exit, and
+// crash-loop.
+func CacheInUse(dir string) error {
+	if err := CheckCacheDir(dir); errors.Is(err, ErrCacheInUse) {
+		return err
+	}
+	return nil
+}
+
 // probeLock tries badger's directory lock (flock on the directory) and
 // releases it at once. busy reports another holder, whose pid is read from
 // badger's LOCK file (0 if unknown).
