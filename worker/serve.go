@@ -3,6 +3,9 @@
 // through go-plugin, talks to it over the control plane (health, drain) and
 // sends it requests over a unix socket (the data plane). Package app holds
 // the built-in worker that lanesd itself runs.
+//
+// A custom worker links this package and shared, never shared/config: HCL
+// stays out of it (TestNoHCLInCustomWorkers).
 package worker
 
 import (
