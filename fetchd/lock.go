@@ -20,10 +20,10 @@ const lockFile = "LOCK"
 // CheckCacheDir reports whether dir can serve as fetchd's cache: it is (or
 // can be created as) a writable directory and no other lanesd's fetchd holds
 // it. The fetchd of the calling lanesd (a child of this process) and a cache
-// open in this very process do not count as "other", so the supervisor may
-// call it on reload while its own fetchd runs. It never opens the database,
-// and holds the lock only for the instant of the probe; a fetchd starting in
-// that instant retries the lock.
+// open in this very process do not count as "other": a lanesd is never
+// blocked by its own. It never opens the database, and holds the lock only
+// for the instant of the probe; a fetchd starting in that instant retries
+// the lock.
 func CheckCacheDir(dir string) error {
 	fi, err := os.Stat(dir)
 	switch {

@@ -1,5 +1,7 @@
-// Command lanesd is the lanes supervisor. It also runs, through the hidden
-// subcommand "worker", as the built-in worker process of a lane.
+// Command lanesd is the lanes supervisor. It also runs, through hidden
+// subcommands, as its own children: "worker", the built-in worker process
+// of a lane, and "fetchd", the fetch daemon. Each child reads the
+// environment the supervisor gave it (shared.WorkerEnv, shared.FetchdEnv).
 //
 //	lanesd -config FILE           run the supervisor
 //	lanesd -config FILE -check    validate FILE: print OK, or every problem, and exit 1
