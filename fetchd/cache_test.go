@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/lanes-dev/lanes/shared/logging"
 )
 
 // TestMain doubles as the helper process that holds a cache open, the way
@@ -22,7 +20,7 @@ func TestMain(m *testing.M) {
 		return
 	}
 	if os.Getenv("FETCHD_TEST_MAIN") != "" {
-		os.Exit(Main(logging.Worker("debug")))
+		os.Exit(Main())
 	}
 	if os.Getenv("FETCHD_TEST_RSS") != "" {
 		rssHelper()

@@ -20,10 +20,10 @@ const lockFile = "LOCK"
 // CheckCacheDir reports whether dir can serve as fetchd's cache: it is (or
 // can be created as) a writable directory and no other lanesd's fetchd holds
 // it. The fetchd of the calling lanesd (a child of this process) and a cache
-// open in this very process do not count as "other", so the supervisor may
-// call it on reload while its own fetchd runs. It never opens the database,
-// and holds the lock only for the instant of the probe; a fetchd starting in
-// that instant retries the lock.
+// open in this very process do not count as "other": a lanesd is never
+// blocked by its own. It never opens the database, and holds the lock only
+// for the instant of the probe; a fetchd starting in that instant retries
+// the lock.
 func CheckCacheDir(dir string) error {
 	fi, err := os.Stat(dir)
 	switch {
@@ -45,6 +45,18 @@ func CheckCacheDir(dir string) error {
 		return nil
 	}
 	return inUseError(dir, pid)
+}
+
+// CacheInUse is CheckCacheDir's answer when it is ErrCacheInUse, else nil:
+// whatever else is wrong with dir, fetchd reports when it starts. The
+// supervisor calls it (as supervisor.Options.FetchdCacheInUse) before each
+// start of its fetchd, which would otherwise wait for the lock, exit, and
+// crash-loop.
+func CacheInUse(dir string) error {
+	if err := CheckCacheDir(dir); errors.Is(err, ErrCacheInUse) {
+		return err
+	}
+	return nil
 }
 
 // probeLock tries badger's directory lock (flock on the directory) and

@@ -3,29 +3,28 @@
 // answers workers' theme lookups (shared.ThemeService) over a unix socket.
 // A dead origin costs fetchd a fetch goroutine, never a request worker.
 //
-// lanesd starts it as a go-plugin child (Main is the process body, Env its
-// environment), health-checks it through shared.Control, and reads its state
-// through shared.StatusService on the same socket the workers use.
+// lanesd starts it as a go-plugin child (Main is the process body,
+// shared.FetchdEnv its environment), health-checks it through
+// shared.Control, and reads its state through shared.StatusService on the
+// same socket the workers use.
 package fetchd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/shared/logging"
 )
 
 const (
@@ -36,61 +35,40 @@ const (
 	stopTimeout = 2 * time.Second
 )
 
-// Env returns the environment entries that configure a fetchd child:
-// EnvFetchdConfig, the path of a file beside the socket that holds its
-// settings (the fetchd block and the themes, cache_dir made absolute: a
-// file, because Linux caps one environment variable at 128 KiB and a site
-// may have many themes), and EnvFetchdSocket, the unix socket the
-// supervisor chose for ThemeService. The supervisor adds the go-plugin handshake cookie,
-// EnvParentPID and EnvLogLevel as for a worker. cfg.Fetchd must be set
-// (config sets it whenever the app uses a theme).
-func Env(cfg *config.Config, socket string) ([]string, error) {
-	if cfg.Fetchd == nil {
-		return nil, fmt.Errorf("fetchd: config has no fetchd settings")
-	}
-	set := Settings{Fetchd: *cfg.Fetchd, Themes: cfg.Themes}
-	if abs, err := filepath.Abs(set.Fetchd.CacheDir); err == nil {
-		set.Fetchd.CacheDir = abs
-	}
-	b, err := json.Marshal(set)
-	if err != nil {
-		return nil, fmt.Errorf("fetchd: encode settings: %w", err)
-	}
-	file := filepath.Join(filepath.Dir(socket), "fetchd-settings.json")
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		return nil, fmt.Errorf("fetchd: write settings: %w", err)
-	}
-	return []string{
-		shared.EnvFetchdConfig + "=" + file,
-		shared.EnvFetchdSocket + "=" + socket,
-	}, nil
-}
-
-// Main is the body of the fetchd process and returns its exit status. log
-// must write to stderr (JSON, like a worker's): stdout carries go-plugin's
-// handshake. It returns when the supervisor kills it (go-plugin's Shutdown),
-// on SIGTERM, or exits 3 when the supervisor is gone.
-func Main(log hclog.Logger) int {
-	sock := os.Getenv(shared.EnvFetchdSocket)
-	raw := os.Getenv(shared.EnvFetchdConfig)
-	if sock == "" || raw == "" || os.Getenv(shared.Handshake.MagicCookieKey) != shared.Handshake.MagicCookieValue {
+// Main is the body of the fetchd process and returns its exit status. It
+// logs to stderr (JSON, like a worker): stdout carries go-plugin's
+// handshake. It returns when the supervisor stops it (go-plugin's
+// Shutdown); on SIGTERM it closes the cache and exits 0, and once the
+// supervisor is gone it exits 3.
+func Main() int {
+	byHand := func() int {
 		fmt.Fprintln(os.Stderr, "lanes fetchd: lanesd starts this process itself; it cannot be run by hand")
 		return 1
 	}
-	var set Settings
-	b, err := os.ReadFile(raw)
-	if err == nil {
-		err = json.Unmarshal(b, &set)
+	if os.Getenv(shared.Handshake.MagicCookieKey) != shared.Handshake.MagicCookieValue {
+		return byHand()
 	}
+	env, err := shared.DecodeFetchdEnv(os.Getenv)
+	log := logging.Worker(env.LogLevel)
 	if err != nil {
-		log.Error("decode settings", "error", err)
+		log.Error("cannot start", "error", err)
 		return 1
 	}
+	if env.Socket == "" || env.Config == "" {
+		return byHand()
+	}
+	wire, err := shared.ReadFetchdSettings(env.Config)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	set := settingsFromWire(wire)
+	sock := env.Socket
 	log = log.With("pid", os.Getpid())
 
 	// An exit while fetching is safe: badger reopens intact after an
 	// unclean exit.
-	if !shared.WatchSupervisor(log) {
+	if !shared.WatchSupervisor(log, env.ParentPID) {
 		return 3
 	}
 
@@ -158,4 +136,13 @@ func Main(log hclog.Logger) int {
 	})
 	stop()
 	return 0
+}
+
+// settingsFromWire is the Settings the supervisor wrote as w.
+func settingsFromWire(w shared.FetchdSettings) Settings {
+	set := Settings{Fetchd: config.FetchdFromWire(w.Fetchd), Themes: make([]config.Theme, len(w.Themes))}
+	for i, t := range w.Themes {
+		set.Themes[i] = config.ThemeFromWire(t)
+	}
+	return set
 }

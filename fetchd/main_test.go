@@ -5,14 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/lanes-dev/lanes/shared"
-	"github.com/lanes-dev/lanes/shared/config"
 )
 
 // TestMainProcess runs Main as a real go-plugin child, the way lanesd
@@ -29,13 +27,18 @@ func TestMainProcess(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "cache")
 	set := settings(o.URL)
 	set.Fetchd.CacheDir = dir
-	env, err := Env(&config.Config{Fetchd: &set.Fetchd, Themes: set.Themes}, sock)
-	if err != nil {
+	wire := shared.FetchdSettings{Fetchd: set.Fetchd.Wire()}
+	for _, th := range set.Themes {
+		wire.Themes = append(wire.Themes, th.Wire())
+	}
+	file := filepath.Join(rundir, "fetchd-settings.json")
+	if err := shared.WriteFetchdSettings(file, wire); err != nil {
 		t.Fatal(err)
 	}
+	env := shared.FetchdEnv{Socket: sock, Config: file, ParentPID: os.Getpid(), LogLevel: "debug"}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Env = append(cmd.Env, "FETCHD_TEST_MAIN=1", shared.EnvParentPID+"="+strconv.Itoa(os.Getpid()))
+	cmd.Env = append(os.Environ(), env.Encode()...)
+	cmd.Env = append(cmd.Env, "FETCHD_TEST_MAIN=1")
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  shared.Handshake,
 		Plugins:          shared.PluginMap(nil),

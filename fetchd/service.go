@@ -18,11 +18,11 @@ import (
 	"github.com/lanes-dev/lanes/shared/config"
 )
 
-// Settings is fetchd's configuration: the fetchd block and the themes. Env
-// writes it into fetchd's environment as JSON.
+// Settings is fetchd's configuration: the fetchd block and the themes. The
+// supervisor hands them to Main as shared.FetchdSettings.
 type Settings struct {
-	Fetchd config.Fetchd  `json:"fetchd"`
-	Themes []config.Theme `json:"themes"`
+	Fetchd config.Fetchd
+	Themes []config.Theme
 }
 
 // Options are the Service's seams; zero values are the production ones.

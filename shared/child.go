@@ -20,11 +20,10 @@ const parentPoll = 200 * time.Millisecond
 // is gone, or a child started by something else. It watches the parent the
 // process started under, which is not the supervisor when a wrapper (sh -c,
 // go run) forks the child. It returns false, having logged why, when the
-// supervisor is already gone: the caller exits 3. Without EnvParentPID it
-// watches nothing.
-func WatchSupervisor(log hclog.Logger) bool {
-	sup, err := strconv.Atoi(os.Getenv(EnvParentPID))
-	if err != nil {
+// supervisor is already gone: the caller exits 3. sup is the supervisor's
+// pid from the environment (EnvParentPID); 0 watches nothing.
+func WatchSupervisor(log hclog.Logger, sup int) bool {
+	if sup == 0 {
 		return true
 	}
 	ppid := os.Getppid()

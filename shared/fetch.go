@@ -5,12 +5,7 @@ import (
 	"time"
 
 	"github.com/lanes-dev/lanes/shared/api"
-	"github.com/lanes-dev/lanes/shared/config"
 )
-
-// EnvFetchdSocket names, in a worker's environment, the unix socket on which
-// fetchd serves ThemeService. Unset: no theme applies.
-const EnvFetchdSocket = "LANES_FETCHD_SOCKET"
 
 // ThemeService is what fetchd offers workers over its control-plane socket
 // (gRPC, like Control). Every call honours ctx's deadline.
@@ -40,11 +35,6 @@ const (
 	ThemeUnthemed = "unthemed"
 )
 
-// EnvFetchdConfig names, in fetchd's environment, the file that holds the
-// JSON of its settings (the fetchd block and the themes), written by
-// fetchd.Env.
-const EnvFetchdConfig = "LANES_FETCHD_CONFIG"
-
 // StatusService is fetchd's report to the supervisor, served on the same
 // socket as ThemeService.
 type StatusService interface {
@@ -69,11 +59,4 @@ type FetchdStatus struct {
 type FetchdService interface {
 	ThemeService
 	StatusService
-}
-
-// WorkerTheme is what the built-in worker needs to theme responses
-// (EnvTheme): the theme block and how long to wait for fetchd per request.
-type WorkerTheme struct {
-	Theme      config.Theme  `json:"theme"`
-	AskTimeout time.Duration `json:"ask_timeout"`
 }

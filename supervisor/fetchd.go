@@ -2,22 +2,18 @@ package supervisor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/lanes-dev/lanes/fetchd"
 	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/api"
 	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/supervisor/proc"
-	"github.com/lanes-dev/lanes/worker/theme"
 )
 
 // fetchdSup keeps the fetchd process running while the app uses a theme:
@@ -30,6 +26,7 @@ type fetchdSup struct {
 	spec   proc.Spec
 	sock   string
 	dir    string // cache_dir
+	inUse  func(dir string) error
 	client shared.FetchdService
 	close  func()
 	ctx    context.Context
@@ -57,15 +54,11 @@ func (s *Supervisor) fetchdSocket() string { return filepath.Join(s.runDir, "fet
 // ended either way: a site whose theme cannot be had runs unthemed, so a
 // fetchd that fails is logged and retried, never fatal.
 func (s *Supervisor) startFetchd(cfg *config.Config) *fetchdSup {
-	env, err := fetchd.Env(cfg, s.fetchdSocket())
+	env, err := s.fetchdEnv(cfg)
 	if err != nil {
 		s.log.Error("fetchd not started; the site runs unthemed", "error", err)
 		return nil
 	}
-	env = append(env,
-		shared.EnvParentPID+"="+strconv.Itoa(os.Getpid()),
-		shared.EnvLogLevel+"="+cfg.Log.Level.String(),
-	)
 	client, closeClient, err := shared.DialThemeService(s.fetchdSocket())
 	if err != nil {
 		s.log.Error("fetchd client", "error", err)
@@ -83,6 +76,7 @@ func (s *Supervisor) startFetchd(cfg *config.Config) *fetchdSup {
 		},
 		sock:   s.fetchdSocket(),
 		dir:    cfg.Fetchd.CacheDir,
+		inUse:  s.opt.FetchdCacheInUse,
 		client: client,
 		close:  closeClient,
 		done:   make(chan struct{}),
@@ -108,7 +102,7 @@ func (f *fetchdSup) run(first chan struct{}) {
 		// fetchd of ours wait for the lock and exit: a crash loop. Probe
 		// the lock (no process) until the other lets go; soon at first, as
 		// the holder may be the fetchd of a lanesd that just died.
-		if err := fetchd.CheckCacheDir(f.dir); errors.Is(err, fetchd.ErrCacheInUse) {
+		if err := f.cacheInUse(); err != nil {
 			blocked = min(max(2*blocked, 250*time.Millisecond), loop.Policy.BackoffMax)
 			f.mu.Lock()
 			was := f.state
@@ -188,6 +182,14 @@ func (f *fetchdSup) watch(p *proc.Process) {
 	}
 }
 
+// cacheInUse reports that another lanesd's fetchd holds the cache_dir.
+func (f *fetchdSup) cacheInUse() error {
+	if f.inUse == nil {
+		return nil
+	}
+	return f.inUse(f.dir)
+}
+
 func (f *fetchdSup) setState(state, lastErr string) {
 	f.mu.Lock()
 	f.state, f.lastErr = state, lastErr
@@ -231,18 +233,39 @@ func (f *fetchdSup) status() (api.Fetchd, []api.Theme) {
 	return out, st.Themes
 }
 
-// themeEnv is the environment a worker needs to theme: the theme block,
-// the per-request wait for fetchd, and fetchd's socket.
-func (s *Supervisor) themeEnv(cfg *config.Config) []string {
+// fetchdEnv writes fetchd's settings file for cfg into the run directory
+// and returns fetchd's environment. cfg.Fetchd must be set (config sets it
+// whenever the app uses a theme).
+func (s *Supervisor) fetchdEnv(cfg *config.Config) ([]string, error) {
+	set := shared.FetchdSettings{Fetchd: cfg.Fetchd.Wire(), Themes: make([]shared.ThemeWire, len(cfg.Themes))}
+	for i, t := range cfg.Themes {
+		set.Themes[i] = t.Wire()
+	}
+	if abs, err := filepath.Abs(set.Fetchd.CacheDir); err == nil {
+		set.Fetchd.CacheDir = abs
+	}
+	file := filepath.Join(s.runDir, "fetchd-settings.json")
+	if err := shared.WriteFetchdSettings(file, set); err != nil {
+		return nil, err
+	}
+	return shared.FetchdEnv{
+		Socket:    s.fetchdSocket(),
+		Config:    file,
+		ParentPID: os.Getpid(),
+		LogLevel:  cfg.Log.Level.String(),
+	}.Encode(), nil
+}
+
+// workerTheme is what a worker of cfg needs to theme: the app's theme block
+// and fetchd's stale_wait; nil when the app uses no theme.
+func workerTheme(cfg *config.Config) *shared.WorkerTheme {
 	if !themed(cfg) {
 		return nil
 	}
 	for _, t := range cfg.Themes {
-		if t.Name != cfg.App.Theme {
-			continue
+		if t.Name == cfg.App.Theme {
+			return &shared.WorkerTheme{Theme: t.Wire(), StaleWait: cfg.Fetchd.StaleWait}
 		}
-		b, _ := json.Marshal(shared.WorkerTheme{Theme: t, AskTimeout: theme.AskTimeout(cfg.Fetchd.StaleWait)})
-		return []string{shared.EnvTheme + "=" + string(b), shared.EnvFetchdSocket + "=" + s.fetchdSocket()}
 	}
 	return nil
 }

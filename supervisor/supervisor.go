@@ -7,7 +7,6 @@ package supervisor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +47,10 @@ type Options struct {
 	// Fetchd is the argv that runs fetchd (lanesd's own "fetchd"
 	// subcommand); a themed app needs it.
 	Fetchd []string
+	// FetchdCacheInUse, if set, reports that another lanesd's fetchd holds
+	// a cache_dir (fetchd.CacheInUse); fetchd is then not started until it
+	// is free, rather than crash-looping on the lock.
+	FetchdCacheInUse func(dir string) error
 	// LogOutput is where Log writes (default stderr): the access log
 	// writes its lines there itself, in Log's format.
 	LogOutput io.Writer
@@ -359,21 +362,24 @@ func stopAll(ctx context.Context, lanes []*lane.Lane, immediate bool) {
 	wg.Wait()
 }
 
+// workerEnv is the environment every worker of cfg gets; its lane and
+// process add the rest.
 func (s *Supervisor) workerEnv(cfg *config.Config) []string {
-	app, _ := json.Marshal(cfg.App)
-	env := []string{
-		shared.EnvLogLevel + "=" + cfg.Log.Level.String(),
-		shared.EnvApp + "=" + string(app),
-		shared.EnvMaxHeaderSize + "=" + strconv.Itoa(cfg.Front.MaxHeaderSize),
-		shared.EnvMaxBodySize + "=" + strconv.Itoa(cfg.Front.MaxBodySize),
-	}
-	if cfg.DebugHeaders {
-		env = append(env, shared.EnvDebugHeaders+"=1")
+	app := cfg.App.Wire()
+	env := shared.WorkerEnv{
+		LogLevel:      cfg.Log.Level.String(),
+		App:           &app,
+		MaxHeaderSize: cfg.Front.MaxHeaderSize,
+		MaxBodySize:   cfg.Front.MaxBodySize,
+		DebugHeaders:  cfg.DebugHeaders,
 	}
 	if s.fetchd != nil {
-		env = append(env, s.themeEnv(cfg)...)
+		env.Theme = workerTheme(cfg)
+		if env.Theme != nil {
+			env.FetchdSocket = s.fetchdSocket()
+		}
 	}
-	return env
+	return env.Encode()
 }
 
 // shutdown stops the listeners, waits for in-flight requests (unless

@@ -3,6 +3,9 @@
 // through go-plugin, talks to it over the control plane (health, drain) and
 // sends it requests over a unix socket (the data plane). Package app holds
 // the built-in worker that lanesd itself runs.
+//
+// A custom worker links this package and shared, never shared/config: HCL
+// stays out of it (TestNoHCLInCustomWorkers).
 package worker
 
 import (
@@ -16,7 +19,6 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/metrics"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -35,7 +37,7 @@ import (
 // why it cannot serve and exits 1. Nothing may be written to stdout before
 // Serve: go-plugin uses it for the handshake.
 func Serve(handler fasthttp.RequestHandler) {
-	os.Exit(run(handler, logging.Worker(os.Getenv(shared.EnvLogLevel))))
+	os.Exit(run(handler, nil))
 }
 
 // ServeLogger is Serve with a logger the caller built (it must write to
@@ -44,12 +46,27 @@ func ServeLogger(handler fasthttp.RequestHandler, log hclog.Logger) {
 	os.Exit(run(handler, log))
 }
 
+// run serves handler; log nil means a logger at the environment's level.
 func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
-	sock := os.Getenv(shared.EnvSocket)
-	if sock == "" || os.Getenv(shared.Handshake.MagicCookieKey) != shared.Handshake.MagicCookieValue {
+	byHand := func() int {
 		fmt.Fprintln(os.Stderr, "lanes worker: this program is a lanes worker; lanesd starts it from a lane's command")
 		return 1
 	}
+	if os.Getenv(shared.Handshake.MagicCookieKey) != shared.Handshake.MagicCookieValue {
+		return byHand()
+	}
+	env, err := shared.DecodeWorkerEnv(os.Getenv)
+	if log == nil {
+		log = logging.Worker(env.LogLevel)
+	}
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	if env.Socket == "" {
+		return byHand()
+	}
+	sock := env.Socket
 	log = log.With("pid", os.Getpid()) // the supervisor adds the lane
 	// go-plugin re-logs plain stderr lines at DEBUG only: route the standard
 	// library's log package through hclog so a handler's log.Printf shows
@@ -57,7 +74,7 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 	stdlog.SetFlags(0)
 	stdlog.SetOutput(log.Named("log").StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}))
 
-	if !shared.WatchSupervisor(log) {
+	if !shared.WatchSupervisor(log, env.ParentPID) {
 		return 3
 	}
 	// The supervisor stops its workers itself: drain, then shutdown. A
@@ -77,8 +94,8 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 
 	w := &server{log: log, handler: handler, idle: make(chan struct{}, 1)}
 	srv := NewServer(w.serve, log, Limits{
-		MaxHeaderSize: envInt(shared.EnvMaxHeaderSize, 8<<10),
-		MaxBodySize:   envInt(shared.EnvMaxBodySize, 16<<20),
+		MaxHeaderSize: env.MaxHeaderSize,
+		MaxBodySize:   env.MaxBodySize,
 	})
 	go func() {
 		if err := srv.Serve(dataListener{ln}); err != nil {
@@ -101,6 +118,8 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 
 // Limits are the request limits the front passes to its workers, so that a
 // worker accepts whatever the front accepted and nothing more.
+// A zero limit takes shared/config's default, repeated here because a
+// custom worker must not link that package (and HCL with it).
 type Limits struct {
 	MaxHeaderSize int // bytes of request line and header
 	MaxBodySize   int // bytes of request body
@@ -289,16 +308,6 @@ func (s *server) Drain(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// envInt reads a limit the supervisor passes in the environment. The
-// fallbacks at its call sites repeat shared/config's defaults rather than
-// import that package, which would link HCL into every custom worker.
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-		return n
-	}
-	return def
 }
 
 var _ shared.Control = (*server)(nil)

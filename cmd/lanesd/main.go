@@ -1,5 +1,7 @@
-// Command lanesd is the lanes supervisor. It also runs, through the hidden
-// subcommand "worker", as the built-in worker process of a lane.
+// Command lanesd is the lanes supervisor. It also runs, through hidden
+// subcommands, as its own children: "worker", the built-in worker process
+// of a lane, and "fetchd", the fetch daemon. Each child reads the
+// environment the supervisor gave it (shared.WorkerEnv, shared.FetchdEnv).
 //
 //	lanesd -config FILE           run the supervisor
 //	lanesd -config FILE -check    validate FILE: print OK, or every problem, and exit 1
@@ -7,7 +9,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -46,7 +47,7 @@ func main() {
 		return
 	}
 	if len(os.Args) > 1 && os.Args[1] == fetchdCommand {
-		os.Exit(fetchd.Main(logging.Worker(os.Getenv(shared.EnvLogLevel))))
+		os.Exit(fetchd.Main())
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -100,7 +101,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot find own executable for the built-in worker", "error", err)
 		return 1
 	}
-	sup, err := supervisor.New(cfg, supervisor.Options{Log: log, Builtin: []string{exe, workerCommand}, Fetchd: []string{exe, fetchdCommand}, LogOutput: stderr})
+	sup, err := supervisor.New(cfg, supervisor.Options{Log: log, Builtin: []string{exe, workerCommand}, Fetchd: []string{exe, fetchdCommand},
+		FetchdCacheInUse: fetchd.CacheInUse, LogOutput: stderr})
 	if err != nil {
 		log.Error("start", "error", err)
 		return 1
@@ -152,31 +154,32 @@ func handleSignals(log hclog.Logger, stop context.CancelFunc, sup *supervisor.Su
 // runWorker is the built-in worker: the app of the config's app block,
 // served on the socket the supervisor named.
 func runWorker() {
-	log := logging.Worker(os.Getenv(shared.EnvLogLevel))
-	var cfg config.App
-	if err := json.Unmarshal([]byte(os.Getenv(shared.EnvApp)), &cfg); err != nil {
+	env, err := shared.DecodeWorkerEnv(os.Getenv)
+	log := logging.Worker(env.LogLevel)
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		os.Exit(1)
+	}
+	if env.App == nil {
 		fmt.Fprintln(os.Stderr, "lanesd worker: started without an app config; lanesd runs this itself")
 		os.Exit(1)
 	}
-	opts := []app.Option{app.WithLane(os.Getenv(shared.EnvLane))}
-	if os.Getenv(shared.EnvDebugHeaders) == "1" {
+	opts := []app.Option{app.WithLane(env.Lane)}
+	if env.DebugHeaders {
 		opts = append(opts, app.WithDebugHeaders(true))
 	}
-	if raw := os.Getenv(shared.EnvTheme); raw != "" {
-		var wt shared.WorkerTheme
-		if err := json.Unmarshal([]byte(raw), &wt); err != nil {
-			log.Error("theme config", "error", err)
-			os.Exit(1)
-		}
-		svc, closeSvc, err := shared.DialThemeService(os.Getenv(shared.EnvFetchdSocket))
+	if wt := env.Theme; wt != nil {
+		// The connection is never closed: it serves as long as the
+		// process, which ServeLogger ends with os.Exit.
+		svc, _, err := shared.DialThemeService(env.FetchdSocket)
 		if err != nil {
 			log.Warn("fetchd unreachable; serving unthemed", "error", err)
 		} else {
-			defer closeSvc()
-			opts = append(opts, app.WithTheme(wt.Theme, svc, theme.Options{AskTimeout: wt.AskTimeout}))
+			opts = append(opts, app.WithTheme(config.ThemeFromWire(wt.Theme), svc,
+				theme.Options{AskTimeout: theme.AskTimeout(wt.StaleWait)}))
 		}
 	}
-	a, err := app.New(cfg, log, opts...)
+	a, err := app.New(config.AppFromWire(*env.App), log, opts...)
 	if err != nil {
 		log.Error("app", "error", err)
 		os.Exit(1)

@@ -21,7 +21,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -62,7 +61,7 @@ type Env struct {
 	Spawner   *proc.Spawner
 	RunDir    string       // private 0700 directory for sockets
 	Builtin   []string     // argv of the built-in worker (lanesd's own worker subcommand)
-	WorkerEnv []string     // extra environment for every worker
+	WorkerEnv []string     // extra environment for every worker (shared.WorkerEnv.Encode)
 	Log       hclog.Logger // the supervisor's logger; the lane names its own
 	// Trace, when set, is called once for every request that leaves the
 	// lane (Release and Refuse), after the lane's own accounting. It must
@@ -222,11 +221,10 @@ func (l *Lane) spawnLocked(replaces *Worker) *Worker {
 	}
 	spec := proc.Spec{
 		Command: l.argv,
-		Env: append([]string{
-			shared.EnvLane + "=" + l.name,
-			shared.EnvParentPID + "=" + strconv.Itoa(os.Getpid()),
-			"GOTRACEBACK=all", // SIGQUIT prints every goroutine (two-phase kill)
-		}, l.env.WorkerEnv...),
+		Env: slices.Concat(
+			shared.WorkerEnv{Lane: l.name, ParentPID: os.Getpid()}.Encode(),
+			[]string{"GOTRACEBACK=all"}, // SIGQUIT prints every goroutine (two-phase kill)
+			l.env.WorkerEnv),
 		RunDir:  l.env.RunDir,
 		Name:    fmt.Sprintf("w-%s-%d", l.name, w.seq),
 		Log:     l.log.Named("worker"),

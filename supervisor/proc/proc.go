@@ -104,7 +104,7 @@ func (p *Process) Start(ctx context.Context) error {
 			cmd := exec.Command(s.Command[0], s.Command[1:]...)
 			// go-plugin's cmd carries the host environment plus its own
 			// handshake variables; ours come last and win.
-			cmd.Env = append(append(pc.Env, s.Env...), shared.EnvSocket+"="+p.socket)
+			cmd.Env = append(append(pc.Env, s.Env...), shared.WorkerEnv{Socket: p.socket}.Encode()...)
 			return newProcRunner(p, cmd)
 		},
 	})
