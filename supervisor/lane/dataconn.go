@@ -1,11 +1,15 @@
 package lane
 
 import (
+	"fmt"
 	"net"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/lanes-dev/lanes/shared/cleanconn"
 	"github.com/lanes-dev/lanes/shared/heldconn"
 )
 
@@ -17,13 +21,21 @@ import (
 // on.
 //
 // It also saves a system call per request: fasthttp's client writes a
-// request and at once reads the answer, and a worker never sends a byte it
-// was not asked for, so every write is held back and sent from inside the
-// Read that waits for the answer (package heldconn).
+// request and at once reads the answer, and a worker sends nothing it was
+// not asked for (checked below), so every write is held back and sent from
+// inside the Read that waits for the answer (package heldconn).
 //
 // A held write that fails (a worker gone: EPIPE) fails the Read instead
 // of the Write, and fasthttp reports any error on an answer's first byte
 // as a closed connection; SendFailed keeps the truth for Undelivered.
+//
+// A worker may be a program we did not write, so a connection carries a
+// new request only when clean (package cleanconn): bytes past the last
+// answer, or arriving while idle, would be read as the new request's
+// answer. The request's first write then goes to a fresh connection
+// instead, before anything of it is sent, and the dirty one is closed.
+// The check also makes sound heldconn's premise that nothing waits on the
+// socket when the Read starts.
 type dataConn struct {
 	*heldconn.Conn
 	closed atomic.Bool // a Read saw EOF or an error: the peer is gone
@@ -31,17 +43,80 @@ type dataConn struct {
 	// write starts a new request, whose first byte is sent counts from mark.
 	answered atomic.Bool
 	mark     atomic.Uint64
+	t        cleanconn.Tracker
+	dial     func() (net.Conn, error)
+	wdl      time.Time // the write deadline fasthttp set; a replacement gets it too
+}
+
+// dialData returns a dataConn dialled with dial, which it also uses to
+// replace a dirty connection.
+func dialData(dial func() (net.Conn, error)) (*dataConn, error) {
+	c, err := dial()
+	if err != nil {
+		return nil, err
+	}
+	d := newDataConn(c)
+	d.dial = dial
+	return d, nil
 }
 
 func newDataConn(c net.Conn) *dataConn {
-	return &dataConn{Conn: heldconn.New(c)}
+	d := &dataConn{}
+	d.attach(c)
+	return d
+}
+
+func (c *dataConn) attach(nc net.Conn) {
+	c.Conn = heldconn.New(nc)
+	c.closed.Store(false)
+	c.answered.Store(false)
+	c.mark.Store(0) // nothing of the request went out on this connection yet
+	var rc syscall.RawConn
+	if sc, ok := nc.(syscall.Conn); ok {
+		rc, _ = sc.SyscallConn()
+	}
+	c.t.Attach(rc)
 }
 
 func (c *dataConn) Write(p []byte) (int, error) {
 	if c.answered.Swap(false) {
 		c.mark.Store(c.Sent())
 	}
+	// Without a dial (unit tests of the held writes) nothing is checked.
+	if c.dial != nil && !c.t.Write(p) {
+		if err := c.replace(); err != nil {
+			return 0, err
+		}
+		c.t.Write(p)
+	}
 	return c.Hold(p)
+}
+
+// replace closes a dirty connection and dials its replacement.
+func (c *dataConn) replace() error {
+	_ = c.Conn.Close()
+	nc, err := c.dial()
+	if err != nil {
+		return fmt.Errorf("replace a dirty worker connection: %w", err)
+	}
+	if !c.wdl.IsZero() {
+		if err := nc.SetWriteDeadline(c.wdl); err != nil {
+			nc.Close()
+			return err
+		}
+	}
+	c.attach(nc)
+	return nil
+}
+
+func (c *dataConn) SetDeadline(t time.Time) error {
+	c.wdl = t
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *dataConn) SetWriteDeadline(t time.Time) error {
+	c.wdl = t
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *dataConn) Read(p []byte) (int, error) {
@@ -51,6 +126,9 @@ func (c *dataConn) Read(p []byte) (int, error) {
 	}
 	if err != nil {
 		c.closed.Store(true)
+	}
+	if n > 0 {
+		c.t.Read(p[:n])
 	}
 	return n, err
 }

@@ -120,11 +120,7 @@ func newDataClient(sock string, conc int) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
 		Addr: sock,
 		Dial: func(string) (net.Conn, error) {
-			c, err := net.DialTimeout("unix", sock, time.Second)
-			if err != nil {
-				return nil, err
-			}
-			return newDataConn(c), nil
+			return dialData(func() (net.Conn, error) { return net.DialTimeout("unix", sock, time.Second) })
 		},
 		// Admission already caps requests at concurrency; the slack covers
 		// connections still closing.

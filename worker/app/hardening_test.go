@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/lanes-dev/lanes/shared/cleanconn"
 	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/worker"
 )
@@ -532,10 +533,12 @@ func TestUpstreamConnSniff(t *testing.T) {
 		{"100 then 200", []string{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"}, false},
 		{"101 in a body", []string{"HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\nHTTP/1.1 101 Switching\r\n\r\n"}, false},
 	} {
-		c := &upstreamConn{state: sniffStatus}
+		var tr cleanconn.Tracker
+		tr.Write([]byte("GET / HTTP/1.1\r\nHost: h\r\n\r\n"))
 		got := false
 		for _, ch := range tc.chunks {
-			got = got || c.sniff([]byte(ch))
+			tr.Read([]byte(ch))
+			got = got || tr.Switched()
 		}
 		if got != tc.want {
 			t.Errorf("%s: sniff = %v, want %v", tc.name, got, tc.want)

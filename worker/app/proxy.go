@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/lanes-dev/lanes/shared/cleanconn"
 	"github.com/lanes-dev/lanes/shared/httpx"
 	"github.com/lanes-dev/lanes/shared/logging"
 )
@@ -480,33 +481,34 @@ func (b *upstreamBody) CloseWithError(err error) error {
 // (TLS on top for https) wrapped in an upstreamConn. fasthttp takes a
 // connection with a Handshake method for TLS already done.
 func dialUpstream(isTLS bool, tlsConfig *tls.Config) fasthttp.DialFuncWithTimeout {
-	return func(addr string, timeout time.Duration) (net.Conn, error) {
-		var raw net.Conn
-		var err error
+	dial := func(addr string, timeout time.Duration) (raw, conn net.Conn, err error) {
 		if timeout > 0 {
 			raw, err = fasthttp.DialTimeout(addr, timeout)
 		} else {
 			raw, err = fasthttp.Dial(addr)
 		}
+		if err != nil || !isTLS {
+			return raw, raw, err
+		}
+		tc := tls.Client(raw, tlsConfig)
+		hctx, cancel := context.Background(), context.CancelFunc(func() {})
+		if timeout > 0 {
+			hctx, cancel = context.WithTimeout(hctx, timeout)
+		}
+		err = tc.HandshakeContext(hctx)
+		cancel()
 		if err != nil {
+			raw.Close()
+			return nil, nil, err
+		}
+		return raw, tc, nil
+	}
+	return func(addr string, timeout time.Duration) (net.Conn, error) {
+		c := &upstreamConn{addr: addr, dial: dial}
+		c.laddr = &upstreamAddr{c: c}
+		if err := c.connect(timeout); err != nil {
 			return nil, err
 		}
-		c := &upstreamConn{Conn: raw}
-		if isTLS {
-			tc := tls.Client(raw, tlsConfig)
-			hctx, cancel := context.Background(), context.CancelFunc(func() {})
-			if timeout > 0 {
-				hctx, cancel = context.WithTimeout(hctx, timeout)
-			}
-			err := tc.HandshakeContext(hctx)
-			cancel()
-			if err != nil {
-				raw.Close()
-				return nil, err
-			}
-			c.Conn = tc
-		}
-		c.laddr = &upstreamAddr{Addr: raw.LocalAddr(), c: c}
 		return c, nil
 	}
 }
@@ -527,26 +529,42 @@ type upstreamAddr struct {
 //   - whether a response is "101 Switching Protocols": fasthttp would put
 //     that connection, now speaking another protocol, back in the pool,
 //     where it fails the next request. The Read that brings it fails
-//     instead, so fasthttp closes the connection.
+//     instead, so fasthttp closes the connection;
+//   - whether the connection is clean when fasthttp takes it from its pool
+//     for a new request (package cleanconn): bytes past the last answer, or
+//     arriving while idle, are not the new request's answer. The first
+//     Write of the request then goes to a fresh connection instead, so the
+//     request gets its own answer and the dirty connection is closed.
 //
 // Reads and Writes come from one request at a time (fasthttp's client does
-// not pipeline), so the sniffing state needs no lock.
+// not pipeline), so the tracking state needs no lock.
 type upstreamConn struct {
-	net.Conn
-	laddr *upstreamAddr
-	ended atomic.Bool
+	net.Conn // TCP, or TLS over it
+	laddr    *upstreamAddr
+	ended    atomic.Bool
+	t        cleanconn.Tracker
 
-	state     int      // sniffStatus, sniffInterim or sniffNone
-	line      [12]byte // start of the status line: "HTTP/1.1 101"
-	nline     int
-	lineEmpty bool // interim header: nothing but CR so far on this line
+	addr string
+	dial func(addr string, timeout time.Duration) (raw, conn net.Conn, err error)
+	wdl  time.Time // the write deadline fasthttp set; a replacement gets it too
 }
 
-const (
-	sniffNone    = iota // inside a response: nothing to watch
-	sniffStatus         // a status line starts here
-	sniffInterim        // inside an interim (1xx) response header
-)
+// connect dials the upstream and makes c that connection.
+func (c *upstreamConn) connect(timeout time.Duration) error {
+	raw, conn, err := c.dial(c.addr, timeout)
+	if err != nil {
+		return err
+	}
+	var rc syscall.RawConn
+	if sc, ok := raw.(syscall.Conn); ok {
+		rc, _ = sc.SyscallConn()
+	}
+	c.Conn = conn
+	c.laddr.Addr = raw.LocalAddr()
+	c.ended.Store(false)
+	c.t.Attach(rc)
+	return nil
+}
 
 func (c *upstreamConn) LocalAddr() net.Addr { return c.laddr }
 
@@ -558,9 +576,37 @@ func (c *upstreamConn) Handshake() error {
 	return nil
 }
 
+func (c *upstreamConn) SetDeadline(t time.Time) error {
+	c.wdl = t
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *upstreamConn) SetWriteDeadline(t time.Time) error {
+	c.wdl = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
 func (c *upstreamConn) Write(p []byte) (int, error) {
-	// A request is going out: what comes back starts with a status line.
-	c.state, c.nline = sniffStatus, 0
+	if !c.t.Write(p) {
+		// Nothing of this request is on the dirty connection yet: it goes
+		// out whole on a fresh one, within the request's deadline.
+		_ = c.Conn.Close()
+		var timeout time.Duration
+		if !c.wdl.IsZero() {
+			if timeout = time.Until(c.wdl); timeout <= 0 {
+				return 0, fasthttp.ErrDialTimeout
+			}
+		}
+		if err := c.connect(timeout); err != nil {
+			return 0, fmt.Errorf("replace a dirty upstream connection: %w", err)
+		}
+		if !c.wdl.IsZero() {
+			if err := c.Conn.SetWriteDeadline(c.wdl); err != nil {
+				return 0, err
+			}
+		}
+		c.t.Write(p)
+	}
 	return c.Conn.Write(p)
 }
 
@@ -569,59 +615,15 @@ func (c *upstreamConn) Read(p []byte) (int, error) {
 	if err != nil {
 		c.ended.Store(true)
 	}
-	if c.state != sniffNone && n > 0 && c.sniff(p[:n]) {
-		c.ended.Store(true)
-		_ = c.Conn.Close()
-		return 0, errSwitched
-	}
-	return n, err
-}
-
-// sniff follows the status lines at the start of a response and reports a
-// 101 among them.
-func (c *upstreamConn) sniff(b []byte) bool {
-	for len(b) > 0 {
-		switch c.state {
-		case sniffStatus:
-			k := copy(c.line[c.nline:], b)
-			c.nline += k
-			b = b[k:]
-			if c.nline < len(c.line) {
-				return false
-			}
-			code := c.line[9:12]
-			switch {
-			case !bytes.HasPrefix(c.line[:], []byte("HTTP/")):
-				c.state = sniffNone // not HTTP: fasthttp's parser says so
-			case bytes.Equal(code, []byte("101")):
-				return true
-			case code[0] == '1':
-				c.state, c.lineEmpty = sniffInterim, false
-			default:
-				c.state = sniffNone
-			}
-		case sniffInterim:
-			// An empty line ends the interim header; the next status
-			// line follows.
-			i := 0
-			for ; i < len(b) && c.state == sniffInterim; i++ {
-				switch b[i] {
-				case '\n':
-					if c.lineEmpty {
-						c.state, c.nline = sniffStatus, 0
-					}
-					c.lineEmpty = true
-				case '\r':
-				default:
-					c.lineEmpty = false
-				}
-			}
-			b = b[i:]
-		default:
-			return false
+	if n > 0 {
+		c.t.Read(p[:n])
+		if c.t.Switched() {
+			c.ended.Store(true)
+			_ = c.Conn.Close()
+			return 0, errSwitched
 		}
 	}
-	return false
+	return n, err
 }
 
 var (
