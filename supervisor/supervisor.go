@@ -44,6 +44,9 @@ type Options struct {
 	// Builtin is the argv that runs the built-in worker (lanesd's own
 	// "worker" subcommand); lanes without a command run it.
 	Builtin []string
+	// Shim is the argv of the shim under which an exec worker runs
+	// (lanesd's own "exec-shim" subcommand); exec lanes need it.
+	Shim []string
 	// Fetchd is the argv that runs fetchd (lanesd's own "fetchd"
 	// subcommand); a themed app needs it.
 	Fetchd []string
@@ -171,6 +174,9 @@ func New(cfg *config.Config, opt Options) (*Supervisor, error) {
 	if len(opt.Builtin) == 0 {
 		return nil, errors.New("supervisor: no built-in worker command")
 	}
+	if len(opt.Shim) == 0 && slices.ContainsFunc(cfg.Lanes, func(l config.Lane) bool { return l.IsExec() }) {
+		return nil, errors.New("supervisor: no exec-shim command for the exec lanes")
+	}
 	s := &Supervisor{
 		opt:   opt,
 		log:   opt.Log,
@@ -295,6 +301,7 @@ func (s *Supervisor) laneEnv(cfg *config.Config) lane.Env {
 		Spawner:   s.spawner,
 		RunDir:    s.runDir,
 		Builtin:   s.opt.Builtin,
+		Shim:      s.opt.Shim,
 		WorkerEnv: s.workerEnv(cfg),
 		Log:       s.log,
 		Trace:     s.trace,

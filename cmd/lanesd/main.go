@@ -1,6 +1,7 @@
 // Command lanesd is the lanes supervisor. It also runs, through hidden
 // subcommands, as its own children: "worker", the built-in worker process
-// of a lane, and "fetchd", the fetch daemon. Each child reads the
+// of a lane, "fetchd", the fetch daemon, and "exec-shim", the parent of
+// each exec worker (a program of any language; see package proc). Each child reads the
 // environment the supervisor gave it (shared.WorkerEnv, shared.FetchdEnv).
 //
 //	lanesd -config FILE           run the supervisor
@@ -26,6 +27,7 @@ import (
 	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/shared/logging"
 	"github.com/lanes-dev/lanes/supervisor"
+	"github.com/lanes-dev/lanes/supervisor/proc"
 	"github.com/lanes-dev/lanes/worker"
 	"github.com/lanes-dev/lanes/worker/app"
 	"github.com/lanes-dev/lanes/worker/theme"
@@ -48,6 +50,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == fetchdCommand {
 		os.Exit(fetchd.Main())
+	}
+	if len(os.Args) > 1 && os.Args[1] == proc.ShimCommand {
+		os.Exit(proc.ShimMain(os.Args[2:]))
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -101,7 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot find own executable for the built-in worker", "error", err)
 		return 1
 	}
-	sup, err := supervisor.New(cfg, supervisor.Options{Log: log, Builtin: []string{exe, workerCommand}, Fetchd: []string{exe, fetchdCommand},
+	sup, err := supervisor.New(cfg, supervisor.Options{Log: log, Builtin: []string{exe, workerCommand}, Shim: []string{exe, proc.ShimCommand}, Fetchd: []string{exe, fetchdCommand},
 		FetchdCacheInUse: fetchd.CacheInUse, LogOutput: stderr})
 	if err != nil {
 		log.Error("start", "error", err)

@@ -77,6 +77,8 @@ type Worker struct {
 	// and the heap objects it has allocated since it started.
 	Goroutines int    `json:"goroutines"`
 	Allocs     uint64 `json:"allocs"`
+	// Exec workers: the program's last sd_notify STATUS= line.
+	Status string `json:"status,omitempty"`
 }
 
 // Percentiles of recent requests' total times, in milliseconds.

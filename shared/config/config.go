@@ -5,6 +5,7 @@ package config
 
 import (
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -199,8 +200,37 @@ type Lane struct {
 	// Command runs a custom worker built on worker.Serve; empty means the
 	// built-in app (lanesd's own worker subcommand).
 	Command []string
+	// Exec runs each worker as a process of any program that serves
+	// HTTP/1.1 on the socket lanesd hands it (an exec worker); Exec[0] is
+	// resolved (PATH, or the config file's directory). Exclusive with
+	// Command.
+	Exec []string
+	// ExecDir is the exec program's working directory: the config file's.
+	ExecDir     string
+	ExecSocket  string        // ExecSocketFD (default) or ExecSocketPort
+	HealthPath  string        // "" or a path starting with "/"
+	Ready       string        // "" (at once, or once health_path answers) or ReadyNotify
+	StopSignal  string        // a signal name, "SIGTERM" by default
+	StopTimeout time.Duration // stop_signal to SIGKILL
 	// Range is where the lane block is declared, for later diagnostics.
 	Range hcl.Range
+}
+
+// IsExec says the lane's workers are exec workers.
+func (l *Lane) IsExec() bool { return len(l.Exec) > 0 }
+
+// Values of exec_socket and ready.
+const (
+	ExecSocketFD   = "fd"
+	ExecSocketPort = "port"
+	ReadyNotify    = "notify"
+)
+
+// StopSignals are the signals stop_signal may name, by name.
+var StopSignals = map[string]syscall.Signal{
+	"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT, "SIGQUIT": syscall.SIGQUIT,
+	"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
+	"SIGWINCH": syscall.SIGWINCH, "SIGKILL": syscall.SIGKILL,
 }
 
 // Pattern is one "METHOD PATH" mapping. Method is "*" for any method; in
@@ -215,6 +245,9 @@ func (p Pattern) String() string { return p.Method + " " + p.Path }
 
 // Defaults. Every default lives here and nowhere else.
 const (
+	DefaultStopSignal  = "SIGTERM"
+	DefaultStopTimeout = 10 * time.Second
+
 	DefaultListen          = "127.0.0.1:8080"
 	DefaultAdminListen     = "127.0.0.1:8081"
 	DefaultShutdownTimeout = 30 * time.Second

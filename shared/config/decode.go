@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -146,7 +147,8 @@ var (
 	}
 	laneSchema = &hcl.BodySchema{
 		Attributes: attrSchemas("min_workers", "max_workers", "concurrency", "max_queue", "queue_timeout",
-			"request_timeout", "idle_timeout", "max_requests", "max_requests_jitter", "max_rss", "map", "command"),
+			"request_timeout", "idle_timeout", "max_requests", "max_requests_jitter", "max_rss", "map", "command",
+			"exec", "exec_socket", "health_path", "ready", "stop_signal", "stop_timeout"),
 	}
 	autoMapSchema = &hcl.BodySchema{
 		Attributes: append([]hcl.AttributeSchema{
@@ -207,11 +209,9 @@ func (d *decoder) config(body hcl.Body, path string) *Config {
 	if b := d.single(blocks["log"]); b != nil {
 		d.log(b, &cfg.Log)
 	}
-	if b := d.single(blocks["app"]); b != nil {
-		d.app(b, &cfg.App)
-	} else {
-		d.errorf(body.MissingItemRange(), "Missing app block",
-			"An app block is required: add app { upstream = \"http://127.0.0.1:9000\" } to proxy to your application, or app { demo = true } for the built-in demo site.")
+	appBlock := d.single(blocks["app"])
+	if appBlock != nil {
+		d.app(appBlock, &cfg.App)
 	}
 	if b := d.single(blocks["fetchd"]); b != nil {
 		cfg.Fetchd = d.fetchd(b)
@@ -225,6 +225,12 @@ func (d *decoder) config(body hcl.Body, path string) *Config {
 	if cfg.Lane(DefaultLaneName) == nil {
 		cfg.Lanes = append(cfg.Lanes, defaultLane(DefaultLaneName))
 		d.lanes.declare(DefaultLaneName, hcl.Range{})
+	}
+	// The app block says what the built-in worker serves: it is needed
+	// unless every lane runs a program of its own (exec or command).
+	if appBlock == nil && len(blocks["app"]) == 0 && slices.ContainsFunc(cfg.Lanes, func(l Lane) bool { return !l.IsExec() && len(l.Command) == 0 }) {
+		d.errorf(body.MissingItemRange(), "Missing app block",
+			"An app block is required: add app { upstream = \"http://127.0.0.1:9000\" } to proxy to your application, or app { demo = true } for the built-in demo site.")
 	}
 	d.resolve()
 
@@ -549,7 +555,74 @@ func (d *decoder) lane(b *hcl.Block) Lane {
 		}
 		l.Command = cmd
 	}
+	d.exec(a, &l)
 	return l
+}
+
+// exec decodes an exec worker's attributes: the program (found on PATH,
+// or relative to the config file's directory), how it gets its socket,
+// when it is ready, and how it is stopped.
+func (d *decoder) exec(a hcl.Attributes, l *Lane) {
+	if a["exec"] != nil { // the defaults of exec workers
+		l.ExecDir, l.ExecSocket, l.StopSignal, l.StopTimeout = d.dir, ExecSocketFD, DefaultStopSignal, DefaultStopTimeout
+	}
+	attr, argv, ranges, ok := d.strList(a, "exec")
+	if ok && len(argv) == 0 {
+		d.errorf(attr.Expr.Range(), "Invalid exec", "exec lists the program to run and its arguments, such as [\"gunicorn\", \"app:app\"]; it must not be empty.")
+	}
+	if ok && len(argv) > 0 {
+		switch {
+		case len(l.Command) > 0:
+			d.errorf(attr.Expr.Range(), "Both command and exec",
+				"A lane runs either a Go worker built on worker.Serve (command) or a program of any language (exec), not both.")
+		case argv[0] == "":
+			d.errorf(ranges[0], "Invalid exec", "The first element of exec is the program to run; it must not be empty.")
+		default:
+			prog := argv[0]
+			if strings.Contains(prog, "/") && !filepath.IsAbs(prog) {
+				prog = filepath.Join(l.ExecDir, prog)
+			}
+			if path, err := exec.LookPath(prog); err != nil {
+				d.errorf(ranges[0], "Exec program not found",
+					"%s; install it, or fix the path (a path with a slash is taken from the config file's directory, %s).", err, l.ExecDir)
+				l.Exec = argv // still an exec lane: no app block is asked for
+			} else {
+				if abs, err := filepath.Abs(path); err == nil {
+					path = abs // the program runs in ExecDir, not in lanesd's directory
+				}
+				l.Exec = append([]string{path}, argv[1:]...)
+			}
+		}
+	}
+	for _, name := range []string{"exec_socket", "health_path", "ready", "stop_signal", "stop_timeout"} {
+		if at, set := a[name]; set && a["exec"] == nil {
+			d.errorf(at.NameRange, "Exec setting without exec", "%s applies to exec workers only: add exec = [\"program\", ...] to this lane, or remove it.", name)
+		}
+	}
+	if at, set := d.str(a, "exec_socket", &l.ExecSocket); set && l.ExecSocket != ExecSocketFD && l.ExecSocket != ExecSocketPort {
+		d.errorf(at.Expr.Range(), "Invalid exec_socket",
+			"exec_socket = %q: use \"fd\" (a listening unix socket as fd 3, by systemd socket activation) or \"port\" (PORT=<a free loopback port>; the program binds it).", l.ExecSocket)
+	}
+	if at, set := d.str(a, "health_path", &l.HealthPath); set && !strings.HasPrefix(l.HealthPath, "/") {
+		d.errorf(at.Expr.Range(), "Invalid health_path", "health_path = %q: write a path that starts with \"/\", such as \"/healthz\".", l.HealthPath)
+	}
+	if at, set := d.str(a, "ready", &l.Ready); set && l.Ready != ReadyNotify && l.Ready != "" {
+		d.errorf(at.Expr.Range(), "Invalid ready",
+			"ready = %q: the one value is \"notify\" (wait for READY=1 on NOTIFY_SOCKET); without it a worker is ready once health_path answers, or at once.", l.Ready)
+	}
+	if at, set := d.str(a, "stop_signal", &l.StopSignal); set {
+		name := strings.ToUpper(l.StopSignal)
+		if !strings.HasPrefix(name, "SIG") {
+			name = "SIG" + name
+		}
+		if _, known := StopSignals[name]; !known {
+			d.errorf(at.Expr.Range(), "Invalid stop_signal",
+				"stop_signal = %q is not a signal lanes sends: use SIGTERM (the default), SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH or SIGKILL.", l.StopSignal)
+		} else {
+			l.StopSignal = name
+		}
+	}
+	d.duration(a, "stop_timeout", &l.StopTimeout, false)
 }
 
 func (d *decoder) autoMap(b *hcl.Block) *AutoMap {

@@ -21,12 +21,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/valyala/fasthttp"
 
 	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/config"
@@ -61,6 +63,7 @@ type Env struct {
 	Spawner   *proc.Spawner
 	RunDir    string       // private 0700 directory for sockets
 	Builtin   []string     // argv of the built-in worker (lanesd's own worker subcommand)
+	Shim      []string     // argv of the shim that runs an exec worker (lanesd's exec-shim subcommand)
 	WorkerEnv []string     // extra environment for every worker (shared.WorkerEnv.Encode)
 	Log       hclog.Logger // the supervisor's logger; the lane names its own
 	// Trace, when set, is called once for every request that leaves the
@@ -230,9 +233,12 @@ func (l *Lane) spawnLocked(replaces *Worker) *Worker {
 		Log:     l.log.Named("worker"),
 		Spawner: l.env.Spawner,
 	}
-	if l.env.New != nil {
+	switch {
+	case l.env.New != nil:
 		w.proc = l.env.New(spec)
-	} else {
+	case l.cfg.IsExec():
+		w.proc = proc.NewExec(l.execSpecLocked(spec.Name))
+	default:
 		w.proc = proc.New(spec)
 	}
 	l.workers = append(l.workers, w)
@@ -240,10 +246,47 @@ func (l *Lane) spawnLocked(replaces *Worker) *Worker {
 	return w
 }
 
+// execSpecLocked is how an exec worker of this lane starts: the program
+// with lanesd's environment less what would mislead it (lanesd's own
+// socket activation, sd_notify socket, PORT and LANES_ variables), plus
+// LANES_LANE; package proc adds the socket's variables.
+func (l *Lane) execSpecLocked(name string) proc.ExecSpec {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return strings.HasPrefix(k, "LANES_") || strings.HasPrefix(k, "LISTEN_") || strings.HasPrefix(k, "PLUGIN_") ||
+			k == "NOTIFY_SOCKET" || k == "PORT" || k == "WATCHDOG_USEC" || k == "WATCHDOG_PID" || k == shared.Handshake.MagicCookieKey
+	})
+	c := l.cfg
+	return proc.ExecSpec{
+		Shim:        l.env.Shim,
+		Command:     c.Exec,
+		Dir:         c.ExecDir,
+		Env:         append(env, shared.WorkerEnv{Lane: l.name}.Encode()...),
+		Port:        c.ExecSocket == config.ExecSocketPort,
+		HealthPath:  c.HealthPath,
+		Notify:      c.Ready == config.ReadyNotify,
+		StopSignal:  config.StopSignals[c.StopSignal],
+		StopTimeout: c.StopTimeout,
+		RunDir:      l.env.RunDir,
+		Name:        name,
+		Log:         l.log.Named("worker"),
+		Spawner:     l.env.Spawner,
+	}
+}
+
 // run starts w, puts it in rotation, and handles its exit.
 func (l *Lane) run(w *Worker, conc int) {
 	err := w.proc.Start(l.ctx)
-	var hc = newDataClient(w.proc.Socket(), conc)
+	var hc *fasthttp.HostClient
+	if ep, ok := w.proc.(*proc.ExecProcess); ok {
+		// A program we did not write may close an idle connection after
+		// a keep-alive timeout of its own (2 s in gunicorn's gthread, 5 s
+		// in uvicorn and node): keep idle connections for less.
+		network, addr := ep.DataAddr()
+		hc = dataClient(network, addr, conc, execMaxIdle)
+	} else {
+		hc = newDataClient(w.proc.Socket(), conc)
+	}
 	var size int64
 	if err == nil {
 		size = w.proc.RSS() // shown from the start, not from the first health check

@@ -271,8 +271,10 @@ func (l *Lane) Reconfigure(cfg config.Lane, env Env) []string {
 	old := l.cfg
 	var changes []string
 	workersChanged := !slices.Equal(old.Command, cfg.Command) || old.Concurrency != cfg.Concurrency ||
+		!slices.Equal(old.Exec, cfg.Exec) || old.ExecDir != cfg.ExecDir || old.ExecSocket != cfg.ExecSocket ||
+		old.HealthPath != cfg.HealthPath || old.Ready != cfg.Ready || old.StopSignal != cfg.StopSignal || old.StopTimeout != cfg.StopTimeout ||
 		old.MaxRSS != cfg.MaxRSS || old.MaxRequests != cfg.MaxRequests || old.MaxRequestsJitter != cfg.MaxRequestsJitter ||
-		!slices.Equal(l.env.WorkerEnv, env.WorkerEnv) || !slices.Equal(l.env.Builtin, env.Builtin)
+		!slices.Equal(l.env.WorkerEnv, env.WorkerEnv) || !slices.Equal(l.env.Builtin, env.Builtin) || !slices.Equal(l.env.Shim, env.Shim)
 	if old.MinWorkers != cfg.MinWorkers || old.MaxWorkers != cfg.MaxWorkers {
 		changes = append(changes, fmt.Sprintf("lane %s: resized %d..%d -> %d..%d", l.name, old.MinWorkers, old.MaxWorkers, cfg.MinWorkers, cfg.MaxWorkers))
 	}

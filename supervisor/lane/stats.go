@@ -85,6 +85,9 @@ func (l *Lane) Status() api.Lane {
 	for _, w := range l.workers {
 		ws := api.Worker{PID: w.pid, State: w.state.String(), Inflight: w.inflight, Served: w.served, RSS: w.rss,
 			Goroutines: w.goroutines, Allocs: w.allocs}
+		if n, ok := w.proc.(interface{ Note() string }); ok {
+			ws.Status = n.Note()
+		}
 		if !w.ready.IsZero() {
 			ws.UptimeS = now.Sub(w.ready).Round(time.Millisecond).Seconds()
 		}

@@ -115,12 +115,22 @@ func (w *Worker) PID() int { return w.pid }
 // the worker's unix socket, no retries, streamed response bodies.
 func (w *Worker) Client() *fasthttp.HostClient { return w.hc }
 
+// execMaxIdle is how long an idle data connection to an exec worker is
+// kept: below the common keep-alive timeouts of app servers.
+const execMaxIdle = time.Second
+
 // newDataClient returns the data-plane client of a worker serving on sock.
 func newDataClient(sock string, conc int) *fasthttp.HostClient {
+	return dataClient("unix", sock, conc, 5*time.Minute)
+}
+
+// dataClient returns the data-plane client of a worker serving at addr
+// (a unix socket, or 127.0.0.1:PORT for an exec worker in port mode).
+func dataClient(network, addr string, conc int, maxIdle time.Duration) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
-		Addr: sock,
+		Addr: addr,
 		Dial: func(string) (net.Conn, error) {
-			return dialData(func() (net.Conn, error) { return net.DialTimeout("unix", sock, time.Second) })
+			return dialData(func() (net.Conn, error) { return net.DialTimeout(network, addr, time.Second) })
 		},
 		// Admission already caps requests at concurrency; the slack covers
 		// connections still closing.
@@ -131,7 +141,7 @@ func newDataClient(sock string, conc int) *fasthttp.HostClient {
 		DisableHeaderNamesNormalizing: true,
 		DisablePathNormalizing:        true,
 		NoDefaultUserAgentHeader:      true,
-		MaxIdleConnDuration:           5 * time.Minute,
+		MaxIdleConnDuration:           maxIdle,
 		ReadBufferSize:                32 << 10,
 	}
 }

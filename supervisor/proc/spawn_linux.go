@@ -37,12 +37,15 @@ func NewSpawner() *Spawner {
 	return s
 }
 
-// Start starts cmd on the spawning thread with Pdeathsig set.
+// Start starts cmd on the spawning thread with Pdeathsig set (SIGKILL
+// unless cmd asks for another).
 func (s *Spawner) Start(cmd *exec.Cmd) error {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	if cmd.SysProcAttr.Pdeathsig == 0 { // an exec worker's shim asks for a signal it can handle
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	// A process group of its own: a terminal's Ctrl-C (SIGINT to the
 	// foreground group) reaches lanesd alone, which then stops its children
 	// gracefully, instead of every worker dying with requests in flight.
