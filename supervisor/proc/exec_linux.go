@@ -272,14 +272,12 @@ func (p *ExecProcess) waitReady(ctx context.Context, deadline <-chan time.Time) 
 		what = "GET " + s.HealthPath + " below 500"
 		ready = func() bool { return p.checkHealth(ctx) == nil }
 	case s.Port:
-		what = "accepting on " + p.addr
-		ready = func() bool {
-			c, err := net.DialTimeout("tcp", p.addr, time.Second)
-			if err == nil {
-				c.Close()
-			}
-			return err == nil
-		}
+		// Listening, read from /proc rather than tried with a connection
+		// that the program would log as a request that never came.
+		what = "listening on " + p.addr
+		_, port, _ := net.SplitHostPort(p.addr)
+		n, _ := strconv.Atoi(port)
+		ready = func() bool { return listening(n) }
 	default:
 		return nil // requests wait in the socket's backlog
 	}
@@ -625,6 +623,30 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// listening says a TCP socket listens on port of 127.0.0.1 or of every
+// address (/proc/net/tcp and tcp6: state 0A).
+func listening(port int) bool {
+	hexPort := fmt.Sprintf(":%04X", port)
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 4 || fs[3] != "0A" || !strings.HasSuffix(fs[1], hexPort) {
+				continue
+			}
+			switch addr := strings.TrimSuffix(fs[1], hexPort); addr {
+			case "0100007F", "00000000", "00000000000000000000000000000000",
+				"00000000000000000000000001000000", "0000000000000000FFFF00000100007F":
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // groupRSS sums the resident size of every process in process group pgid.
