@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -34,6 +35,28 @@ func (s *Supervisor) trace(l *lane.Lane, o *lane.Outcome) {
 	if st.access != nil {
 		st.access.log(l, o)
 	}
+}
+
+// Requests lists the requests running on workers now, longest first.
+func (s *Supervisor) Requests() []api.InflightRequest {
+	now := time.Now()
+	out := []api.InflightRequest{}
+	for _, l := range s.state.Load().lanes {
+		out = l.Requests(out, now)
+	}
+	for _, l := range s.retiring.lanes() {
+		out = l.Requests(out, now)
+	}
+	slices.SortFunc(out, func(a, b api.InflightRequest) int { return cmp.Compare(b.Elapsed, a.Elapsed) })
+	return out
+}
+
+// Events returns the recent events with an id above since.
+func (s *Supervisor) Events(since uint64) []api.Event { return s.events.since(since) }
+
+// mapEvent is the mappings' event hook: learned and forgotten mappings.
+func (s *Supervisor) mapEvent(kind, laneName, method, path, detail string) {
+	s.events.add(api.Event{Kind: kind, Lane: laneName, Method: method, Path: path, Detail: detail})
 }
 
 // Mappings lists every mapping: static, runtime and learned.
@@ -132,6 +155,13 @@ func (s *Supervisor) Reload() (res api.ReloadResult, err error) {
 			}
 		}
 		s.lastLoad.Store(rec)
+		ev := api.Event{Kind: api.EventReload, Detail: strings.Join(res.Changed, "; ")}
+		if err != nil {
+			ev.Detail = "refused: " + err.Error()
+		} else if ev.Detail == "" {
+			ev.Detail = "no changes"
+		}
+		s.events.add(ev)
 	}()
 	old := s.state.Load()
 	file := old.cfg.File

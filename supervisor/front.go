@@ -6,6 +6,7 @@ import (
 	"github.com/lanes-dev/lanes/shared/config"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -139,6 +140,8 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	l, ref := st.match(ctx.Method(), ctx.Path())
 	o := outcomes.Get().(*lane.Outcome) // it would escape: Release takes it
 	*o = lane.Outcome{Method: ctx.Method(), Path: ctx.Path(), Mapping: ref}
+	o.Client, _ = netip.AddrFromSlice(ctx.RemoteIP())
+	o.Client = o.Client.Unmap()
 	defer outcomes.Put(o)
 	var held *lane.Worker // a slot that a panic must not leak
 	defer func() {
@@ -178,6 +181,8 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		}
 		held = w
 		deadline = queued.Add(l.RequestTimeout())
+		o.Started, o.Deadline = queued, deadline
+		l.Begin(w, o)
 		// Keep the worker's headers as they are: no Content-Type it did
 		// not send.
 		resp.Header.SetNoDefaultContentType(true)
@@ -260,6 +265,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	sp.method = append(sp.method[:0], ctx.Method()...)
 	sp.path = append(sp.path[:0], ctx.Path()...)
 	sp.o.Method, sp.o.Path = sp.method, sp.path
+	l.Handoff(o, &sp.o)
 	sp.mem = s.bufs.resp.Get().(*[]byte)
 	// The pump ends the request's account with the lane; the front server
 	// writes the spool after serve returns and closes it when done.

@@ -100,6 +100,20 @@ func (r *retiring) retire(l *lane.Lane, wake <-chan struct{}) {
 	r.log.Info("lane stopped", "lane", l.Name())
 }
 
+// lanes returns the lanes still waiting to stop.
+func (r *retiring) lanes() []*lane.Lane {
+	if r.n.Load() == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*lane.Lane, 0, len(r.waiting))
+	for l := range r.waiting {
+		out = append(out, l)
+	}
+	return out
+}
+
 // take ends the waiting: it returns the lanes not yet stopping, for the
 // caller to stop, and stops retiring any lane added later at once.
 func (r *retiring) take() []*lane.Lane {

@@ -76,6 +76,7 @@ type Supervisor struct {
 	metrics  *metrics
 	reloadMu sync.Mutex // one reload, resize or drain of the lane set at a time
 	lastLoad atomic.Pointer[api.ReloadLog]
+	events   eventLog // recent events, for GET /api/events
 
 	front   *fasthttp.Server
 	admin   *admin.Server
@@ -305,6 +306,7 @@ func (s *Supervisor) laneEnv(cfg *config.Config) lane.Env {
 		WorkerEnv: s.workerEnv(cfg),
 		Log:       s.log,
 		Trace:     s.trace,
+		Event:     s.events.add,
 	}
 }
 
@@ -347,6 +349,7 @@ func startAll(ctx context.Context, lanes []*lane.Lane) error {
 func (s *Supervisor) startLanes(ctx context.Context, cfg *config.Config) (*state, error) {
 	mc := mappingConfig(cfg)
 	mc.Publish = s.publish
+	mc.Event = s.mapEvent
 	m, err := mapping.New(mc, s.log.Named("map"))
 	if err != nil {
 		return nil, fmt.Errorf("mappings: %w", err)

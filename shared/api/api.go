@@ -246,3 +246,42 @@ func Code(err error) int {
 	}
 	return http.StatusInternalServerError
 }
+
+// InflightRequest is one request a worker runs now (GET /api/requests).
+type InflightRequest struct {
+	Lane   string `json:"lane"`
+	Worker int    `json:"worker"` // the worker's pid
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Client string `json:"client"`
+	// Elapsed is how long it has run since it got its worker, and
+	// TimeoutIn how long it has left before the lane's request_timeout
+	// ends it (504, worker killed); in seconds.
+	Elapsed   float64 `json:"elapsed"`
+	TimeoutIn float64 `json:"timeout_in"`
+	Queued    float64 `json:"queued"` // seconds it waited for its worker
+}
+
+// Event kinds (GET /api/events).
+const (
+	EventKill      = "kill"      // a worker killed: hard timeout or failed health check
+	EventCrash     = "crash"     // a worker exited by itself, or failed to start
+	EventLearned   = "learned"   // auto_map learned a mapping
+	EventForgotten = "forgotten" // auto_map forgot one
+	EventReload    = "reload"    // a config reload, applied or refused
+	EventDrain     = "drain"     // a drain began or ended
+	EventResize    = "resize"    // a lane's sizes changed
+)
+
+// Event is one entry of the recent events (GET /api/events?since=ID), in
+// order of ID.
+type Event struct {
+	ID     uint64    `json:"id"`
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"`
+	Lane   string    `json:"lane,omitempty"`
+	PID    int       `json:"pid,omitempty"`
+	Method string    `json:"method,omitempty"`
+	Path   string    `json:"path,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -33,6 +34,8 @@ type Backend interface {
 	Resize(lane string, r api.ResizeRequest) (api.ResizeResult, error)
 	Drain(lane string) (api.DrainResult, error)
 	Reload() (api.ReloadResult, error)
+	Requests() []api.InflightRequest
+	Events(since uint64) []api.Event
 }
 
 // Options configure the admin server.
@@ -125,10 +128,39 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/lanes/{name}/drain", s.drain)
 	m.HandleFunc("POST /api/reload", s.reload)
 	m.HandleFunc("GET /metrics", s.metrics)
+	m.HandleFunc("GET /api/requests", s.requests)
+	m.HandleFunc("GET /api/events", s.events)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.o.Backend.Status())
+}
+
+func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
+	rs := s.o.Backend.Requests()
+	if rs == nil {
+		rs = []api.InflightRequest{}
+	}
+	writeJSON(w, http.StatusOK, rs)
+}
+
+// events answers the recent events after ?since=ID (0 or absent: all that
+// are kept).
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	var since uint64
+	if v := r.URL.Query().Get("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("since=%q: give the id of the last event seen, a whole number", v))
+			return
+		}
+		since = n
+	}
+	es := s.o.Backend.Events(since)
+	if es == nil {
+		es = []api.Event{}
+	}
+	writeJSON(w, http.StatusOK, es)
 }
 
 func (s *Server) mappings(w http.ResponseWriter, r *http.Request) {

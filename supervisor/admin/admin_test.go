@@ -77,6 +77,10 @@ func TestRoutes(t *testing.T) {
 		{"POST", "/api/lanes/slow/resize", `{"max_workers":9}`, 200, `"min_workers": 2`, "resize slow 2 9"},
 		{"POST", "/api/lanes/default/drain", "", 200, `"started": true`, "drain default"},
 		{"POST", "/api/reload", "", 200, `resized 2..4 -> 3..6`, "reload"},
+		{"GET", "/api/requests", "", 200, `"timeout_in": 28.5`, "requests"},
+		{"GET", "/api/events", "", 200, `"kind": "kill"`, "events 0"},
+		{"GET", "/api/events?since=1", "", 200, `"kind": "learned"`, "events 1"},
+		{"GET", "/api/events?since=2", "", 200, `[]`, "events 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
@@ -92,6 +96,17 @@ func TestRoutes(t *testing.T) {
 				t.Errorf("backend calls %q, want [%q]", calls, tt.call)
 			}
 		})
+	}
+}
+
+func TestEventsBadSince(t *testing.T) {
+	s, f := newServer(t, "")
+	rec := do(t, s.Handler(), "GET", "/api/events?since=-1", "")
+	if rec.Code != http.StatusBadRequest || !strings.Contains(errorBody(t, rec).Error, "since") {
+		t.Fatalf("got %d %s, want 400 naming since", rec.Code, rec.Body)
+	}
+	if calls := f.Calls(); len(calls) != 0 {
+		t.Errorf("a refused call reached the backend: %q", calls)
 	}
 }
 

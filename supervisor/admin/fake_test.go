@@ -134,3 +134,20 @@ func (f *fakeBackend) Reload() (api.ReloadResult, error) {
 // refusedReload is a reload refused with diagnostics.
 var refusedReload = &api.Error{Code: http.StatusUnprocessableEntity, Msg: "config has errors; the running one stays",
 	Diagnostics: []string{"configs/example.hcl:3,1: Unsupported argument; An argument named \"bogus\" is not expected here."}}
+
+func (f *fakeBackend) Requests() []api.InflightRequest {
+	f.record("requests")
+	return []api.InflightRequest{{Lane: "slow", Worker: 42, Method: "GET", Path: "/demo/hang", Client: "127.0.0.1", Elapsed: 1.5, TimeoutIn: 28.5}}
+}
+
+func (f *fakeBackend) Events(since uint64) []api.Event {
+	f.record("events %d", since)
+	all := []api.Event{{ID: 1, Kind: api.EventKill, Lane: "slow", PID: 42}, {ID: 2, Kind: api.EventLearned, Lane: "slow", Method: "GET", Path: "/r"}}
+	var out []api.Event
+	for _, e := range all {
+		if e.ID > since {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -31,6 +32,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lanes-dev/lanes/shared"
+	"github.com/lanes-dev/lanes/shared/api"
 	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/supervisor/proc"
 )
@@ -70,6 +72,9 @@ type Env struct {
 	// lane (Release and Refuse), after the lane's own accounting. It must
 	// not keep o or its byte slices.
 	Trace func(l *Lane, o *Outcome)
+	// Event, when set, receives the lane's events (kills, crashes,
+	// drains, resizes) with Lane filled in. It must not call the lane.
+	Event func(api.Event)
 	// New makes a worker process; nil means package proc. Tests put fakes
 	// here.
 	New func(proc.Spec) Proc
@@ -98,6 +103,8 @@ type Lane struct {
 	crash     proc.CrashLoop
 	lastExit  string
 	lastDrain string // how the last drain ended
+	reqs      map[*Outcome]*Worker // requests running on a worker (Begin to Release)
+	onEvent   func(api.Event)
 	lastErr   string
 	started   bool // Start has spawned the first workers
 	stopping  bool
@@ -118,6 +125,8 @@ func New(cfg config.Lane, env Env) *Lane {
 		log:     env.Log.Named("lane").With("lane", cfg.Name),
 		changed: make(chan struct{}),
 		policy:  proc.WorkerPolicy,
+		reqs:    make(map[*Outcome]*Worker),
+		onEvent: env.Event,
 	}
 	l.crash.Policy = l.policy
 	l.setConfigLocked(cfg, env)
@@ -305,6 +314,7 @@ func (l *Lane) run(w *Worker, conc int) {
 			l.crashLocked(err.Error())
 			l.lastErr = err.Error()
 			l.log.Error("worker failed to start", "error", err, "consecutive", l.crash.Count())
+			l.eventLocked(api.Event{Kind: api.EventCrash, PID: w.pid, Detail: "failed to start: " + err.Error()})
 			l.reconcileLocked()
 		}
 		l.notifyLocked()
@@ -342,6 +352,8 @@ func (l *Lane) run(w *Worker, conc int) {
 	if prev == Ready || prev == Starting {
 		up := time.Since(w.ready)
 		l.log.Warn("worker exited", "pid", w.pid, "status", w.proc.ExitErr(), "uptime", up.Round(time.Millisecond), "inflight", w.inflight, "served", w.served)
+		l.eventLocked(api.Event{Kind: api.EventCrash, PID: w.pid,
+			Detail: fmt.Sprintf("%s after %s, %d served", w.proc.ExitErr(), up.Round(time.Millisecond), w.served)})
 		// A worker that answered requests proved the program works: its
 		// death (a request that crashes it, the OOM killer, an operator's
 		// kill) says nothing about the next one, which starts at once.
@@ -598,6 +610,11 @@ type Outcome struct {
 	Filter, Run  time.Duration // the worker's part; Run excludes Filter
 	Total        time.Duration
 	Truncated    bool
+	// For Requests, while the request runs on its worker: the client's
+	// address, when it got its worker, and when its hard timeout ends it.
+	Client   netip.Addr
+	Started  time.Time
+	Deadline time.Time
 	// Mapping is the router's reference to the mapping that sent the
 	// request here (nil: the default lane, nothing matched).
 	Mapping any
@@ -610,6 +627,8 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 	switch o.Result {
 	case HardTimeout:
 		l.timeouts.Add(1)
+		l.event(api.Event{Kind: api.EventKill, PID: w.pid, Method: string(o.Method), Path: string(o.Path),
+			Detail: fmt.Sprintf("request_timeout %s", l.RequestTimeout())})
 		wchan, sysc := w.proc.WhereHung()
 		l.log.Error("request timeout; killing worker",
 			"method", string(o.Method), "path", string(o.Path), "pid", w.pid,
@@ -630,6 +649,7 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 		l.lat.add(o.Total)
 	}
 	l.mu.Lock()
+	delete(l.reqs, o)
 	w.inflight--
 	l.inflight--
 	if o.Result != Undelivered || !o.Retry {
@@ -661,6 +681,51 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 		l.env.Trace(l, o)
 	}
 }
+
+// Begin records that o runs on w from now until its Release, for
+// Requests (GET /api/requests). o's Method, Path, Client, Started and
+// Deadline must be set and stay unchanged until then.
+func (l *Lane) Begin(w *Worker, o *Outcome) {
+	l.mu.Lock()
+	l.reqs[o] = w
+	l.mu.Unlock()
+}
+
+// Handoff moves the record of a running request from o to its copy to,
+// which its Release will get (a response handed to the spool).
+func (l *Lane) Handoff(o, to *Outcome) {
+	l.mu.Lock()
+	if w, ok := l.reqs[o]; ok {
+		delete(l.reqs, o)
+		l.reqs[to] = w
+	}
+	l.mu.Unlock()
+}
+
+// Requests appends the lane's running requests to dst.
+func (l *Lane) Requests(dst []api.InflightRequest, now time.Time) []api.InflightRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for o, w := range l.reqs {
+		r := api.InflightRequest{Lane: l.name, Worker: w.pid, Method: string(o.Method), Path: string(o.Path),
+			Elapsed: now.Sub(o.Started).Seconds(), TimeoutIn: max(o.Deadline.Sub(now), 0).Seconds(), Queued: o.Queue.Seconds()}
+		if o.Client.IsValid() {
+			r.Client = o.Client.String()
+		}
+		dst = append(dst, r)
+	}
+	return dst
+}
+
+// event sends e to the Event hook (fixed at New: a reload keeps it).
+func (l *Lane) event(e api.Event) {
+	if l.onEvent != nil {
+		e.Lane = l.name
+		l.onEvent(e)
+	}
+}
+
+func (l *Lane) eventLocked(e api.Event) { l.event(e) }
 
 // Refuse records a request that got no worker (Acquire failed): it feeds
 // the trace like Release does.
@@ -808,6 +873,7 @@ func (l *Lane) check(w *Worker) {
 	switch {
 	case err != nil && l.ctx.Err() == nil:
 		l.log.Error("worker failed its health check; killing", "pid", w.pid, "error", err)
+		l.eventLocked(api.Event{Kind: api.EventKill, PID: w.pid, Detail: "health check: " + err.Error()})
 		w.hung = nil
 		l.condemnLocked(w, "health check: "+err.Error())
 		w.proc.Kill() // its requests cannot be trusted to end

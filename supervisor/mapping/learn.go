@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -89,6 +90,13 @@ func (s *Set) learn(method, path []byte, filterRun time.Duration, timedOut bool)
 	s.nLearned.Add(1)
 	s.log.Info("auto_map: learned mapping", "pattern", e.pattern, "lane", e.lane,
 		"filter_run", filterRun, "timed_out", timedOut, "threshold", a.threshold)
+	if s.event != nil {
+		why := fmt.Sprintf("filter+run %s over threshold %s", filterRun.Round(time.Millisecond), a.threshold)
+		if timedOut {
+			why = "hit request_timeout"
+		}
+		s.event(api.EventLearned, e.lane, p.Method, p.Path, why)
+	}
 	if s.learned > a.cfg.MaxEntries && !s.full {
 		s.full = true
 		s.log.Warn("auto_map: max_entries reached; evicting the least recently hit learned mappings", "max_entries", a.cfg.MaxEntries)
@@ -199,6 +207,9 @@ func (s *Set) Sweep(now time.Time) {
 		s.nForgotten.Add(1)
 		s.log.Info("auto_map: forgot learned mapping", "pattern", e.pattern, "lane", e.lane,
 			"reason", why+" for "+a.cfg.ForgetAfter.String(), "hits", e.hits.Load())
+		if s.event != nil {
+			s.event(api.EventForgotten, e.lane, k.method, k.path, why+" for "+a.cfg.ForgetAfter.String())
+		}
 	}
 	if forgot > 0 {
 		if s.learned <= a.cfg.MaxEntries {

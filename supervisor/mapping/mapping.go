@@ -44,6 +44,10 @@ type Config struct {
 	// Set's lock held: it must not call the Set. nil drops them (Set.Match
 	// still sees them). Only New reads it.
 	Publish func(*Table)
+	// Event, when set, is told of every mapping learned or forgotten
+	// (kind api.EventLearned or api.EventForgotten), with the Set's lock
+	// held: it must not call the Set. Only New reads it.
+	Event func(kind, lane, method, path, detail string)
 }
 
 // Ref identifies the mapping a request matched, from Match to Observe. The
@@ -166,6 +170,7 @@ type Set struct {
 	log     hclog.Logger
 	clock   func() time.Time
 	publish func(*Table)
+	event   func(kind, lane, method, path, detail string) // nil: none
 
 	cur atomic.Pointer[Table] // the latest table, as published
 
@@ -194,7 +199,7 @@ func New(c Config, log hclog.Logger) (*Set, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	s := &Set{log: log.Named("map"), clock: c.Now, publish: c.Publish, dyn: make(map[key]*entry)}
+	s := &Set{log: log.Named("map"), clock: c.Now, publish: c.Publish, event: c.Event, dyn: make(map[key]*entry)}
 	p, err := s.prepare(c)
 	if err != nil {
 		return nil, err
