@@ -102,7 +102,7 @@ type Lane struct {
 	policy    proc.Policy
 	crash     proc.CrashLoop
 	lastExit  string
-	lastDrain string // how the last drain ended
+	lastDrain string               // how the last drain ended
 	reqs      map[*Outcome]*Worker // requests running on a worker (Begin to Release)
 	onEvent   func(api.Event)
 	lastErr   string
