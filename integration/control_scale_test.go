@@ -125,6 +125,31 @@ lane "other" {
 	}
 }
 
+// TestControlSignalTTOUNow: SIGTTOU on a lane with room above min_workers
+// takes a worker away now (as gunicorn's TTOU does), not once it has been
+// idle for idle_timeout.
+func TestControlSignalTTOUNow(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, `
+app {
+  demo = true
+}
+lane "default" {
+  min_workers  = 3
+  max_workers  = 5
+  idle_timeout = "10m"
+}
+`)
+	l.waitSize(t, "default", 3, 5, 3)
+	start := time.Now()
+	l.signal(t, syscall.SIGTTOU)
+	l.waitSize(t, "default", 2, 5, 2)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("SIGTTOU took %v to remove a worker", d)
+	}
+	l.mustGet(t, "/", 200)
+}
+
 // TestControlResize: POST /api/lanes/NAME/resize and lanectl resize grow
 // and shrink a lane; shrinking lets busy workers finish what they run; a
 // refused resize changes nothing.

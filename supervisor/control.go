@@ -121,6 +121,10 @@ func (s *Supervisor) Step(delta int) {
 	}
 	if _, err := l.Resize(&lo, &hi); err != nil {
 		s.log.Warn("resize by signal refused", "error", err)
+		return
+	}
+	if delta < 0 {
+		l.ShrinkOne() // one fewer now, not after idle_timeout
 	}
 }
 

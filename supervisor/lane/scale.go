@@ -102,6 +102,33 @@ func (l *Lane) Resize(minW, maxW *int) (api.ResizeResult, error) {
 	return api.ResizeResult{Lane: l.name, MinWorkers: lo, MaxWorkers: hi}, nil
 }
 
+// ShrinkOne retires one worker now if more than min_workers are active:
+// an idle one first (the longest idle), else the least busy, which
+// finishes what it runs. It is SIGTTOU's "one fewer worker, now", as
+// gunicorn's TTOU removes one at once rather than waiting for idle_timeout.
+func (l *Lane) ShrinkOne() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopping || l.activeLocked() <= l.cfg.MinWorkers {
+		return false
+	}
+	var pick *Worker
+	for _, w := range l.workers {
+		if w.state != Ready || w.replacement != nil {
+			continue
+		}
+		if pick == nil || w.inflight < pick.inflight ||
+			(w.inflight == pick.inflight && w.inflight == 0 && w.idleSince.Before(pick.idleSince)) {
+			pick = w
+		}
+	}
+	if pick == nil {
+		return false
+	}
+	l.retireLocked(pick, "SIGTTOU")
+	return true
+}
+
 // maxWorkersCap bounds max_workers through the API: a typo must not fork a
 // thousand processes.
 const maxWorkersCap = 256
