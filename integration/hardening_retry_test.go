@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 )
 
 // resetOrigin is a raw TCP origin that reads a request's header and 64 KB of
@@ -84,5 +86,58 @@ lane "default" {
 		if n := origin.count("POST " + path); n != 1 {
 			t.Errorf("POST %s reached the app %d times, want once", path, n)
 		}
+	}
+}
+
+// TestHardeningQueuedClientGone (issue 15, item 6): a request whose client
+// closes its connection while the request waits in the lane's queue is
+// never dispatched: the app never sees it, and the access log has it as
+// 499; the next request is served.
+func TestHardeningQueuedClientGone(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == "/slow" {
+			time.Sleep(1500 * time.Millisecond)
+		}
+		io.WriteString(w, "ok "+r.URL.Path+"\n")
+	}))
+	defer origin.Close()
+	l := startLanesd(t, fmt.Sprintf(`
+app {
+  upstream = "%s"
+}
+lane "default" {
+  min_workers = 1
+  max_workers = 1
+}
+`, origin.URL))
+	slow := make(chan result, 1)
+	go func() { slow <- l.get("/slow") }()
+	waitFor(t, "/slow to reach the origin", 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return seen["/slow"] == 1 })
+
+	c, err := net.Dial("tcp", l.front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /gone HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(200 * time.Millisecond) // queued behind /slow
+	c.Close()
+
+	if r := <-slow; r.status != 200 {
+		t.Fatalf("/slow: %v", r)
+	}
+	l.mustGet(t, "/after", 200)
+	waitFor(t, "the gone request in the access log as 499", 5*time.Second, func() bool {
+		return len(l.accessLines("path=/gone", "status=499")) == 1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["/gone"] != 0 {
+		t.Errorf("the app ran a request whose client had gone while it was queued (%d times)", seen["/gone"])
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/logging"
 	"github.com/lanes-dev/lanes/supervisor/lane"
+	"github.com/lanes-dev/lanes/supervisor/listener"
 )
 
 // newFront returns the client-facing server. Its limits keep one bad client
@@ -179,6 +180,16 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 			l.Refuse(o)
 			return
 		}
+		if queued.Sub(acquired) > queuedCheck && listener.Gone(ctx.Conn()) {
+			// Its client left while it waited: never dispatched (PHP-FPM
+			// would run it for nobody); the slot goes to the next one.
+			fasthttp.ReleaseResponse(resp)
+			o.Result, o.Status, o.Total = lane.ClientGone, statusClientGone, time.Since(start)
+			o.Err = errGoneWhileQueued
+			ctx.SetConnectionClose()
+			l.Release(w, o)
+			return
+		}
 		held = w
 		deadline = queued.Add(l.RequestTimeout())
 		o.Started, o.Deadline = queued, deadline
@@ -274,6 +285,16 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	go sp.pump()
 }
 
+// A request that waited in its lane's queue longer than queuedCheck has
+// its client checked before it is dispatched; one whose client has gone is
+// logged with nginx's 499 and never reaches a worker.
+const (
+	queuedCheck      = time.Millisecond
+	statusClientGone = 499
+)
+
+var errGoneWhileQueued = errors.New("client closed the connection while the request was queued")
+
 // outcomes holds the front's per-request lane.Outcome.
 var outcomes = sync.Pool{New: func() any { return new(lane.Outcome) }}
 
@@ -325,7 +346,8 @@ func isTimeout(err error) bool {
 	return errors.Is(err, fasthttp.ErrTimeout) || errors.As(err, &ne) && ne.Timeout()
 }
 
-// refuse answers a request the lane could not admit: 503 with Retry-After.
+// refuse answers a request the lane could not admit: 503 with Retry-After,
+// the time the lane needs to drain its queue at its measured rate.
 func (s *Supervisor) refuse(ctx *fasthttp.RequestCtx, l *lane.Lane, err error) {
 	msg := "lane " + l.Name() + ": queue full\n"
 	if errors.Is(err, lane.ErrQueueTimeout) {
@@ -334,7 +356,8 @@ func (s *Supervisor) refuse(ctx *fasthttp.RequestCtx, l *lane.Lane, err error) {
 		msg = "shutting down\n"
 	}
 	ctx.Error(msg, fasthttp.StatusServiceUnavailable) // resets headers: set ours after
-	ctx.Response.Header.Set("Retry-After", "1")
+	var b [8]byte
+	ctx.Response.Header.SetBytesV("Retry-After", strconv.AppendInt(b[:0], int64(l.RetryAfter()), 10))
 }
 
 // undelivered says a data-plane error happened before the worker could

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -104,6 +105,7 @@ type Lane struct {
 	lastExit  string
 	lastDrain string               // how the last drain ended
 	reqs      map[*Outcome]*Worker // requests running on a worker (Begin to Release)
+	outflow   drainRate            // requests leaving workers per second, for Retry-After
 	onEvent   func(api.Event)
 	lastErr   string
 	started   bool // Start has spawned the first workers
@@ -649,6 +651,7 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 		l.lat.add(o.Total)
 	}
 	l.mu.Lock()
+	l.outflow.add(time.Now())
 	delete(l.reqs, o)
 	w.inflight--
 	l.inflight--
@@ -680,6 +683,52 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 	if l.env.Trace != nil {
 		l.env.Trace(l, o)
 	}
+}
+
+// drainRate estimates how many requests per second leave the lane's
+// workers: counted in one-second buckets, smoothed over a few of them.
+type drainRate struct {
+	start time.Time
+	n     int
+	rate  float64
+}
+
+func (d *drainRate) add(now time.Time) {
+	d.roll(now)
+	d.n++
+}
+
+// roll closes the bucket once a second has passed (idle seconds count as
+// zero, so a stalled lane's rate falls).
+func (d *drainRate) roll(now time.Time) {
+	el := now.Sub(d.start)
+	if el < time.Second {
+		return
+	}
+	if !d.start.IsZero() {
+		secs := el.Seconds()
+		d.rate = d.rate*math.Pow(0.5, secs) + float64(d.n)/secs*(1-math.Pow(0.5, secs))
+	}
+	d.start, d.n = now, 0
+}
+
+// RetryAfter is how many seconds a client refused with 503 should wait:
+// the time the lane needs to drain its queue at its measured rate, at
+// least 1 s and at most the queue_timeout (60 s when none), and the
+// queue_timeout when nothing has left the lane lately.
+func (l *Lane) RetryAfter() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.outflow.roll(time.Now())
+	hi := l.cfg.QueueTimeout.Seconds()
+	if hi < 1 {
+		hi = 60
+	}
+	wait := hi
+	if r := l.outflow.rate; r > 0.01 {
+		wait = float64(len(l.queue)+1) / r
+	}
+	return int(math.Ceil(min(max(wait, 1), hi)))
 }
 
 // Begin records that o runs on w from now until its Release, for

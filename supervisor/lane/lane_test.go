@@ -91,3 +91,35 @@ func TestWorkerKeepsItsConcurrency(t *testing.T) {
 		t.Errorf("a worker spawned with concurrency 1 is offered a second request after the lane's concurrency became 8")
 	}
 }
+
+// Retry-After follows the lane's measured drain rate: a lane that moved
+// 10 requests a second with 25 waiting asks for 3 s; a lane where nothing
+// has left lately asks for its queue_timeout; never below 1 s.
+func TestRetryAfter(t *testing.T) {
+	l := New(config.Lane{Name: "t", MinWorkers: 1, MaxWorkers: 1, Concurrency: 1, MaxQueue: 100, QueueTimeout: 5 * time.Second}, Env{Log: hclog.NewNullLogger()})
+	if got := l.RetryAfter(); got != 5 {
+		t.Errorf("nothing drained yet: Retry-After %d, want the queue_timeout 5", got)
+	}
+	l.outflow = drainRate{}
+	start := time.Now().Add(-10 * time.Second)
+	for s := range 10 {
+		for i := range 10 {
+			l.outflow.add(start.Add(time.Duration(s)*time.Second + time.Duration(i)*100*time.Millisecond))
+		}
+	}
+	l.outflow.roll(start.Add(10 * time.Second))
+	if r := l.outflow.rate; r < 9 || r > 11 {
+		t.Fatalf("rate %.2f after 10 s of 10/s, want about 10", r)
+	}
+	l.outflow.start = time.Now() // the bucket is current: RetryAfter does not roll it
+	for range 25 {
+		l.queue = append(l.queue, &waiter{})
+	}
+	if got := l.RetryAfter(); got != 3 {
+		t.Errorf("25 waiting at 10/s: Retry-After %d, want 3", got)
+	}
+	l.queue = l.queue[:0]
+	if got := l.RetryAfter(); got != 1 {
+		t.Errorf("none waiting: Retry-After %d, want 1", got)
+	}
+}

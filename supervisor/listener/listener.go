@@ -165,6 +165,38 @@ func (c *conn) Close() error {
 	return err
 }
 
+// Gone says the client of c, a connection this package accepted, has
+// closed it or reset it: a non-blocking recv with MSG_PEEK finds the end
+// of the stream or an error. Bytes waiting (a pipelined request) are not
+// taken and mean the client is still there. nginx checks an upstream
+// request's client the same way.
+func Gone(c net.Conn) bool {
+	if w, ok := c.(*conn); ok {
+		c = w.Conn
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	gone := false
+	_ = raw.Control(func(fd uintptr) {
+		var b [1]byte
+		for {
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if err == syscall.EINTR {
+				continue
+			}
+			gone = (err == nil && n == 0) || (err != nil && err != syscall.EAGAIN)
+			return
+		}
+	})
+	return gone
+}
+
 // ReadFrom keeps the TCP connection's zero-copy path (splice, sendfile)
 // reachable through the wrapper.
 func (c *conn) ReadFrom(r io.Reader) (int64, error) {
