@@ -283,3 +283,7 @@ func TestAdminDefault(t *testing.T) {
 		t.Errorf("baseURL without scheme = %q, %v", got, err)
 	}
 }
+
+func (b *backend) Requests() []api.InflightRequest { return nil }
+
+func (b *backend) Events(uint64) []api.Event { return nil }

@@ -31,6 +31,7 @@ type fakeProc struct {
 	stopped atomic.Int32
 	started chan struct{}
 	crashed atomic.Bool // it died by itself (exit status 2), not of a SIGKILL
+	rss     atomic.Int64
 }
 
 func (f *fakeProc) Start(ctx context.Context) error {
@@ -74,7 +75,7 @@ func (f *fakeProc) Quit(time.Duration, int) string {
 	return "goroutine 1 [select]:\nmain.hang()"
 }
 func (f *fakeProc) Stop(context.Context)            { f.stopped.Add(1); f.end() }
-func (f *fakeProc) RSS() int64                      { return 0 }
+func (f *fakeProc) RSS() int64                      { return f.rss.Load() }
 func (f *fakeProc) WhereHung() (wchan, sysc string) { return "futex_wait×1", "futex 0x0" }
 
 // fakes makes fakeProcs and remembers them in order.
@@ -435,4 +436,22 @@ func workerReady(ws []api.Worker, pid int) bool {
 		}
 	}
 	return false
+}
+
+// Issue 15 LOW: max_rss holds within one request's growth, not one health
+// interval's: the request that takes a worker past it starts its
+// replacement at once.
+func TestMaxRSSAfterEachRequest(t *testing.T) {
+	l, fs := fakeLane(t, config.Lane{MinWorkers: 1, MaxWorkers: 1, MaxRSS: 100 << 20}, time.Millisecond)
+	p := fs.all()[0]
+	serveOne(t, l)
+	if n := len(fs.all()); n != 1 {
+		t.Fatalf("%d processes after a request under max_rss", n)
+	}
+	p.rss.Store(150 << 20) // the next request leaks past it
+	serveOne(t, l)
+	if n := len(fs.all()); n != 2 {
+		t.Fatalf("%d processes right after the request that passed max_rss; want its replacement started", n)
+	}
+	waitUntil(t, "the leaking worker retired", func() bool { return p.stopped.Load() == 1 })
 }

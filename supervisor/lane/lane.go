@@ -54,7 +54,8 @@ var (
 // never empty a lane.
 const (
 	retireTimeout = 10 * time.Second
-	exitGrace     = time.Second // for a worker that failed a check to be reaped
+	rssInterval   = 500 * time.Millisecond // max_rss checks besides the per-request one
+	exitGrace     = time.Second            // for a worker that failed a check to be reaped
 	// The two-phase kill of a hung worker: SIGQUIT, at most quitGrace for
 	// its stacks, then SIGKILL; at most stackMax bytes of them are logged.
 	quitGrace = 200 * time.Millisecond
@@ -177,6 +178,7 @@ func (l *Lane) Start(ctx context.Context) error {
 	l.started = true
 	l.goCounted(l.healthLoop)
 	l.goCounted(l.idleLoop)
+	l.goCounted(l.rssLoop)
 	l.mu.Unlock()
 	for {
 		l.mu.Lock()
@@ -664,6 +666,7 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 	if w.inflight == 0 {
 		w.idleSince = time.Now()
 	}
+	checkRSS := l.cfg.MaxRSS > 0 && !l.cfg.IsExec() && w.state == Ready && w.replacement == nil
 	switch w.state {
 	case Ready:
 		if w.maxServed > 0 && w.served >= w.maxServed && w.replacement == nil {
@@ -680,8 +683,55 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 		}
 	}
 	l.mu.Unlock()
+	if checkRSS {
+		// After every request, not only on the health interval: a worker
+		// that leaks 50 MB a request must not reach many times max_rss.
+		l.checkRSS(w, w.proc.RSS())
+	}
 	if l.env.Trace != nil {
 		l.env.Trace(l, o)
+	}
+}
+
+// checkRSS records w's resident size and replaces w when it is above
+// max_rss.
+func (l *Lane) checkRSS(w *Worker, size int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if size > 0 {
+		w.rss = size
+	}
+	if l.cfg.MaxRSS > 0 && size > l.cfg.MaxRSS && w.state == Ready && w.replacement == nil {
+		l.replaceLocked(w, "max_rss")
+	}
+}
+
+// rssLoop checks the resident size of every ready worker twice a second
+// while the lane has a max_rss: an exec worker's size is its whole process
+// group's, too costly to read after every request.
+func (l *Lane) rssLoop() {
+	t := time.NewTicker(rssInterval)
+	defer t.Stop()
+	var ws []*Worker
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		ws = ws[:0]
+		if l.cfg.MaxRSS > 0 {
+			for _, w := range l.workers {
+				if w.state == Ready && w.replacement == nil {
+					ws = append(ws, w)
+				}
+			}
+		}
+		l.mu.Unlock()
+		for _, w := range ws {
+			l.checkRSS(w, w.proc.RSS())
+		}
 	}
 }
 

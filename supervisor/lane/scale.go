@@ -82,10 +82,10 @@ func (l *Lane) Resize(minW, maxW *int) (api.ResizeResult, error) {
 	switch {
 	case l.stopping:
 		return api.ResizeResult{}, api.Conflict("lane %s is stopping", l.name)
+	case hi < 1: // before min: a max of 0 carries min with it, and is the mistake
+		return api.ResizeResult{}, api.BadRequest("max_workers = %d: must be at least 1", hi)
 	case lo < floor:
 		return api.ResizeResult{}, api.BadRequest("min_workers = %d: the %s lane needs at least %d", lo, l.name, floor)
-	case hi < 1:
-		return api.ResizeResult{}, api.BadRequest("max_workers = %d: must be at least 1", hi)
 	case lo > hi:
 		return api.ResizeResult{}, api.BadRequest("min_workers = %d is more than max_workers = %d", lo, hi)
 	case hi > maxWorkersCap:

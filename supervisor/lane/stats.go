@@ -83,7 +83,11 @@ func (l *Lane) Status() api.Lane {
 		st.WorkersByState[s.String()] = 0
 	}
 	for _, w := range l.workers {
-		ws := api.Worker{PID: w.pid, State: w.state.String(), Inflight: w.inflight, Served: w.served, RSS: w.rss,
+		pid := w.pid
+		if pid == 0 {
+			pid = w.proc.PID() // forked, still starting (or never handshaking)
+		}
+		ws := api.Worker{PID: pid, State: w.state.String(), Inflight: w.inflight, Served: w.served, RSS: w.rss,
 			Goroutines: w.goroutines, Allocs: w.allocs}
 		if n, ok := w.proc.(interface{ Note() string }); ok {
 			ws.Status = n.Note()
