@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -66,15 +67,30 @@ lane "default" {
 	var rec string
 	waitFor(t, "the kill's log record", 10*time.Second, func() bool {
 		rec = logRecord(l.log.String(), "worker killed", fmt.Sprintf("pid=%d", pid))
-		return strings.Contains(rec, "goroutine ")
+		return rec != ""
 	})
-	for _, s := range []string{"method=GET", "path=/demo/hang", "wchan=", "goroutine ", "[select"} {
+	// One line: the request, where its handler hung, and the file that
+	// holds the goroutine stacks the worker printed on SIGQUIT.
+	for _, s := range []string{"method=GET", "path=/demo/hang", "wchan=", "where=", "app.(*demo)", "stacks="} {
 		if !strings.Contains(rec, s) {
 			t.Errorf("the kill record lacks %q:\n%s", s, rec)
 		}
 	}
-	if len(rec) > 200<<10 {
-		t.Errorf("the kill record is %d bytes; want it bounded", len(rec))
+	if strings.Contains(rec, "\n") || len(rec) > 4<<10 {
+		t.Errorf("the kill record is %d bytes over several lines; want one line", len(rec))
+	}
+	m := regexp.MustCompile(`stacks=(\S+)`).FindStringSubmatch(rec)
+	if m == nil {
+		t.Fatalf("no stacks file in %s", rec)
+	}
+	b, err := os.ReadFile(m[1])
+	if err != nil {
+		t.Fatalf("the stacks file the kill record names: %v", err)
+	}
+	for _, s := range []string{"goroutine ", "[select"} {
+		if !strings.Contains(string(b), s) {
+			t.Errorf("the stacks file lacks %q", s)
+		}
 	}
 	waitFor(t, "the hung worker to be gone", 5*time.Second, func() bool { return !alive(pid) })
 	waitFor(t, "a new worker", 10*time.Second, func() bool {

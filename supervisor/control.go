@@ -65,20 +65,12 @@ func (s *Supervisor) Mappings() []api.Mapping { return s.maps.List() }
 // Map adds a runtime mapping; it wins over a static one for the same
 // pattern.
 func (s *Supervisor) Map(r api.MapRequest) (api.Mapping, error) {
-	m, err := s.maps.Add(r.Lane, r.Method, r.Pattern)
-	if err == nil {
-		s.log.Info("mapped", "lane", m.Lane, "method", m.Method, "pattern", m.Pattern)
-	}
-	return m, err
+	return s.maps.Add(r.Lane, r.Method, r.Pattern) // the admin API logs it, with the caller
 }
 
 // Unmap removes a runtime or learned mapping.
 func (s *Supervisor) Unmap(r api.UnmapRequest) error {
-	err := s.maps.Remove(r.Method, r.Pattern)
-	if err == nil {
-		s.log.Info("unmapped", "method", r.Method, "pattern", r.Pattern)
-	}
-	return err
+	return s.maps.Remove(r.Method, r.Pattern) // the admin API logs it, with the caller
 }
 
 // Resize sets a lane's min_workers and max_workers (admin API, lanectl,

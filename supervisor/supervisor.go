@@ -350,7 +350,7 @@ func (s *Supervisor) startLanes(ctx context.Context, cfg *config.Config) (*state
 	mc := mappingConfig(cfg)
 	mc.Publish = s.publish
 	mc.Event = s.mapEvent
-	m, err := mapping.New(mc, s.log.Named("map"))
+	m, err := mapping.New(mc, s.log) // it names its logger "map"
 	if err != nil {
 		return nil, fmt.Errorf("mappings: %w", err)
 	}

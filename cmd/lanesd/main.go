@@ -132,25 +132,25 @@ func handleSignals(log hclog.Logger, stop context.CancelFunc, sup *supervisor.Su
 		switch sig {
 		case syscall.SIGTERM, syscall.SIGINT:
 			if stopping {
-				log.Warn("second stop signal: stopping immediately", "signal", sig.String())
+				log.Warn("second stop signal: stopping immediately", "signal", sigName(sig))
 				sup.Abort()
 				continue
 			}
 			stopping = true
-			log.Info("graceful stop", "signal", sig.String())
+			log.Info("graceful stop", "signal", sigName(sig))
 			stop()
 		case syscall.SIGQUIT:
-			log.Warn("immediate stop", "signal", sig.String())
+			log.Warn("immediate stop", "signal", sigName(sig))
 			sup.Abort()
 		case syscall.SIGHUP:
-			log.Info("reloading config", "signal", sig.String())
+			log.Info("reloading config", "signal", sigName(sig))
 			go sup.Reload() //nolint:errcheck // Reload logs what it did or why not
 		case syscall.SIGTTIN:
 			sup.Step(+1)
 		case syscall.SIGTTOU:
 			sup.Step(-1)
 		case syscall.SIGUSR2:
-			log.Info("draining every lane", "signal", sig.String())
+			log.Info("draining every lane", "signal", sigName(sig))
 			sup.DrainAll()
 		}
 	}
@@ -216,4 +216,12 @@ func diagLine(d *hcl.Diagnostic) string {
 	var b strings.Builder
 	config.WriteDiagnostics(&b, hcl.Diagnostics{d})
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// sigName spells a signal the one way lanes logs it ("SIGUSR2").
+func sigName(sig os.Signal) string {
+	if s, ok := sig.(syscall.Signal); ok {
+		return shared.SignalName(s)
+	}
+	return sig.String()
 }

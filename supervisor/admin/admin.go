@@ -221,7 +221,7 @@ func (s *Server) resize(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("resized", "lane", name, "min_workers", res.MinWorkers, "max_workers", res.MaxWorkers, "remote", r.RemoteAddr)
+	s.log.Debug("resized", "lane", name, "min_workers", res.MinWorkers, "max_workers", res.MaxWorkers, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, res)
 }
 
@@ -246,7 +246,7 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("drain started", "lane", name, "workers", res.Workers, "remote", r.RemoteAddr)
+	s.log.Debug("drain started", "lane", name, "workers", res.Workers, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, res)
 }
 
@@ -256,7 +256,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("reloaded", "config", res.Config, "changes", len(res.Changed), "remote", r.RemoteAddr)
+	s.log.Debug("reloaded", "config", res.Config, "changes", len(res.Changed), "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, res)
 }
 

@@ -22,6 +22,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -634,7 +635,7 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 		l.event(api.Event{Kind: api.EventKill, PID: w.pid, Method: string(o.Method), Path: string(o.Path),
 			Detail: fmt.Sprintf("request_timeout %s", l.RequestTimeout())})
 		wchan, sysc := w.proc.WhereHung()
-		l.log.Error("request timeout; killing worker",
+		l.log.Debug("request timeout; killing worker",
 			"method", string(o.Method), "path", string(o.Path), "pid", w.pid,
 			"queue", o.Queue.Round(time.Microsecond), "run", (o.Filter + o.Run).Round(time.Microsecond),
 			"limit", l.RequestTimeout(), "wchan", wchan, "syscall", sysc)
@@ -864,7 +865,16 @@ func (l *Lane) kill(w *Worker) {
 			"wchan", h.wchan, "syscall", h.syscall)
 	}
 	if stacks != "" {
-		args = append(args, "stacks", stacks)
+		if wh := where(stacks); wh != "" {
+			args = append(args, "where", wh)
+		}
+		// The whole dump (hundreds of lines) goes to a file the line
+		// names, and to the debug level; the line itself stays one line.
+		file := filepath.Join(l.env.RunDir, fmt.Sprintf("stacks-%s-%d.txt", l.name, w.pid))
+		if l.env.RunDir != "" && os.WriteFile(file, []byte(stacks), 0o600) == nil {
+			args = append(args, "stacks", file)
+		}
+		l.log.Debug("stacks of the killed worker", "pid", w.pid, "stacks", stacks)
 	}
 	l.log.Error("worker killed", args...)
 }
@@ -879,6 +889,10 @@ func (l *Lane) suspect(w *Worker, err error) {
 		return
 	}
 	w.suspect = true
+	if errors.Is(err, fasthttp.ErrConnectionClosed) {
+		// fasthttp's text advises the server to send Connection: close.
+		err = errors.New("the worker closed the connection before answering")
+	}
 	l.log.Warn("worker failed a request; out of rotation until healthy", "pid", w.pid, "error", err)
 	l.goCounted(func() { l.check(w) })
 }

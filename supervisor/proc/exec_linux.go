@@ -682,19 +682,4 @@ func groupRSS(pgid int) int64 {
 }
 
 // signalName spells a signal the one way lanes logs it: "SIGTERM".
-func signalName(sig syscall.Signal) string {
-	for name, s := range signalNames {
-		if s == sig {
-			return name
-		}
-	}
-	return "signal " + strconv.Itoa(int(sig))
-}
-
-var signalNames = map[string]syscall.Signal{
-	"SIGHUP": syscall.SIGHUP, "SIGINT": syscall.SIGINT, "SIGQUIT": syscall.SIGQUIT, "SIGILL": syscall.SIGILL,
-	"SIGTRAP": syscall.SIGTRAP, "SIGABRT": syscall.SIGABRT, "SIGBUS": syscall.SIGBUS, "SIGFPE": syscall.SIGFPE,
-	"SIGKILL": syscall.SIGKILL, "SIGUSR1": syscall.SIGUSR1, "SIGSEGV": syscall.SIGSEGV, "SIGUSR2": syscall.SIGUSR2,
-	"SIGPIPE": syscall.SIGPIPE, "SIGALRM": syscall.SIGALRM, "SIGTERM": syscall.SIGTERM, "SIGXCPU": syscall.SIGXCPU,
-	"SIGXFSZ": syscall.SIGXFSZ, "SIGWINCH": syscall.SIGWINCH,
-}
+func signalName(sig syscall.Signal) string { return shared.SignalName(sig) }

@@ -98,7 +98,7 @@ func (p *Process) Start(ctx context.Context) error {
 		Plugins:          shared.PluginMap(nil),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     StartTimeout,
-		Logger:           s.Log,
+		Logger:           pluginLog{s.Log},
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: s.RunDir},
 		RunnerFunc: func(_ hclog.Logger, pc *exec.Cmd, _ string) (runner.Runner, error) {
 			cmd := exec.Command(s.Command[0], s.Command[1:]...)
