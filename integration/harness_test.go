@@ -29,7 +29,7 @@ import (
 var (
 	lanesdBin  string
 	lanectlBin string
-	helloBin   string
+	helloBin   string // internal/testworker: a custom Go worker serving /hello/*
 	// scratch holds the binaries and every lanesd's TMPDIR; kept short
 	// because worker sockets live below it (sun_path is 108 bytes).
 	scratch string
@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 	for _, b := range []struct{ out, pkg string }{
 		{lanesdBin, "github.com/lanes-dev/lanes/cmd/lanesd"},
 		{lanectlBin, "github.com/lanes-dev/lanes/cmd/lanectl"},
-		{helloBin, "github.com/lanes-dev/lanes/examples/hello-worker"},
+		{helloBin, "github.com/lanes-dev/lanes/internal/testworker"},
 	} {
 		out, err := exec.Command("go", "build", "-o", b.out, b.pkg).CombinedOutput()
 		if err != nil {

@@ -18,8 +18,9 @@ import (
 	"github.com/lanes-dev/lanes/shared/config"
 )
 
-// helloWorker is the path of examples/hello-worker, built once for the
-// package's tests: a custom worker on worker.Serve, run as a lane command.
+// helloWorker is the path of internal/testworker, built once for the
+// package's tests: a custom worker on worker.Serve whose /hello/* paths
+// echo or misbehave on purpose, run as a lane command.
 var helloWorker string
 
 func TestMain(m *testing.M) {
@@ -28,7 +29,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	helloWorker = filepath.Join(dir, "hello-worker")
-	out, err := exec.Command("go", "build", "-o", helloWorker, "github.com/lanes-dev/lanes/examples/hello-worker").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", helloWorker, "github.com/lanes-dev/lanes/internal/testworker").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build hello-worker: %v\n%s", err, out)
 		os.Exit(1)

@@ -1,5 +1,6 @@
-// Package worker is the worker side of lanes: Serve turns any Go program with
-// a fasthttp handler into a lane worker. The supervisor starts the program
+// Package worker is the worker side of lanes for Go programs: Serve turns
+// any Go program with a fasthttp handler into a lane worker. (A program of
+// any other language is an exec lane worker and needs nothing of this.) The supervisor starts the program
 // through go-plugin, talks to it over the control plane (health, drain) and
 // sends it requests over a unix socket (the data plane). Package app holds
 // the built-in worker that lanesd itself runs.
@@ -10,19 +11,17 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	stdlog "log"
 	"net"
 	"os"
 	"os/signal"
-	"regexp"
 	"runtime"
 	"runtime/metrics"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -30,41 +29,59 @@ import (
 
 	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/logging"
+	"github.com/lanes-dev/lanes/worker/internal/dataplane"
 )
 
-// Serve runs handler as a lane worker and never returns. It must be called
-// by a process that lanesd started (a lane's command); run by hand it prints
-// why it cannot serve and exits 1. Nothing may be written to stdout before
-// Serve: go-plugin uses it for the handshake.
-func Serve(handler fasthttp.RequestHandler) {
-	os.Exit(run(handler, nil))
+// Options change how Serve runs a worker. The zero value is the usual one.
+type Options struct {
+	// Log is the worker's logger; it must write to stderr, which lanesd
+	// reads (stdout is go-plugin's). nil: hclog JSON on stderr at the
+	// level lanesd gives its workers.
+	Log hclog.Logger
+	// OnDrain, if set, is called once, on a goroutine of its own, when
+	// lanesd begins to drain the worker (a drain, a recycle, an idle
+	// shrink, a shutdown): it sends no new requests, and the worker exits
+	// once those it runs have ended. Long polls and streams should finish
+	// up. Draining(ctx) tells the same to a handler.
+	OnDrain func()
 }
 
-// ServeLogger is Serve with a logger the caller built (it must write to
-// stderr). The built-in worker uses it to share its logger with the app.
-func ServeLogger(handler fasthttp.RequestHandler, log hclog.Logger) {
-	os.Exit(run(handler, log))
-}
+// Errors Serve returns.
+var (
+	// ErrNotStarted: the program was run by hand, not by lanesd.
+	ErrNotStarted = errors.New("lanes worker: this program is a lanes worker; lanesd starts it from a lane's command")
+	// ErrSupervisorGone: the lanesd that started the worker is gone.
+	ErrSupervisorGone = errors.New("lanes worker: the supervisor is gone")
+)
 
-// run serves handler; log nil means a logger at the environment's level.
-func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
-	byHand := func() int {
-		fmt.Fprintln(os.Stderr, "lanes worker: this program is a lanes worker; lanesd starts it from a lane's command")
-		return 1
-	}
+// Serve runs handler as a lane worker until lanesd stops it, and returns
+// then (nil), or at once with an error when it cannot serve (ErrNotStarted
+// when run by hand). Deferred cleanup in the caller runs. Nothing may be
+// written to stdout before Serve: go-plugin uses it for the handshake.
+//
+//	func main() {
+//		if err := worker.Serve(handler); err != nil {
+//			log.Fatal(err)
+//		}
+//	}
+func Serve(handler fasthttp.RequestHandler) error { return ServeWith(handler, Options{}) }
+
+// ServeWith is Serve with options.
+func ServeWith(handler fasthttp.RequestHandler, o Options) error {
 	if os.Getenv(shared.Handshake.MagicCookieKey) != shared.Handshake.MagicCookieValue {
-		return byHand()
+		return ErrNotStarted
 	}
 	env, err := shared.DecodeWorkerEnv(os.Getenv)
+	log := o.Log
 	if log == nil {
 		log = logging.Worker(env.LogLevel)
 	}
 	if err != nil {
 		log.Error("cannot start", "error", err)
-		return 1
+		return err
 	}
 	if env.Socket == "" {
-		return byHand()
+		return ErrNotStarted
 	}
 	sock := env.Socket
 	log = log.With("pid", os.Getpid()) // the supervisor adds the lane
@@ -75,7 +92,7 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 	stdlog.SetOutput(log.Named("log").StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}))
 
 	if !shared.WatchSupervisor(log, env.ParentPID) {
-		return 3
+		return ErrSupervisorGone
 	}
 	// The supervisor stops its workers itself: drain, then shutdown. A
 	// SIGTERM that reaches a worker too (systemd's default KillMode sends
@@ -88,19 +105,21 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		log.Error("listen on data socket", "socket", sock, "error", err)
-		return 1
+		return fmt.Errorf("lanes worker: listen on %s: %w", sock, err)
 	}
 	_ = os.Chmod(sock, 0o600)
 
-	w := &server{log: log, handler: handler, idle: make(chan struct{}, 1)}
-	srv := NewServer(w.serve, log, Limits{
+	w := &server{log: log, handler: handler, idle: make(chan struct{}, 1), onDrain: o.OnDrain, drained: make(chan struct{})}
+	srv := dataplane.NewServer(w.serve, log, dataplane.Limits{
 		MaxHeaderSize: env.MaxHeaderSize,
 		MaxBodySize:   env.MaxBodySize,
 	})
+	failed := make(chan error, 1)
 	go func() {
-		if err := srv.Serve(dataListener{ln}); err != nil {
+		if err := srv.Serve(dataplane.Listener{Listener: ln}); err != nil {
 			log.Error("data plane stopped", "error", err)
-			os.Exit(1)
+			failed <- err
+			os.Exit(1) // plugin.Serve below cannot be interrupted
 		}
 	}()
 
@@ -112,128 +131,28 @@ func run(handler fasthttp.RequestHandler, log hclog.Logger) int {
 		GRPCServer:      plugin.DefaultGRPCServer,
 		Logger:          log.Named("plugin"),
 	})
+	_ = srv.Shutdown()
 	_ = os.Remove(sock)
-	return 0
-}
-
-// Limits are the request limits the front passes to its workers, so that a
-// worker accepts whatever the front accepted and nothing more.
-// A zero limit takes shared/config's default, repeated here because a
-// custom worker must not link that package (and HCL with it).
-type Limits struct {
-	MaxHeaderSize int // bytes of request line and header
-	MaxBodySize   int // bytes of request body
-}
-
-// NewServer returns the data-plane server Serve runs handler on, configured
-// as the front expects; Serve adds the control plane around it. Tests use it
-// to put a handler behind exactly the server a worker runs.
-//
-// Request bodies stream: a handler reads ctx.RequestBodyStream() as the
-// bytes arrive (ctx.PostBody still works, reading the whole body into
-// memory). A body announced larger than lim.MaxBodySize is refused with 413
-// before the handler runs; a chunked one fails with fasthttp.ErrBodyTooLarge
-// when it grows past it. fasthttp does neither by itself once bodies
-// stream.
-//
-// The server adds no header the handler did not set: no Server, Date or
-// default Content-Type, and header names keep their case.
-func NewServer(handler fasthttp.RequestHandler, log hclog.Logger, lim Limits) *fasthttp.Server {
-	if lim.MaxHeaderSize <= 0 {
-		lim.MaxHeaderSize = 8 << 10
-	}
-	if lim.MaxBodySize <= 0 {
-		lim.MaxBodySize = 16 << 20
-	}
-	return &fasthttp.Server{
-		Handler:                       holdAnswer(limitBody(handler, lim.MaxBodySize)),
-		Name:                          "",
-		NoDefaultServerHeader:         true,
-		NoDefaultDate:                 true,
-		NoDefaultContentType:          true,
-		DisableHeaderNamesNormalizing: true,
-		DisablePreParseMultipartForm:  true,
-		StreamRequestBody:             true,
-		ReadBufferSize:                lim.MaxHeaderSize + 1024,
-		MaxRequestBodySize:            lim.MaxBodySize,
-		// The front keeps persistent connections and never retries: the
-		// worker must not close an idle one under it, so no idle timeout.
-		IdleTimeout:     0,
-		ReadTimeout:     0,
-		Logger:          newDataLogger(log.Named("data")),
-		CloseOnShutdown: true,
+	select {
+	case err := <-failed:
+		return err
+	default:
+		return nil
 	}
 }
 
-// limitBody enforces max on request bodies, which fasthttp leaves to the
-// handler once they stream.
-func limitBody(h fasthttp.RequestHandler, max int) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		switch n := ctx.Request.Header.ContentLength(); {
-		case n > max:
-			// The body stays unread: the connection cannot carry another
-			// request.
-			ctx.SetConnectionClose()
-			ctx.Error("413 Request Entity Too Large\n", fasthttp.StatusRequestEntityTooLarge)
-			return
-		case n == -1 && ctx.Request.IsBodyStream():
-			// Chunked: nothing is prefetched for it, so swapping the stream
-			// leaves no buffered bytes behind.
-			ctx.Request.SetBodyStream(&maxBodyReader{r: ctx.Request.BodyStream(), left: int64(max)}, -1)
-		}
-		h(ctx)
-	}
-}
+// Lane returns the name of the lane this worker serves ("" outside lanes).
+func Lane() string { return os.Getenv(shared.EnvLane) }
 
-// maxBodyReader fails with fasthttp.ErrBodyTooLarge once more than left
-// bytes have been read.
-type maxBodyReader struct {
-	r    io.Reader
-	left int64
-}
+// drainKey marks a handler's context as that of a worker being drained.
+type drainKey struct{}
 
-func (m *maxBodyReader) Read(p []byte) (int, error) {
-	if m.left < 0 {
-		return 0, fasthttp.ErrBodyTooLarge
-	}
-	if int64(len(p)) > m.left+1 {
-		p = p[:m.left+1] // one byte more tells a body of exactly max from a longer one
-	}
-	n, err := m.r.Read(p)
-	m.left -= int64(n)
-	if m.left < 0 {
-		return n + int(m.left), fasthttp.ErrBodyTooLarge
-	}
-	return n, err
-}
-
-// dataLogger is the data-plane server's fasthttp.Logger. fasthttp logs a
-// request it cannot parse with a copy of its raw header, Authorization and
-// Cookie included: the copy is cut off. What is left is escaped and
-// rate-limited, since a bad client can provoke it on every connection.
-type dataLogger struct{ lim *logging.Limiter }
-
-var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
-
-func newDataLogger(log hclog.Logger) dataLogger {
-	return dataLogger{lim: logging.NewLimiter(log, time.Second)}
-}
-
-func (d dataLogger) Printf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	if i := strings.Index(msg, ", contents: "); i >= 0 {
-		msg = msg[:i]
-	}
-	// What fasthttp quotes (%q) in an error is a piece of the request,
-	// such as the header line it could not parse.
-	msg = quoted.ReplaceAllString(msg, `"..."`)
-	level := hclog.Warn
-	if strings.HasPrefix(format, "WARNING: Request.Body()") {
-		// A custom handler reading a streamed body whole: bounded by
-		// limitBody, and the handler's choice.
-		level = hclog.Debug
-	}
-	d.lim.Log(level, format, "fasthttp: "+logging.Escape(msg, 500))
+// Draining says the worker serving ctx (a handler's *fasthttp.RequestCtx)
+// is being drained: lanesd sends it no new request and it will exit once
+// the running ones end.
+func Draining(ctx *fasthttp.RequestCtx) bool {
+	d, _ := ctx.UserValue(drainKey{}).(*atomic.Bool)
+	return d != nil && d.Load()
 }
 
 // server is the worker's data-plane wrapper around the user handler and its
@@ -245,6 +164,9 @@ type server struct {
 	served   atomic.Uint64
 	draining atomic.Bool
 	idle     chan struct{} // signalled when a request ends while draining
+	onDrain  func()
+	drainOne sync.Once
+	drained  chan struct{} // closed when a drain begins
 }
 
 func (s *server) serve(ctx *fasthttp.RequestCtx) {
@@ -264,6 +186,7 @@ func (s *server) serve(ctx *fasthttp.RequestCtx) {
 			}
 		}
 	}()
+	ctx.SetUserValue(drainKey{}, &s.draining)
 	s.handler(ctx)
 }
 
@@ -300,6 +223,12 @@ func heapAllocs() uint64 {
 // supervisor has already stopped sending new ones.
 func (s *server) Drain(ctx context.Context) error {
 	s.draining.Store(true)
+	s.drainOne.Do(func() {
+		close(s.drained)
+		if s.onDrain != nil {
+			go s.onDrain()
+		}
+	})
 	for s.inflight.Load() > 0 {
 		select {
 		case <-s.idle:

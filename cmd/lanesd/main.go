@@ -174,12 +174,11 @@ func runWorker() {
 		opts = append(opts, app.WithDebugHeaders(true))
 	}
 	if wt := env.Theme; wt != nil {
-		// The connection is never closed: it serves as long as the
-		// process, which ServeLogger ends with os.Exit.
-		svc, _, err := shared.DialThemeService(env.FetchdSocket)
+		svc, closeSvc, err := shared.DialThemeService(env.FetchdSocket)
 		if err != nil {
 			log.Warn("fetchd unreachable; serving unthemed", "error", err)
 		} else {
+			defer closeSvc()
 			opts = append(opts, app.WithTheme(config.ThemeFromWire(wt.Theme), svc,
 				theme.Options{AskTimeout: theme.AskTimeout(wt.StaleWait)}))
 		}
@@ -190,7 +189,10 @@ func runWorker() {
 		os.Exit(1)
 	}
 	go a.WarmTheme(context.Background())
-	worker.ServeLogger(a.Handler, log)
+	if err := worker.ServeWith(a.Handler, worker.Options{Log: log}); err != nil {
+		fmt.Fprintln(os.Stderr, "lanesd worker:", err)
+		os.Exit(1)
+	}
 }
 
 // checkThemes finds the app's theme fetchable or cached (fetchd.Check) and

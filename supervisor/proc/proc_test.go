@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	helloWorker = filepath.Join(dir, "hello-worker")
-	if out, err := exec.Command("go", "build", "-o", helloWorker, "github.com/lanes-dev/lanes/examples/hello-worker").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", helloWorker, "github.com/lanes-dev/lanes/internal/testworker").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build hello-worker: %v\n%s", err, out)
 		os.Exit(1)
 	}

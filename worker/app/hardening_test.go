@@ -24,22 +24,22 @@ import (
 
 	"github.com/lanes-dev/lanes/shared/cleanconn"
 	"github.com/lanes-dev/lanes/shared/config"
-	"github.com/lanes-dev/lanes/worker"
+	"github.com/lanes-dev/lanes/worker/internal/dataplane"
 )
 
-// The tests in this file put the app behind worker.NewServer, the server a
+// The tests in this file put the app behind dataplane.NewServer, the server a
 // worker runs, on a unix socket, as the front sees it.
 
 // serveWorker runs h on the worker's data-plane server until the test ends
 // and returns the socket path.
-func serveWorker(t testing.TB, h fasthttp.RequestHandler, log hclog.Logger, lim worker.Limits) string {
+func serveWorker(t testing.TB, h fasthttp.RequestHandler, log hclog.Logger, lim dataplane.Limits) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "w.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := worker.NewServer(h, log, lim)
+	s := dataplane.NewServer(h, log, lim)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -56,7 +56,7 @@ func serveWorker(t testing.TB, h fasthttp.RequestHandler, log hclog.Logger, lim 
 
 // workerTo starts an App for cfg (Upstream is set to upstream) behind a
 // worker server and returns the socket path.
-func workerTo(t testing.TB, upstream string, cfg config.App, log hclog.Logger, lim worker.Limits) string {
+func workerTo(t testing.TB, upstream string, cfg config.App, log hclog.Logger, lim dataplane.Limits) string {
 	t.Helper()
 	cfg.Upstream = "http://" + upstream
 	if cfg.UpstreamTimeout == 0 {
@@ -150,7 +150,7 @@ func TestWorkerCutResponse(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := startScriptedOrigin(t, tc.resp, tc.rst)
-			sock := workerTo(t, o.addr, config.App{}, nil, worker.Limits{})
+			sock := workerTo(t, o.addr, config.App{}, nil, dataplane.Limits{})
 			rc := dialUnix(t, sock)
 			io.WriteString(rc.c, "GET /cut HTTP/1.1\r\nHost: h\r\n\r\n")
 			rc.c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -224,7 +224,7 @@ func TestWorkerUploadStreams(t *testing.T) {
 	if raceEnabled || testing.Short() {
 		size = 4 << 20 // the path, without the memory figure
 	}
-	sock := workerTo(t, startUploadOrigin(t), config.App{}, hclog.NewNullLogger(), worker.Limits{MaxBodySize: 64 << 20})
+	sock := workerTo(t, startUploadOrigin(t), config.App{}, hclog.NewNullLogger(), dataplane.Limits{MaxBodySize: 64 << 20})
 
 	for _, chunked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
@@ -282,7 +282,7 @@ func TestWorkerBodyLimit(t *testing.T) {
 		got.Add(1)
 		ctx.SetBodyString(strconv.Itoa(len(ctx.PostBody())))
 	}, func(s *fasthttp.Server) { s.MaxRequestBodySize = 1 << 20 })
-	sock := workerTo(t, up, config.App{}, nil, worker.Limits{MaxBodySize: limit})
+	sock := workerTo(t, up, config.App{}, nil, dataplane.Limits{MaxBodySize: limit})
 
 	chunkedBody := func(n int) string {
 		var b strings.Builder
@@ -326,7 +326,7 @@ func TestWorkerNoInventedHeaders(t *testing.T) {
 		io.WriteString(w, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
 		return false
 	})
-	rc := dialUnix(t, workerTo(t, up.addr, config.App{}, nil, worker.Limits{}))
+	rc := dialUnix(t, workerTo(t, up.addr, config.App{}, nil, dataplane.Limits{}))
 	for _, raw := range []string{
 		"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
 		"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
@@ -358,7 +358,7 @@ func TestWorkerNoInventedHeaders(t *testing.T) {
 // X-Forwarded-Host replaced) and with odd names.
 func TestProxyForwardingHeaders(t *testing.T) {
 	up := startRawUpstream(t, okResponse)
-	sock := workerTo(t, up.addr, config.App{}, nil, worker.Limits{})
+	sock := workerTo(t, up.addr, config.App{}, nil, dataplane.Limits{})
 	for _, tc := range []struct {
 		name, headers string
 		want          map[string][]string // nil: absent
@@ -405,7 +405,7 @@ func TestProxyForwardingHeaders(t *testing.T) {
 	}
 
 	t.Run("underscores kept when configured", func(t *testing.T) {
-		sock := workerTo(t, up.addr, config.App{UnderscoresInHeaders: true}, nil, worker.Limits{})
+		sock := workerTo(t, up.addr, config.App{UnderscoresInHeaders: true}, nil, dataplane.Limits{})
 		rc := dialUnix(t, sock)
 		rc.roundTrip("GET /u HTTP/1.1\r\nHost: h\r\nx_user: a\r\n\r\n", false)
 		if got := up.last(t).get("x_user"); fmt.Sprint(got) != "[a]" {
@@ -431,7 +431,7 @@ func TestProxyForwardingHeaders(t *testing.T) {
 // becomes credentials.
 func TestProxyAbsoluteTarget(t *testing.T) {
 	up := startRawUpstream(t, okResponse)
-	rc := dialUnix(t, workerTo(t, up.addr, config.App{}, nil, worker.Limits{}))
+	rc := dialUnix(t, workerTo(t, up.addr, config.App{}, nil, dataplane.Limits{}))
 	for target, want := range map[string]string{
 		"https://other.test/p/q?x=1":        "/p/q?x=1",
 		"http://user:secret@other.test/a?b": "/a?b",
@@ -460,7 +460,7 @@ func TestProxyAbsoluteTarget(t *testing.T) {
 // headers upstream.
 func TestProxyRequestTrailers(t *testing.T) {
 	up := startRawUpstream(t, okResponse)
-	rc := dialUnix(t, workerTo(t, up.addr, config.App{}, nil, worker.Limits{}))
+	rc := dialUnix(t, workerTo(t, up.addr, config.App{}, nil, dataplane.Limits{}))
 	m := rc.roundTrip("POST /t HTTP/1.1\r\nHost: h\r\nTrailer: X-T\r\nTransfer-Encoding: chunked\r\n\r\n"+
 		"5\r\nhello\r\n0\r\nX-T: evil\r\n\r\n", false)
 	if m.status() != 200 {
@@ -493,7 +493,7 @@ func TestProxyUpgrade(t *testing.T) {
 		}
 		return okResponse(req, w)
 	})
-	sock := workerTo(t, up.addr, config.App{UpstreamTimeout: 2 * time.Second}, nil, worker.Limits{})
+	sock := workerTo(t, up.addr, config.App{UpstreamTimeout: 2 * time.Second}, nil, dataplane.Limits{})
 
 	rc := dialUnix(t, sock)
 	m := rc.roundTrip("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", false)
@@ -552,7 +552,7 @@ func TestProxyInternalHeaders(t *testing.T) {
 		io.WriteString(w, "HTTP/1.1 200 OK\r\nX-Lanes-Filter-Us: 999999999\r\nx-lanes-anything: 1\r\nX-Lane: kept\r\nContent-Length: 2\r\n\r\nok")
 		return false
 	})
-	rc := dialUnix(t, workerTo(t, up.addr, config.App{}, nil, worker.Limits{}))
+	rc := dialUnix(t, workerTo(t, up.addr, config.App{}, nil, dataplane.Limits{}))
 	m := rc.roundTrip("GET / HTTP/1.1\r\nHost: h\r\n\r\n", false)
 	for _, f := range m.fields {
 		if strings.HasPrefix(strings.ToLower(f.k), "x-lanes-") {
@@ -578,7 +578,7 @@ func TestWorkerLogsUnderAttack(t *testing.T) {
 
 	var out syncBuf
 	log := hclog.New(&hclog.LoggerOptions{Output: &out, Level: hclog.Info})
-	sock := workerTo(t, closed, config.App{}, log, worker.Limits{})
+	sock := workerTo(t, closed, config.App{}, log, dataplane.Limits{})
 	rc := dialUnix(t, sock)
 	const n = 300
 	for i := range n {

@@ -1,4 +1,4 @@
-package worker
+package dataplane
 
 import (
 	"io"
@@ -17,11 +17,11 @@ const copyBuffer = 64 << 10
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBuffer); return &b }}
 
-// dataListener hands the data-plane server its connections from the front
+// Listener hands the data-plane server its connections from the front
 // as dataConns.
-type dataListener struct{ net.Listener }
+type Listener struct{ net.Listener }
 
-func (l dataListener) Accept() (net.Conn, error) {
+func (l Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err

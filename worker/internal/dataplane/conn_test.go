@@ -1,4 +1,4 @@
-package worker
+package dataplane
 
 import (
 	"io"
@@ -52,7 +52,7 @@ func serveCounting(t *testing.T, handler fasthttp.RequestHandler) (sock string, 
 	}
 	writes = new(atomic.Int64)
 	srv := NewServer(handler, hclog.NewNullLogger(), Limits{})
-	go srv.Serve(dataListener{countingListener{ln, writes}})
+	go srv.Serve(Listener{countingListener{ln, writes}})
 	t.Cleanup(func() { srv.Shutdown() })
 	return sock, writes
 }
