@@ -22,8 +22,8 @@ const (
 
 // TestRSS1000Pages fills a cache with 1,000 pages of 50 KB, then opens it in
 // a fresh process that serves three themes, then every page once, and
-// reports that process's heap and resident size after each (target: RSS ≤
-// 40 MB). Pages read come through badger's mmap of the value log: they
+// reports that process's heap and resident size after each, and fails when
+// its anonymous memory passes 64 MB. Pages read come through badger's mmap of the value log: they
 // count as RssFile (clean page cache the kernel can drop), not heap.
 func TestRSS1000Pages(t *testing.T) {
 	if testing.Short() {
@@ -53,8 +53,27 @@ func TestRSS1000Pages(t *testing.T) {
 		t.Fatalf("helper: %v\n%s", err, out)
 	}
 	t.Logf("test process after writing the pages: RSS %.1f MB (the writer, not fetchd)", float64(writerRSS)/(1<<20))
+	var anonKB int64
 	for l := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
 		t.Logf("fetchd-like process, %d cached pages of %d KB: %s", rssPages, rssPageSize>>10, l)
+		if i := strings.Index(l, "RssAnon: "); i >= 0 {
+			var kb int64
+			if _, err := fmt.Sscanf(l[i:], "RssAnon: %d kB", &kb); err == nil {
+				anonKB = max(anonKB, kb)
+			}
+		}
+	}
+	// The resident size counts badger's memory-mapped value log, which
+	// the kernel drops under pressure (the figure make bench reports);
+	// what the process itself holds is its anonymous memory: 14-16 MB
+	// measured. Badger's defaults (an empty DB holds ~86 MB of heap) or
+	// pages kept on the heap would take it past this.
+	const maxAnonMB = 64
+	if anonKB == 0 {
+		t.Fatalf("no RssAnon figure in the helper's report:\n%s", out)
+	}
+	if anonKB > maxAnonMB<<10 {
+		t.Errorf("fetchd-like process holds %d MB of anonymous memory serving %d cached pages; want at most %d MB", anonKB>>10, rssPages, maxAnonMB)
 	}
 }
 

@@ -113,10 +113,11 @@ lane "other" {
 		{syscall.SIGTTOU, 1, 1, 1}, // never below 1
 	}
 	for i, s := range steps {
+		handled := l.logCount("resized by signal")
 		l.signal(t, s.sig)
-		if i == len(steps)-1 {
-			time.Sleep(300 * time.Millisecond) // nothing to wait for: nothing changes
-		}
+		// Wait until lanesd has handled the signal (even one that changes
+		// nothing, as the last), then for the workers.
+		waitFor(t, fmt.Sprintf("step %d handled", i), 10*time.Second, func() bool { return l.logCount("resized by signal") > handled })
 		l.waitSize(t, "default", s.lo, s.hi, s.active)
 		l.mustGet(t, "/", 200)
 	}
@@ -214,6 +215,10 @@ lane "pool" {
 
 	// Refusals change nothing.
 	before := l.lane(t, "pool")
+	var lastEvent uint64
+	if es := l.events(t, 0); len(es) > 0 {
+		lastEvent = es[len(es)-1].ID
+	}
 	for _, tc := range []struct {
 		name, path, body string
 		code             int
@@ -244,7 +249,12 @@ lane "pool" {
 			t.Errorf("lanectl %q does not print the server's error:\n%s", args, out)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	// A refused call is refused before anything changes: no resize event.
+	for _, e := range l.events(t, lastEvent) {
+		if e.Kind == "resize" {
+			t.Errorf("a refused resize left an event: %+v", e)
+		}
+	}
 	after := l.lane(t, "pool")
 	if after.MinWorkers != before.MinWorkers || after.MaxWorkers != before.MaxWorkers || fmt.Sprint(after.pids()) != fmt.Sprint(before.pids()) {
 		t.Errorf("refused resizes changed lane pool: %d..%d %v -> %d..%d %v", before.MinWorkers, before.MaxWorkers, before.pids(),

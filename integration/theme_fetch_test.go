@@ -146,8 +146,10 @@ func TestThemeOriginHung(t *testing.T) {
 	p50, p99, top := latencies(rs)
 	t.Logf("origin hung: %d requests, p50 %v p99 %v max %v, X-Theme %v",
 		len(rs), p50, p99, top, xThemes(rs))
-	if len(rs) < 100 {
-		t.Errorf("only %d requests in 2.5 s with the origin hung", len(rs))
+	// Every client kept going (a machine-speed-free bound: the latency
+	// bound below is the promise).
+	if len(rs) < 2*16 {
+		t.Errorf("only %d requests from 16 clients in 2.5 s with the origin hung", len(rs))
 	}
 	if limit := staleWait + time.Second; top > limit {
 		t.Errorf("with the origin hung a request took %v, want < stale_wait + 1s = %v", top, limit)

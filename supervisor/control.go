@@ -115,9 +115,8 @@ func (s *Supervisor) Step(delta int) {
 		s.log.Warn("resize by signal refused", "error", err)
 		return
 	}
-	if delta < 0 {
-		l.ShrinkOne() // one fewer now, not after idle_timeout
-	}
+	removed := delta < 0 && l.ShrinkOne() // one fewer now, not after idle_timeout
+	s.log.Info("resized by signal", "lane", l.Name(), "step", delta, "min_workers", lo, "max_workers", hi, "retired", removed)
 }
 
 func (s *Supervisor) noLane(name string) error {

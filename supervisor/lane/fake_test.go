@@ -201,10 +201,18 @@ func TestDrainKeepsReadyWorkers(t *testing.T) {
 	if _, err := l.Drain("test"); err != nil {
 		t.Fatal(err)
 	}
+	// Sampled at every state change of the lane (notifyLocked), not by
+	// polling: no change can be missed between two samples.
 	minReady := 3
-	for l.Draining() {
-		minReady = min(minReady, l.count(Ready))
-		time.Sleep(100 * time.Microsecond)
+	for {
+		l.mu.Lock()
+		minReady = min(minReady, l.countLocked(Ready))
+		draining, ch := l.draining > 0, l.changed
+		l.mu.Unlock()
+		if !draining {
+			break
+		}
+		<-ch
 	}
 	if minReady < 3 {
 		t.Errorf("during the drain only %d workers were ready; want never fewer than 3", minReady)
