@@ -1,4 +1,4 @@
-// Command bench measures lanes against the promises of design.md, every
+// Command bench measures lanes against the promises of the README, every
 // figure side by side in one run, and prints a plain-text report:
 //
 //  1. isolation: fast requests keep their latency next to slow ones when

@@ -234,8 +234,9 @@ lane "default" {
 }
 
 // Stop whose context has ended while a worker is still starting must not
-// touch that worker's fields (run() is writing them) nor use up its
-// killOnce before the fork; run() kills it when its start ends.
+// touch that worker's fields (run() is writing them), and the worker must
+// still die: a Kill before the fork is remembered and applied to the
+// process as soon as it is forked.
 func TestStopWithExpiredContextWhileStarting(t *testing.T) {
 	dir := t.TempDir()
 	l := lane.New(config.Lane{

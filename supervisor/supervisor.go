@@ -1,8 +1,9 @@
-// Package supervisor is the lanes front process: the fasthttp listener, the
-// classification of each request into a lane (package router), the lanes
-// and their worker processes (package lane), and the admin listener
-// (package admin). Run owns the process's lifetime; the signal loop in
-// cmd/lanesd drives it.
+// Package supervisor is the lanes front process: the fasthttp listener,
+// the classification of each request into a lane (package mapping, over
+// package router's patterns), the lanes and their worker processes
+// (package lane, package proc), and the admin listener (package admin).
+// A reload builds one immutable state and stores it once. Run owns the
+// process's lifetime; the signal loop in cmd/lanesd drives it.
 package supervisor
 
 import (

@@ -1,8 +1,9 @@
 // Package api is the admin API's wire types: the one definition of every
 // document the admin listener serves or accepts, shared by the supervisor
-// (which fills them), the admin server (which encodes them), lanectl and the
-// tests (which decode them). Field names are the external contract of
-// design.md; add fields freely, never rename one.
+// (which fills them), the admin server (which encodes them) and lanectl
+// (which decodes them). Field names are the external contract that users
+// and outside tests rely on (the README's admin API table); add fields
+// freely, never rename one.
 package api
 
 import (

@@ -1,4 +1,4 @@
-# The example from design.md, every block included.
+# The README's config example, every block included.
 listen           = "127.0.0.1:8080"
 debug_headers    = false      # X-Lane and Server-Timing on responses
 shutdown_timeout = "30s"
