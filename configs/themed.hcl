@@ -54,7 +54,7 @@ theme "demo" {
 }
 
 fetchd {
-  cache_dir     = "./data/fetchd"
+  cache_dir     = "../data/fetchd"   # relative to this file: the repository's data/fetchd
   fetch_timeout = "10s"
   min_refresh   = "5s"
   stale_wait    = "100ms"

@@ -218,6 +218,9 @@ func (d *decoder) config(body hcl.Body, path string) *Config {
 	} else if cfg.App.Theme != "" {
 		cfg.Fetchd = defaultFetchd()
 	}
+	if cfg.Fetchd != nil && !filepath.IsAbs(cfg.Fetchd.CacheDir) {
+		cfg.Fetchd.CacheDir = filepath.Join(d.dir, cfg.Fetchd.CacheDir) // relative to the config file
+	}
 	if b := d.single(blocks["auto_map"]); b != nil {
 		cfg.AutoMap = d.autoMap(b)
 	}
@@ -548,15 +551,26 @@ func (d *decoder) lane(b *hcl.Block) Lane {
 	if _, cmd, ranges, ok := d.strList(a, "command"); ok && len(cmd) > 0 {
 		if cmd[0] == "" {
 			d.errorf(ranges[0], "Invalid command", "The first element of command is the program to run; it must not be empty.")
-		} else if _, err := exec.LookPath(cmd[0]); err != nil {
-			// Resolved as lanesd will run it: on $PATH, or relative to
-			// lanesd's working directory when it holds a slash.
-			d.errorf(ranges[0], "Worker command not found", "%s; build it, or fix the path (a relative path is taken from lanesd's working directory).", err)
+		} else if path, err := exec.LookPath(d.path(cmd[0])); err != nil {
+			// Found on $PATH, or, with a slash, relative to the config
+			// file's directory, like every path in the config.
+			d.errorf(ranges[0], "Worker command not found", "%s; build it, or fix the path (a path with a slash is taken from the config file's directory, %s).", err, d.dir)
+		} else if abs, err := filepath.Abs(path); err == nil && strings.Contains(cmd[0], "/") {
+			cmd = append([]string{abs}, cmd[1:]...)
 		}
 		l.Command = cmd
 	}
 	d.exec(a, &l)
 	return l
+}
+
+// path resolves a program path of the config: with a slash and relative,
+// from the config file's directory; a bare name is left for $PATH.
+func (d *decoder) path(p string) string {
+	if strings.Contains(p, "/") && !filepath.IsAbs(p) {
+		return filepath.Join(d.dir, p)
+	}
+	return p
 }
 
 // exec decodes an exec worker's attributes: the program (found on PATH,
@@ -578,10 +592,7 @@ func (d *decoder) exec(a hcl.Attributes, l *Lane) {
 		case argv[0] == "":
 			d.errorf(ranges[0], "Invalid exec", "The first element of exec is the program to run; it must not be empty.")
 		default:
-			prog := argv[0]
-			if strings.Contains(prog, "/") && !filepath.IsAbs(prog) {
-				prog = filepath.Join(l.ExecDir, prog)
-			}
+			prog := d.path(argv[0])
 			if path, err := exec.LookPath(prog); err != nil {
 				d.errorf(ranges[0], "Exec program not found",
 					"%s; install it, or fix the path (a path with a slash is taken from the config file's directory, %s).", err, l.ExecDir)

@@ -92,7 +92,7 @@ func TestLoadFull(t *testing.T) {
 			},
 		}},
 		Fetchd: &Fetchd{
-			CacheDir:     "./data/fetchd",
+			CacheDir:     "testdata/data/fetchd", // relative to the config file
 			Workers:      2,
 			FetchTimeout: 10 * time.Second,
 			MinRefresh:   5 * time.Second,

@@ -3,6 +3,7 @@ package lane
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lanes-dev/lanes/shared/api"
@@ -310,8 +311,22 @@ func (l *Lane) Reconfigure(cfg config.Lane, env Env) []string {
 	if old.MinWorkers != cfg.MinWorkers || old.MaxWorkers != cfg.MaxWorkers {
 		changes = append(changes, fmt.Sprintf("lane %s: resized %d..%d -> %d..%d", l.name, old.MinWorkers, old.MaxWorkers, cfg.MinWorkers, cfg.MaxWorkers))
 	}
-	if old.MaxQueue != cfg.MaxQueue || old.QueueTimeout != cfg.QueueTimeout || old.RequestTimeout != cfg.RequestTimeout || old.IdleTimeout != cfg.IdleTimeout {
-		changes = append(changes, fmt.Sprintf("lane %s: limits changed", l.name))
+	var limits []string
+	for _, c := range []struct {
+		name     string
+		was, now any
+	}{
+		{"max_queue", old.MaxQueue, cfg.MaxQueue},
+		{"queue_timeout", old.QueueTimeout, cfg.QueueTimeout},
+		{"request_timeout", old.RequestTimeout, cfg.RequestTimeout},
+		{"idle_timeout", old.IdleTimeout, cfg.IdleTimeout},
+	} {
+		if c.was != c.now {
+			limits = append(limits, fmt.Sprintf("%s %v -> %v", c.name, c.was, c.now))
+		}
+	}
+	if len(limits) > 0 {
+		changes = append(changes, fmt.Sprintf("lane %s: limits changed: %s", l.name, strings.Join(limits, ", ")))
 	}
 	if !slices.Equal(old.Map, cfg.Map) {
 		changes = append(changes, fmt.Sprintf("lane %s: static mappings changed", l.name))
