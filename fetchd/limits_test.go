@@ -1,9 +1,14 @@
 package fetchd
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,4 +90,51 @@ func formatting(n int) string {
 		b.WriteString(`<b class="c` + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + `">`)
 	}
 	return b.String()
+}
+
+// A theme URL redirects within its own origin only, at most 5 times.
+func TestThemeRedirects(t *testing.T) {
+	other := newTestOrigin(t)
+	var hops atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/", http.StatusFound)
+	})
+	mux.HandleFunc("/near", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/theme", http.StatusMovedPermanently)
+	})
+	mux.HandleFunc("/theme", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, goodPage)
+	})
+	mux.HandleFunc("/loop/", func(w http.ResponseWriter, r *http.Request) {
+		n := hops.Add(1)
+		http.Redirect(w, r, fmt.Sprintf("/loop/%d", n), http.StatusFound)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	for _, tc := range []struct {
+		path, want string
+	}{
+		{"/near", ""},
+		{"/away", "to another origin"},
+		{"/loop/0", "more than 5 redirects"},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			r, err := newOrigin().fetch(context.Background(), srv.URL+tc.path, nil)
+			if tc.want == "" {
+				if err != nil || r.Status != http.StatusOK {
+					t.Fatalf("status %d, err %v", r.Status, err)
+				}
+				return
+			}
+			if !errors.Is(err, errRejected) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want a rejection naming %q", err, tc.want)
+			}
+		})
+	}
+	if n := other.hits.Load(); n != 0 {
+		t.Errorf("the other origin was asked %d times", n)
+	}
 }

@@ -51,7 +51,26 @@ func newOrigin() *origin {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 2
 	tr.IdleConnTimeout = 30 * time.Second
-	return &origin{client: &http.Client{Transport: tr}}
+	return &origin{client: &http.Client{Transport: tr, CheckRedirect: sameOrigin}}
+}
+
+// maxRedirects bounds a theme fetch's redirects.
+const maxRedirects = 5
+
+// sameOrigin lets a theme URL redirect only within its own origin (scheme,
+// host and port), at most maxRedirects times: a redirect elsewhere could
+// point fetchd at lanes' own front, at an internal service, or at a host
+// the operator never chose as a theme origin.
+func sameOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) > maxRedirects {
+		return fmt.Errorf("%w: more than %d redirects", errRejected, maxRedirects)
+	}
+	first := via[0].URL
+	if !strings.EqualFold(req.URL.Scheme, first.Scheme) || !strings.EqualFold(req.URL.Host, first.Host) {
+		return fmt.Errorf("%w: redirect from %s to another origin (%s://%s) refused: a theme may only redirect within its own origin",
+			errRejected, first.Redacted(), req.URL.Scheme, req.URL.Host)
+	}
+	return nil
 }
 
 // fetch asks u for its page, conditionally on prev (nil: no copy). ctx
