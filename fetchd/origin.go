@@ -18,8 +18,10 @@ import (
 
 	"github.com/PuerkitoBio/goquery"
 	"github.com/andybalholm/cascadia"
+	"golang.org/x/net/html"
 
 	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/shared/themepage"
 )
 
 // MaxThemeSize bounds a theme page; a larger body is rejected.
@@ -49,7 +51,26 @@ func newOrigin() *origin {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 2
 	tr.IdleConnTimeout = 30 * time.Second
-	return &origin{client: &http.Client{Transport: tr}}
+	return &origin{client: &http.Client{Transport: tr, CheckRedirect: sameOrigin}}
+}
+
+// maxRedirects bounds a theme fetch's redirects.
+const maxRedirects = 5
+
+// sameOrigin lets a theme URL redirect only within its own origin (scheme,
+// host and port), at most maxRedirects times: a redirect elsewhere could
+// point fetchd at lanes' own front, at an internal service, or at a host
+// the operator never chose as a theme origin.
+func sameOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) > maxRedirects {
+		return fmt.Errorf("%w: more than %d redirects", errRejected, maxRedirects)
+	}
+	first := via[0].URL
+	if !strings.EqualFold(req.URL.Scheme, first.Scheme) || !strings.EqualFold(req.URL.Host, first.Host) {
+		return fmt.Errorf("%w: redirect from %s to another origin (%s://%s) refused: a theme may only redirect within its own origin",
+			errRejected, first.Redacted(), req.URL.Scheme, req.URL.Host)
+	}
+	return nil
 }
 
 // fetch asks u for its page, conditionally on prev (nil: no copy). ctx
@@ -104,7 +125,11 @@ func (o *origin) fetch(ctx context.Context, u string, prev *Entry) (response, er
 	if len(body) > MaxThemeSize {
 		return response{}, fmt.Errorf("%w: page is larger than %d bytes", errRejected, MaxThemeSize)
 	}
-	if err := checkHTMLType(resp.Header.Get("Content-Type"), body); err != nil {
+	ct := resp.Header.Get("Content-Type")
+	if err := checkHTMLType(ct, body); err != nil {
+		return response{}, err
+	}
+	if body, err = toUTF8(body, ct); err != nil {
 		return response{}, err
 	}
 	r.Status, r.Body = http.StatusOK, body
@@ -141,6 +166,9 @@ func fetchFile(u *url.URL, prev *Entry) (response, error) {
 	if err := checkHTMLType(ct, body); err != nil {
 		return response{}, err
 	}
+	if body, err = toUTF8(body, ct); err != nil {
+		return response{}, err
+	}
 	return response{Status: http.StatusOK, Body: body, LastModified: mod}, nil
 }
 
@@ -162,6 +190,21 @@ func checkHTMLType(ct string, body []byte) error {
 		return fmt.Errorf("%w: content type %q is not text/html", errRejected, ct)
 	}
 	return nil
+}
+
+// toUTF8 returns a theme page as UTF-8, whatever charset it declares: the
+// cache, the version and the workers' parser then see one encoding (the
+// worker makes the page's <meta charset> say utf-8). The size cap holds for
+// the decoded page too: it is what the workers hold.
+func toUTF8(body []byte, contentType string) ([]byte, error) {
+	out, name, err := themepage.ToUTF8(body, contentType)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errRejected, err)
+	}
+	if len(out) > MaxThemeSize {
+		return nil, fmt.Errorf("%w: page is larger than %d bytes once decoded from %s", errRejected, MaxThemeSize, name)
+	}
+	return out, nil
 }
 
 // maxAge returns Cache-Control's max-age, or 0.
@@ -186,11 +229,21 @@ func maxAge(cc []string) time.Duration {
 // lose the content. A drop rule's selector need not match (nothing to drop
 // is fine), and a title rule needs nothing: the themer adds a <title> to the
 // head when the theme has none.
+//
+// A page past themepage.Default (elements, attributes, depth) is refused
+// before it is parsed: every worker would hold it and clone it per request.
 func usable(page []byte, rules []config.ThemeRule) error {
-	doc, err := goquery.NewDocumentFromReader(bytes.NewReader(page))
+	if _, err := themepage.Scan(page, themepage.Default); err != nil {
+		return fmt.Errorf("%w: %w", errRejected, err)
+	}
+	root, err := html.Parse(bytes.NewReader(page))
 	if err != nil {
 		return fmt.Errorf("%w: parse: %v", errRejected, err)
 	}
+	if err := themepage.CheckNodes(countNodes(root), themepage.Default); err != nil {
+		return fmt.Errorf("%w: %w", errRejected, err)
+	}
+	doc := goquery.NewDocumentFromNode(root)
 	for _, r := range rules {
 		if r.Kind != "replace" && r.Kind != "append" {
 			continue
@@ -204,6 +257,15 @@ func usable(page []byte, rules []config.ThemeRule) error {
 		}
 	}
 	return nil
+}
+
+// countNodes counts n and its descendants.
+func countNodes(n *html.Node) int {
+	k := 1
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		k += countNodes(c)
+	}
+	return k
 }
 
 // version names an HTML body: it changes whenever the body does.

@@ -319,7 +319,11 @@ func (s *Service) refresh(t *theme) {
 		t.lastErr = err.Error()
 		if !t.failing {
 			t.failing = true
-			t.log.Warn("theme origin failing; keeping the last good copy", "url", t.cfg.URL, "error", err,
+			msg := "theme origin failing; keeping the last good copy"
+			if errors.Is(err, errRejected) {
+				msg = "fetched theme page refused; keeping the last good copy"
+			}
+			t.log.Warn(msg, "url", t.cfg.URL, "error", err,
 				"has_copy", t.entry != nil, "retry_in", delay.String())
 		} else {
 			t.log.Debug("theme origin still failing", "error", err, "retry_in", delay.String())

@@ -33,6 +33,7 @@ const (
 	origin500      = "500"      // an error page
 	originNoSelect = "noselect" // a 200 HTML page without the rules' selectors
 	originDown     = "down"     // the connection is closed without an answer
+	originHuge     = "huge"     // a usable but huge theme: 400,000 elements in 3.2 MB
 )
 
 // themeOrigin is the theme's origin server in the theme tests: it counts
@@ -127,6 +128,9 @@ func (o *themeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	case originNoSelect:
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		io.WriteString(w, "<html><head><title>Down for maintenance</title></head><body><h1>Back soon</h1></body></html>")
+	case originHuge:
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, strings.Replace(themePage(version+1000), "<footer>", strings.Repeat("<i>x</i>", 400_000)+"<footer>", 1))
 	case originDown:
 		if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
 			c.Close()

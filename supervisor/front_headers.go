@@ -42,6 +42,7 @@ var (
 	strHTTP            = []byte("http")
 	strH2C             = []byte("h2c")
 	strSchemeSeparator = []byte("://")
+	strInternalPrefix  = []byte("X-Lanes-")
 )
 
 // hopByHop are the fields that describe the client's connection, not the
@@ -71,7 +72,8 @@ const maxDeleted = 64
 // gone (Connection and every field it names are removed before lanes adds
 // its own, so a client cannot delete X-Forwarded-For by naming it), one
 // X-Forwarded-For with the client's address appended once, and
-// X-Forwarded-Proto and X-Forwarded-Host set by lanes. The front server
+// X-Forwarded-Proto and X-Forwarded-Host set by lanes, and no X-Lanes-*
+// field of the client's. The front server
 // keeps header names as received, so every comparison is
 // case-insensitive and every deletion uses the name as the client wrote it.
 func prepare(req *fasthttp.Request, ip net.IP, f *forward) *refusal {
@@ -120,7 +122,7 @@ func prepare(req *fasthttp.Request, ip net.IP, f *forward) *refusal {
 			}
 			f.del = append(f.del, k)
 		case bytes.EqualFold(k, strForwardedProto), bytes.EqualFold(k, strForwardedHost),
-			bytes.EqualFold(k, strForwarded), isHopByHop(k):
+			bytes.EqualFold(k, strForwarded), isHopByHop(k), isInternal(k):
 			f.del = append(f.del, k)
 		}
 	}
@@ -288,6 +290,14 @@ func nextField(b []byte) (k, v, rest []byte) {
 		return line, nil, rest // not a token: refused
 	}
 	return line[:c], bytes.Trim(line[c+1:], " \t"), rest
+}
+
+// isInternal reports whether k is one of lanes' own X-Lanes-* fields: a
+// client's copy would reach the worker and the upstream as if lanes had
+// set it (the front sets none on requests today; any it adds later go on
+// after prepare has removed the client's).
+func isInternal(k []byte) bool {
+	return len(k) >= len(strInternalPrefix) && bytes.EqualFold(k[:len(strInternalPrefix)], strInternalPrefix)
 }
 
 func isHopByHop(k []byte) bool {

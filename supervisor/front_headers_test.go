@@ -90,6 +90,18 @@ func TestFrontForwardingHeaders(t *testing.T) {
 			t.Errorf("X-Forwarded-For = %q, want one field, the client's address appended once", got)
 		}
 	})
+	t.Run("X-Lanes-* fields are lanes'", func(t *testing.T) {
+		_, echo := exchange(t, s, "GET /hello/echo HTTP/1.1\r\nHost: h\r\nX-Lanes-Filter-Us: 999999\r\n"+
+			"x-lanes-theme: off\r\nX-LANES-Anything: 1\r\nX-Lanesque: kept\r\n\r\n")
+		for _, name := range []string{"X-Lanes-Filter-Us", "X-Lanes-Theme", "X-Lanes-Anything"} {
+			if got := fields(echo, name); len(got) != 0 {
+				t.Errorf("the client's %s reached the worker: %q", name, got)
+			}
+		}
+		if got := fields(echo, "X-Lanesque"); len(got) != 1 {
+			t.Errorf("X-Lanesque = %q, want it kept", got)
+		}
+	})
 	t.Run("proto and host are lanes'", func(t *testing.T) {
 		_, echo := exchange(t, s, "GET /hello/echo HTTP/1.1\r\nHost: site.example\r\nX-Forwarded-Proto: https\r\n"+
 			"x-forwarded-proto: https\r\nX-Forwarded-Host: evil.example\r\nForwarded: for=1.2.3.4;proto=https\r\nKeep-Alive: 5\r\n\r\n")

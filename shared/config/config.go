@@ -133,7 +133,11 @@ type Log struct {
 
 // App is what the built-in worker serves (block "app").
 type App struct {
-	Upstream        string // "http://host:port" (or https); empty when Demo
+	Upstream string // "http://host:port" (or https); empty when Demo
+	// UpstreamTimeout bounds connecting, sending and the wait for the
+	// response header, then each wait between two reads of the body (as
+	// nginx's proxy_read_timeout); the lane's request_timeout bounds the
+	// whole request.
 	UpstreamTimeout time.Duration
 	Theme           string
 	Demo            bool

@@ -95,6 +95,9 @@ func (a *App) Close() error {
 		if a.proxy != nil {
 			a.proxy.close()
 		}
+		if a.theme != nil {
+			a.theme.Flush()
+		}
 	})
 	return nil
 }

@@ -158,6 +158,9 @@ func (p *proxy) serve(ctx *fasthttp.RequestCtx) {
 	resp := fasthttp.AcquireResponse()
 	// Keep the upstream's headers as they are: no Content-Type it did not send.
 	resp.Header.SetNoDefaultContentType(true)
+	// upstream_timeout bounds connecting, sending the request and waiting
+	// for the response header; respond then makes it the bound between
+	// two reads of the body, as nginx's proxy_read_timeout.
 	err := p.client.DoDeadline(req, resp, time.Now().Add(p.timeout))
 	// The request is fully written once DoDeadline returns; only the
 	// response body may still be in flight.
@@ -358,6 +361,10 @@ func (p *proxy) respond(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, s *sc
 		b := &upstreamBody{p: p, resp: resp, r: resp.BodyStream(), framed: n != -2}
 		if a, ok := resp.LocalAddr().(*upstreamAddr); ok {
 			b.conn = a.c
+			// From here upstream_timeout bounds each wait for body bytes,
+			// not the whole transfer: a slow but moving stream goes on (the
+			// lane's request_timeout bounds the whole request).
+			b.conn.idle.Store(int64(p.timeout))
 		}
 		// -1 (chunked) and -2 (until the upstream closes) both reach the
 		// client chunked. Set the stream after the headers: SetBodyStream
@@ -542,7 +549,11 @@ type upstreamConn struct {
 	net.Conn // TCP, or TLS over it
 	laddr    *upstreamAddr
 	ended    atomic.Bool
-	t        cleanconn.Tracker
+	// idle, when not 0, is the read timeout renewed before every Read
+	// (nanoseconds): set while a response body streams, cleared when the
+	// next request is written and fasthttp's deadline holds again.
+	idle atomic.Int64
+	t    cleanconn.Tracker
 
 	addr string
 	dial func(addr string, timeout time.Duration) (raw, conn net.Conn, err error)
@@ -587,6 +598,7 @@ func (c *upstreamConn) SetWriteDeadline(t time.Time) error {
 }
 
 func (c *upstreamConn) Write(p []byte) (int, error) {
+	c.idle.Store(0)
 	if !c.t.Write(p) {
 		// Nothing of this request is on the dirty connection yet: it goes
 		// out whole on a fresh one, within the request's deadline.
@@ -611,6 +623,11 @@ func (c *upstreamConn) Write(p []byte) (int, error) {
 }
 
 func (c *upstreamConn) Read(p []byte) (int, error) {
+	if d := c.idle.Load(); d > 0 {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d))); err != nil {
+			return 0, err
+		}
+	}
 	n, err := c.Conn.Read(p)
 	if err != nil {
 		c.ended.Store(true)

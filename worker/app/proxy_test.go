@@ -523,6 +523,66 @@ func TestProxyBodyStall(t *testing.T) {
 	}
 }
 
+// TestProxySlowStream checks that upstream_timeout runs between reads of
+// the body, not over the whole transfer: a stream that sends a chunk every
+// 300 ms for 3 s passes under a 1 s timeout, one that stalls for 2 s is
+// cut off (issue 15, LOW).
+func TestProxySlowStream(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		gaps     []time.Duration
+		complete bool
+	}{
+		{"moving", repeatDur(300*time.Millisecond, 10), true},
+		{"stalled", []time.Duration{300 * time.Millisecond, 2 * time.Second, 0}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			up := startRawUpstream(t, func(_ *message, w io.Writer) bool {
+				bw := w.(*bufio.Writer)
+				io.WriteString(bw, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+				bw.Flush()
+				for _, gap := range tc.gaps {
+					time.Sleep(gap)
+					io.WriteString(bw, "6\r\nchunk\n\r\n")
+					if bw.Flush() != nil {
+						return false
+					}
+				}
+				io.WriteString(bw, "0\r\n\r\n")
+				bw.Flush()
+				return true
+			})
+			rc := dialRaw(t, proxyTo(t, up.addr, time.Second))
+			io.WriteString(rc.c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+			rc.c.SetDeadline(time.Now().Add(10 * time.Second))
+			start := time.Now()
+			m, err := readMessage(rc.br, false, false)
+			took := time.Since(start)
+			if tc.complete {
+				if err != nil || len(m.body) != 6*len(tc.gaps) {
+					t.Fatalf("after %v: err %v, %d body bytes; want the whole %d-byte stream", took, err, len(m.body), 6*len(tc.gaps))
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("got a whole response after a 2 s stall: %q, %d bytes", m.start, len(m.body))
+			}
+			if took > 1800*time.Millisecond {
+				t.Errorf("cut off after %v, want about 1.3 s (upstream_timeout after the last chunk)", took)
+			}
+		})
+	}
+}
+
+func repeatDur(d time.Duration, n int) []time.Duration {
+	out := make([]time.Duration, n)
+	for i := range out {
+		out[i] = d
+	}
+	return out
+}
+
 func asNetError(err error, target *net.Error) bool {
 	ne, ok := err.(net.Error)
 	if ok {

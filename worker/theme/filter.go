@@ -31,6 +31,8 @@ import (
 
 	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/shared/logging"
+	"github.com/lanes-dev/lanes/shared/themepage"
 )
 
 // HeaderOptOut is the response header by which an upstream opts a response
@@ -66,6 +68,9 @@ type Options struct {
 	AskTimeout time.Duration // per ThemeService call; 0: DefaultAskTimeout
 	RetryAfter time.Duration // pause after fetchd failed; 0: DefaultRetryAfter
 	Log        hclog.Logger  // nil: no logging
+	// Limits bound the theme pages the filter parses; zero:
+	// themepage.Default, as fetchd applies.
+	Limits themepage.Limits
 
 	now func() time.Time // tests
 }
@@ -81,7 +86,12 @@ type Filter struct {
 	log        hclog.Logger
 	now        func() time.Time
 
+	limits  themepage.Limits // a theme page past them is refused unparsed
+	limited *logging.Limiter // per-request warnings
+
 	cur       atomic.Pointer[parsed] // last theme copy fetchd gave, parsed
+	refused   atomic.Value           // string: the last version refused (see adopt)
+	refusals  atomic.Int64           // theme versions refused so far
 	adoptMu   sync.Mutex             // one parse at a time; see adopt
 	parses    atomic.Int64           // theme parses so far (tests, metrics)
 	downUntil atomic.Int64           // unix nanos before which fetchd is not asked
@@ -119,6 +129,11 @@ func New(t config.Theme, svc shared.ThemeService, opt Options) (*Filter, error) 
 		f.log = hclog.NewNullLogger()
 	}
 	f.log = f.log.Named("theme").With("theme", t.Name)
+	f.limited = logging.NewLimiter(f.log, time.Second)
+	f.limits = opt.Limits
+	if f.limits == (themepage.Limits{}) {
+		f.limits = themepage.Default
+	}
 	if f.now == nil {
 		f.now = time.Now
 	}
@@ -212,6 +227,16 @@ func (f *Filter) Apply(ctx context.Context, head bool, resp *fasthttp.Response) 
 		}
 		content = dec.B
 	}
+	// The parser takes UTF-8 and the themed page is rendered in it: a page
+	// declared in another charset (Shift_JIS, say) is decoded first and
+	// goes out labelled utf-8, like the theme.
+	u8, cs, err := themepage.ToUTF8(content, string(h.ContentType()))
+	if err != nil {
+		f.limited.Warn("content page does not decode from its charset; serving it unthemed", "charset", cs, "error", err)
+		return f.unthemed(resp, raw)
+	}
+	decoded := cs != "utf-8"
+	content = u8
 	out := getBuf()
 	defer putBuf(out)
 	out.B = slices.Grow(out.B, len(content)+th.size)
@@ -219,7 +244,8 @@ func (f *Filter) Apply(ctx context.Context, head bool, resp *fasthttp.Response) 
 		if errors.Is(err, errNotAPage) {
 			f.log.Trace("page not themed: no replace rule finds its content")
 		} else {
-			f.log.Warn("theming failed; serving content unthemed", "error", err)
+			// Per request (a content page nested past 512, say): limited.
+			f.limited.Warn("theming failed; serving content unthemed", "error", err)
 		}
 		return f.unthemed(resp, raw)
 	}
@@ -227,6 +253,9 @@ func (f *Filter) Apply(ctx context.Context, head bool, resp *fasthttp.Response) 
 	resp.SetBody(out.B)
 	h.SetContentLength(len(out.B))
 	h.Del(fasthttp.HeaderContentEncoding)
+	if decoded {
+		h.SetContentType("text/html; charset=utf-8")
+	}
 	delHeader(h, fasthttp.HeaderETag)
 	delHeader(h, "Content-MD5")
 	delHeader(h, fasthttp.HeaderAcceptRanges)
@@ -239,6 +268,14 @@ func (f *Filter) unthemed(resp *fasthttp.Response, raw *buffer) Result {
 	resp.Header.SetContentLength(len(raw.B))
 	return Result{State: shared.ThemeUnthemed}
 }
+
+// Refusals returns how many theme versions the filter refused as past its
+// limits or unparsable.
+func (f *Filter) Refusals() int64 { return f.refusals.Load() }
+
+// Flush logs the per-request warnings the filter held back; call it when
+// the worker stops.
+func (f *Filter) Flush() { f.limited.Flush() }
 
 // Parses returns how many times the filter has parsed a theme page: once
 // per version it was given.

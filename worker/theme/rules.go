@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/html/atom"
 
 	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/shared/themepage"
 )
 
 // Rule kinds, as config spells them.
@@ -89,6 +90,9 @@ func compileRules(t config.Theme) ([]rule, error) {
 // prepare applies the theme-side drops to a freshly parsed theme page and
 // returns the rules whose theme selector then matches nothing.
 func (f *Filter) prepare(root *html.Node) (misses []string) {
+	// fetchd hands the page over as UTF-8 whatever it declared, and it is
+	// rendered as UTF-8: its <meta charset> must say so.
+	themepage.SetMetaUTF8(root)
 	doc := goquery.NewDocumentFromNode(root)
 	for _, r := range f.rules {
 		if r.kind == kindDrop && r.theme != nil {

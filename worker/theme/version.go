@@ -9,6 +9,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/lanes-dev/lanes/shared"
+	"github.com/lanes-dev/lanes/shared/themepage"
 )
 
 // parsed is one version of the theme page, parsed and with the rules' theme
@@ -38,6 +39,12 @@ func (f *Filter) theme(ctx context.Context) (*parsed, string) {
 	if cur != nil {
 		have = cur.version
 	}
+	refused, _ := f.refused.Load().(string)
+	if refused != "" {
+		// Ask with the refused version: fetchd then sends no page until it
+		// has another one, instead of 4 MiB per request to be refused again.
+		have = refused
+	}
 	actx, cancel := context.WithTimeout(ctx, f.askTimeout)
 	doc, err := f.svc.Theme(actx, f.name, have)
 	cancel()
@@ -66,12 +73,18 @@ func (f *Filter) theme(ctx context.Context) (*parsed, string) {
 		return nil, shared.ThemeUnthemed
 	case cur != nil && doc.Version == cur.version:
 		return cur, doc.State
+	case doc.Version == refused:
+		return lastCopy(cur)
 	case len(doc.HTML) == 0:
-		f.log.Warn("fetchd named a theme version without its page; keeping the last copy",
+		f.limited.Warn("fetchd named a theme version without its page; keeping the last copy",
 			"have", have, "version", doc.Version)
 		return lastCopy(cur)
 	}
-	return f.adopt(doc), doc.State
+	p := f.adopt(doc)
+	if r, _ := f.refused.Load().(string); r == doc.Version {
+		return lastCopy(p)
+	}
+	return p, doc.State
 }
 
 // Warm asks fetchd for the theme once and parses it, before any page asks:
@@ -89,6 +102,21 @@ func (f *Filter) Warm(ctx context.Context) {
 		return
 	}
 	f.adopt(doc)
+}
+
+// refuse records version as refused, logs why once, and returns the copy
+// still in use. adoptMu is held.
+func (f *Filter) refuse(version string, err error) *parsed {
+	f.refused.Store(version)
+	f.refusals.Add(1)
+	cur := f.cur.Load()
+	have := ""
+	if cur != nil {
+		have = cur.version
+	}
+	f.log.Error("theme page refused; keeping the last copy, or unthemed without one",
+		"version", version, "in_use", have, "error", err)
+	return cur
 }
 
 // lastCopy is the answer without fetchd.
@@ -112,10 +140,22 @@ func (f *Filter) adopt(doc shared.ThemeDoc) *parsed {
 			return cur // an older answer that lost a race with a newer one
 		}
 	}
-	root, err := html.Parse(bytes.NewReader(doc.HTML))
-	if err != nil { // only reader errors, which bytes.Reader has none of
-		f.log.Error("theme page does not parse", "version", doc.Version, "error", err)
+	if refused, _ := f.refused.Load().(string); refused == doc.Version {
 		return f.cur.Load()
+	}
+	// Checked before a DOM is built: the tokenizer's count costs a few
+	// hundred KB whatever the page, the DOM of 400,000 elements hundreds
+	// of MB, and a clone of it per request. fetchd refuses such pages; a
+	// copy cached before it did, or by an older fetchd, still gets here.
+	if _, err := themepage.Scan(doc.HTML, f.limits); err != nil {
+		return f.refuse(doc.Version, err)
+	}
+	root, err := html.Parse(bytes.NewReader(doc.HTML))
+	if err != nil { // nested past 512, or a reader error
+		return f.refuse(doc.Version, err)
+	}
+	if err := themepage.CheckNodes(countNodes(root), f.limits); err != nil {
+		return f.refuse(doc.Version, err)
 	}
 	f.parses.Add(1)
 	for _, miss := range f.prepare(root) {
