@@ -1,0 +1,5 @@
+//go:build !race
+
+package fetchd
+
+const raceEnabled = false
