@@ -174,7 +174,7 @@ func (p *ExecProcess) Start(ctx context.Context) error {
 		return p.fail(err)
 	}
 	closeAfter = append(closeAfter, outW)
-	cmd := exec.Command(s.Shim[0], append(append(s.Shim[1:len(s.Shim):len(s.Shim)], "--"), s.Command...)...)
+	cmd := exec.Command(s.Shim[0], append(append(s.Shim[1:len(s.Shim):len(s.Shim)], "-rundir", s.RunDir, "--"), s.Command...)...)
 	cmd.Env, cmd.Dir = env, s.Dir
 	cmd.Stdout, cmd.Stderr = outW, outW
 	cmd.ExtraFiles = files

@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -19,7 +21,7 @@ import (
 
 // The shim is the parent of one exec worker: lanesd runs itself as
 //
-//	lanesd exec-shim -- PROGRAM ARG...
+//	lanesd exec-shim [-rundir DIR] -- PROGRAM ARG...
 //
 // (ShimCommand) and the shim starts PROGRAM in a process group of its own.
 // It exists because nothing else can keep the promise that no process of a
@@ -66,6 +68,10 @@ func ShimMain(args []string) int {
 	if len(args) > 0 && args[0] == "-exec" {
 		return execProgram(args[1:])
 	}
+	runDir := ""
+	if len(args) > 2 && args[0] == "-rundir" {
+		runDir, args = args[1], args[2:]
+	}
 	if len(args) < 2 || args[0] != "--" {
 		fmt.Fprintln(os.Stderr, "lanesd exec-shim: started by hand; lanesd runs this itself for exec lane workers")
 		return 2
@@ -108,6 +114,7 @@ func ShimMain(args []string) int {
 	g := &group{pid: cmd.Process.Pid}
 	fmt.Fprintf(ctl, "pid %d\n", g.pid)
 
+	var orphaned atomic.Bool // lanesd died without stopping us
 	go func() { // lanesd's requests; EOF: lanesd is gone
 		sc := bufio.NewScanner(ctl)
 		for sc.Scan() {
@@ -117,10 +124,12 @@ func ShimMain(args []string) int {
 				}
 			}
 		}
+		orphaned.Store(true)
 		g.signal(syscall.SIGKILL)
 	}()
 	go func() {
 		<-parentGone
+		orphaned.Store(true)
 		g.signal(syscall.SIGKILL)
 	}()
 
@@ -138,6 +147,11 @@ func ShimMain(args []string) int {
 	_ = cmd.Wait()
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	fmt.Fprintf(ctl, "exit %d\n", uint32(ws))
+	if orphaned.Load() && runDir != "" && strings.HasPrefix(filepath.Base(runDir), "lanes-") {
+		// lanesd was killed and cannot remove its run directory (sockets,
+		// stack dumps): the shims it left do, the first one to get here.
+		_ = os.RemoveAll(runDir)
+	}
 	return 0
 }
 
