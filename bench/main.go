@@ -20,7 +20,10 @@
 //  11. the access log's cost, and 12. a per-request breakdown of CPU,
 //     system calls, allocations and bytes copied for lanes and nginx;
 //  13. download: one big response at a time, direct, through lanes and
-//     through nginx: MB/s, and how much each process grows.
+//     through nginx: MB/s, and how much each process grows;
+//  14. soak: minutes of fast, slow, hanging and crashing requests with
+//     SIGUSR2 every 30 s: the front's RSS and descriptors at start and
+//     end, and any non-2xx beyond the expected ones.
 //
 // Run it with `make bench`, which builds lanesd first:
 //
@@ -85,12 +88,14 @@ type options struct {
 
 	downloadMB     int
 	downloadRounds int
+
+	soakTime time.Duration
 }
 
 // scenarioNames are the scenarios in the order they run and print.
 var scenarioNames = []string{
 	"isolation", "throughput", "latency", "automap", "burst", "drain", "kills",
-	"slowreaders", "uploads", "theming", "accesslog", "breakdown", "download",
+	"slowreaders", "uploads", "theming", "accesslog", "breakdown", "download", "soak",
 }
 
 // bench is one run: its options, the processes it started, and where
@@ -127,6 +132,7 @@ func (b *bench) scenarios() []scenario {
 		{"accesslog", b.accessLog},
 		{"breakdown", b.breakdown},
 		{"download", b.download},
+		{"soak", b.soak},
 	}
 }
 
@@ -184,6 +190,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.straceTime, "strace-time", 3*time.Second, "breakdown: how long strace -c counts each process's system calls")
 	fs.IntVar(&o.downloadMB, "download-mb", 100, "download: size of the response, MB")
 	fs.IntVar(&o.downloadRounds, "download-rounds", 3, "download: rounds, each fetching once through every target")
+	fs.DurationVar(&o.soakTime, "soak-time", 5*time.Minute, "soak: how long the mixed load (with SIGUSR2 every 30 s) runs")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -49,7 +49,8 @@ func where(stacks string) string {
 // plumbing says fn belongs to the runtime or to the standard library's
 // waiting and copying, not to a handler.
 func plumbing(fn string) bool {
-	for _, p := range []string{"runtime.", "sync.", "internal/", "syscall.", "time.", "net.", "bufio.", "io.", "os.", "context."} {
+	for _, p := range []string{"runtime.", "sync.", "internal/", "syscall.", "time.", "net.", "bufio.", "io.", "os.", "context.",
+		"github.com/lanes-dev/lanes/shared/heldconn.", "github.com/lanes-dev/lanes/worker/internal/"} {
 		if strings.HasPrefix(fn, p) {
 			return true
 		}

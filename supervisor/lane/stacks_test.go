@@ -19,6 +19,18 @@ bufio.(*Reader).Peek(0xc0001a2060, 0x1)
 github.com/valyala/fasthttp.(*Server).serveConn(0xc000194008, {0x9b6e60, 0xc000120060})
 	/root/go/pkg/mod/github.com/valyala/fasthttp@v1.77.0/server.go:2309 +0x1a5 fp=0xc00019fe70 sp=0xc00019f9d0 pc=0x6f2c45
 
+goroutine 23 gp=0xc000103dc1 m=nil [IO wait]:
+runtime.gopark(0x0?, 0x0?, 0x0?, 0x0?, 0x0?)
+	/usr/local/go/src/runtime/proc.go:435 +0xce fp=0xc00019f6f8 sp=0xc00019f6d8 pc=0x46860e
+github.com/lanes-dev/lanes/shared/heldconn.(*Conn).Read(0xc000136080, {0xc00021e000, 0x1000, 0x1000})
+	/src/lanes/shared/heldconn/heldconn.go:137 +0x27a fp=0xc00019f7e0 sp=0xc00019f778 pc=0x4d8bda
+github.com/lanes-dev/lanes/worker/internal/dataplane.(*dataConn).Read(0xc000136080, {0xc00021e000, 0x1000, 0x1000})
+	/src/lanes/worker/internal/dataplane/conn.go:59 +0x27a fp=0xc00019f7e0 sp=0xc00019f778 pc=0x4d8bda
+bufio.(*Reader).Peek(0xc0001a2060, 0x1)
+	/usr/local/go/src/bufio/bufio.go:152 +0x5d fp=0xc00019f8c0 sp=0xc00019f898 pc=0x5a03fd
+github.com/valyala/fasthttp.(*Server).serveConn(0xc000194008, {0x9b6e60, 0xc000120060})
+	/root/go/pkg/mod/github.com/valyala/fasthttp@v1.77.0/server.go:2309 +0x1a5 fp=0xc00019fe70 sp=0xc00019f9d0 pc=0x6f2c45
+
 goroutine 22 gp=0xc000103dc0 m=nil [select (no cases), 1 minutes]:
 runtime.gopark(0x0?, 0x0?, 0x0?, 0x0?, 0x0?)
 	/usr/local/go/src/runtime/proc.go:435 +0xce fp=0xc0001a3e10 sp=0xc0001a3df0 pc=0x46860e
