@@ -115,7 +115,8 @@ func ShimMain(args []string) int {
 	fmt.Fprintf(ctl, "pid %d\n", g.pid)
 
 	var orphaned atomic.Bool // lanesd died without stopping us
-	go func() {              // lanesd's requests; EOF: lanesd is gone
+	// lanesd's requests; EOF: lanesd is gone.
+	go func() {
 		sc := bufio.NewScanner(ctl)
 		for sc.Scan() {
 			if s, ok := strings.CutPrefix(sc.Text(), "signal "); ok {
