@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
+	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -17,33 +15,11 @@ import (
 var adminClient = &http.Client{Timeout: 10 * time.Second}
 
 // adminCall sends method path with body (JSON-encoded, nil for none) to
-// l's admin listener and decodes a 2xx answer into out (nil: discard).
+// l's admin listener and decodes a 2xx answer into out (nil: discard),
+// through the admin API's one client.
 func (l *server) adminCall(method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, "http://"+l.admin+path, rd)
-	if err != nil {
-		return err
-	}
-	resp, err := adminClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %.300s", method, path, resp.Status, bytes.TrimSpace(b))
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(b, out); err != nil {
+	c := &api.Client{Base: "http://" + l.admin, HTTP: adminClient}
+	if err := c.Call(context.Background(), method, path, body, out); err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	return nil

@@ -92,7 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	c := &client{base: base, token: tok, http: &http.Client{Timeout: *timeout}, json: *asJSON, out: stdout}
+	c := &client{api: &api.Client{Base: base, Token: tok, HTTP: &http.Client{Timeout: *timeout}}, json: *asJSON, out: stdout}
 
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	// Flags after the command name: only -json.
@@ -136,9 +136,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintln(stderr, "lanectl:", err)
-	var se *serverError
+	var se *api.ServerError
 	if errors.As(err, &se) {
-		for _, d := range se.body.Diagnostics {
+		for _, d := range se.Body.Diagnostics {
 			fmt.Fprintln(stderr, "  "+d)
 		}
 	}
