@@ -645,7 +645,24 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 			l.condemnLocked(w, "request timeout")
 		}
 		l.mu.Unlock()
-	case Undelivered, Broken:
+	case Broken:
+		l.failed.Add(1)
+		if l.execLane() {
+			// A program we did not write answered something that is not
+			// HTTP, or broke off: its state cannot be trusted (a thread of
+			// it may be wedged); it is replaced, not just checked.
+			l.mu.Lock()
+			if w.state == Ready {
+				l.log.Warn("exec worker broke a response; replacing it", "pid", w.pid, "error", o.Err)
+				w.hung = nil
+				l.eventLocked(api.Event{Kind: api.EventKill, PID: w.pid, Method: string(o.Method), Path: string(o.Path), Detail: "broken response: " + errText(o.Err)})
+				l.condemnLocked(w, "broken response: "+errText(o.Err))
+			}
+			l.mu.Unlock()
+		} else {
+			l.suspect(w, o.Err)
+		}
+	case Undelivered:
 		l.failed.Add(1)
 		l.suspect(w, o.Err)
 	}
@@ -692,6 +709,17 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 	if l.env.Trace != nil {
 		l.env.Trace(l, o)
 	}
+}
+
+// execLane says the lane's workers are exec workers (programs of any
+// language).
+func (l *Lane) execLane() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.cfg.IsExec() }
+
+func errText(err error) string {
+	if err == nil {
+		return "unknown"
+	}
+	return err.Error()
 }
 
 // checkRSS records w's resident size and replaces w when it is above
