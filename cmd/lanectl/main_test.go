@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -281,5 +282,15 @@ func TestAdminDefault(t *testing.T) {
 	}
 	if got, err := baseURL("127.0.0.1:9/"); err != nil || got != "http://127.0.0.1:9" {
 		t.Errorf("baseURL without scheme = %q, %v", got, err)
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"-version"}, &out, &errb); code != 0 {
+		t.Fatalf("-version: exit %d, stderr %q", code, errb.String())
+	}
+	if !regexp.MustCompile(`^lanectl \S+ revision \S+.*; go1\.\S+ \S+/\S+\n$`).MatchString(out.String()) {
+		t.Errorf("-version printed %q", out.String())
 	}
 }
