@@ -7,6 +7,9 @@
 //	lanesd -config FILE           run the supervisor
 //	lanesd -config FILE -check    validate FILE: print OK, or every problem, and exit 1
 //	lanesd -version               print the version and VCS revision
+//
+// Under systemd, lanesd speaks sd_notify and takes its listeners from
+// socket activation (package supervisor/systemd; deploy/ has the units).
 package main
 
 import (
@@ -31,6 +34,7 @@ import (
 	"github.com/lanes-dev/lanes/shared/version"
 	"github.com/lanes-dev/lanes/supervisor"
 	"github.com/lanes-dev/lanes/supervisor/proc"
+	"github.com/lanes-dev/lanes/supervisor/systemd"
 	"github.com/lanes-dev/lanes/worker"
 	"github.com/lanes-dev/lanes/worker/app"
 	"github.com/lanes-dev/lanes/worker/theme"
@@ -65,6 +69,8 @@ const usage = `usage: lanesd [-config FILE] [-check]
 
 lanesd runs the lanes supervisor: the front, the lanes and their workers,
 and the admin listener, until SIGTERM or SIGINT; SIGHUP reloads FILE.
+Under systemd it speaks sd_notify and takes its listeners from socket
+activation (sockets named front and admin); see deploy/ and the README.
 
 flags:
 `
@@ -108,6 +114,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	log := logging.New("lanesd", cfg.Log.Level, cfg.Log.JSON, stderr)
+	// Before any child starts: the sockets systemd passed, and LISTEN_*
+	// cleared so that no child takes them for its own.
+	lns, err := systemd.TakeListeners()
+	if err != nil {
+		log.Error("start", "error", err)
+		return 1
+	}
+	defer lns.Close()
+	notify := systemd.NewNotifier(log)
 	for _, d := range diags {
 		log.Warn("config", "warning", diagLine(d))
 	}
@@ -128,7 +143,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	sup, err := supervisor.New(cfg, supervisor.Options{Log: log, Builtin: []string{exe, workerCommand}, Shim: []string{exe, proc.ShimCommand}, Fetchd: []string{exe, fetchdCommand},
-		FetchdCacheInUse: fetchd.CacheInUse, LogOutput: stderr})
+		FetchdCacheInUse: fetchd.CacheInUse, LogOutput: stderr, Listeners: lns, Notify: notify})
 	if err != nil {
 		log.Error("start", "error", err)
 		return 1
