@@ -2,6 +2,7 @@ package fetchd
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/config"
 )
 
 // TestMain doubles as the helper process that holds a cache open, the way
@@ -173,5 +176,59 @@ func TestCacheRoundTrip(t *testing.T) {
 	}
 	if n, size, _ := c.Stats(); n != 1 || size != 5 {
 		t.Errorf("stats %d entries %d bytes", n, size)
+	}
+}
+
+// holdElsewhere has a grandchild (through sh) hold dir, as the fetchd of
+// another, running lanesd would.
+func holdElsewhere(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", `"$0" & wait`, os.Args[0])
+	cmd.Env = append(os.Environ(), "FETCHD_TEST_HOLD="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+		t.Fatalf("holder: %q", line)
+	}
+}
+
+// lanesd -check on a live host: the running lanesd holds cache_dir. That
+// is a warning, not a failure; and as its cache cannot be read, neither is
+// an origin that does not answer. A cache_dir unusable otherwise still
+// fails.
+func TestCheckLiveHost(t *testing.T) {
+	o := newTestOrigin(t)
+	dir := t.TempDir()
+	holdElsewhere(t, dir)
+	cfg := func(dir string) *config.Config {
+		set := settings(o.URL)
+		set.Fetchd.CacheDir = dir
+		set.Fetchd.FetchTimeout = time.Second
+		return &config.Config{App: config.App{Theme: "main"}, Fetchd: &set.Fetchd, Themes: set.Themes}
+	}
+	ctx := context.Background()
+
+	diags := Check(ctx, cfg(dir))
+	if diags.HasErrors() || len(diags) != 1 || !strings.Contains(diags[0].Detail, "in use by another lanesd") {
+		t.Errorf("cache_dir held by a running lanesd, origin up: %v; want one warning", diags)
+	}
+	o.Close()
+	diags = Check(ctx, cfg(dir))
+	if diags.HasErrors() || len(diags) != 2 || !strings.Contains(diags[1].Detail, "can neither be fetched") {
+		t.Errorf("cache_dir held by a running lanesd, origin down: %v; want two warnings", diags)
+	}
+
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if diags := Check(ctx, cfg(file)); !diags.HasErrors() || !strings.Contains(diags[0].Detail, "not a directory") {
+		t.Errorf("cache_dir a file: %v; want an error", diags)
 	}
 }

@@ -2,6 +2,7 @@ package fetchd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -13,11 +14,15 @@ import (
 )
 
 // Check is lanesd -check's (and startup's) look at theming: cache_dir must
-// be usable and not held by another lanesd, and the theme the app uses must
-// be fetchable within fetch_timeout or have a copy in the cache younger
-// than max_stale. Each finding is an error diagnostic; at startup the
-// supervisor reports them as warnings and runs unthemed until the theme can
-// be had. Check never moves a damaged cache aside: that is fetchd's job.
+// be usable, and the theme the app uses must be fetchable within
+// fetch_timeout or have a copy in the cache younger than max_stale. Each
+// finding is an error diagnostic, but for a cache_dir held by a running
+// lanesd: that is what -check meets on a live host (nginx -t's place, before
+// a reload), so it is a warning, and then so is a theme the origin does not
+// give, as the holder's cache cannot be read to look for a copy. At startup
+// the supervisor reports every finding as a warning and runs unthemed until
+// the theme can be had. Check never moves a damaged cache aside: that is
+// fetchd's job.
 func Check(ctx context.Context, cfg *config.Config) hcl.Diagnostics {
 	if cfg.App.Theme == "" {
 		return nil
@@ -34,19 +39,34 @@ func Check(ctx context.Context, cfg *config.Config) hcl.Diagnostics {
 	set := *cfg.Fetchd
 	var diags hcl.Diagnostics
 
-	if err := CheckCacheDir(set.CacheDir); err != nil {
+	err := CheckCacheDir(set.CacheDir)
+	inUse := errors.Is(err, ErrCacheInUse)
+	switch {
+	case inUse:
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "fetchd cache_dir in use",
+			Detail: err.Error() + "; fine on the host where that lanesd runs, but its cache cannot be read meanwhile, " +
+				"so the theme is checked at its origin only.",
+		})
+	case err != nil:
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Unusable fetchd cache_dir",
 			Detail:   err.Error() + ".",
 		})
-	} else if cachedCopy(th, set) {
+	case cachedCopy(th, set):
 		return diags
 	}
 	// No cache to read (in use, unusable) or no copy in it: the origin
 	// must answer.
-	diags = append(diags, checkOrigin(ctx, th, set)...)
-	return diags
+	origin := checkOrigin(ctx, th, set)
+	if inUse {
+		for _, d := range origin {
+			d.Severity = hcl.DiagWarning // the running lanesd's cache may well hold a copy
+		}
+	}
+	return append(diags, origin...)
 }
 
 // cachedCopy reports whether the cache holds a usable copy of th (same

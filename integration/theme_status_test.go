@@ -129,8 +129,10 @@ func TestThemeTwoLanesdOneCacheDir(t *testing.T) {
 
 	dir := t.TempDir()
 	b := startLanesdIn(t, dir, newTmp(t), conf)
-	if out, code := runCheck(t, filepath.Join(dir, "lanes.hcl")); code != 1 || !strings.Contains(out, "in use by another lanesd") {
-		t.Errorf("-check on a cache_dir in use: exit %d, want 1 and a clear message:\n%s", code, out)
+	// -check on a live host (before a reload, as nginx -t): the running
+	// lanesd's hold on cache_dir is a warning, not a failure.
+	if out, code := runCheck(t, filepath.Join(dir, "lanes.hcl")); code != 0 || !strings.Contains(out, "warning: fetchd cache_dir in use") || !strings.Contains(out, "in use by another lanesd") {
+		t.Errorf("-check on a cache_dir in use: exit %d, want 0 and a warning that says so:\n%s", code, out)
 	}
 	time.Sleep(4 * time.Second) // long enough for a crash loop to show
 	if !strings.Contains(b.log.String(), "in use by another lanesd") {

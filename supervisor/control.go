@@ -133,6 +133,21 @@ func (s *Supervisor) noLane(name string) error {
 func (s *Supervisor) Reload() (res api.ReloadResult, err error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	if s.serving() {
+		// systemd: reloading, then ready again whatever the outcome, as
+		// the running config stays when a reload is refused.
+		s.opt.Notify.Reloading()
+		defer func() {
+			if s.stopping.Load() {
+				return // STOPPING=1 has been sent; no READY=1 after it
+			}
+			status := s.summary()
+			if err != nil {
+				status = "reload refused, running config unchanged; " + status
+			}
+			s.opt.Notify.Ready(status)
+		}()
+	}
 	defer func() {
 		rec := &api.ReloadLog{At: time.Now(), OK: err == nil, Changed: res.Changed}
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lanes-dev/lanes/shared"
+	"github.com/lanes-dev/lanes/shared/version"
 	"github.com/lanes-dev/lanes/supervisor/lane"
 )
 
@@ -56,12 +57,32 @@ func newMetrics(s *Supervisor) *metrics {
 		run:    hist("lanes_request_run_seconds", "Time a worker ran a request, filter excluded."),
 		total:  hist("lanes_request_total_seconds", "Time from the request's arrival to its last byte from the worker."),
 	}
-	m.reg.MustRegister(m.requests, m.queue, m.filter, m.run, m.total, collector{s},
+	m.reg.MustRegister(m.requests, m.queue, m.filter, m.run, m.total, collector{s}, buildInfo(version.Get()),
 		// The supervisor process itself, under the names every Go exporter
 		// uses: go_* (goroutines, GC, go_memstats_mallocs_total) and
 		// process_* (CPU, RSS, open descriptors against their limit).
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// buildInfo is lanes_build_info, always 1, labelled with what lanesd
+// -version prints: a dashboard can tell which build each host runs. (Not
+// collectors.NewBuildInfoCollector: every lanes metric is named lanes_.)
+func buildInfo(in version.Info) prometheus.Gauge {
+	rev := in.Revision
+	switch {
+	case rev == "":
+		rev = "unknown"
+	case in.Modified:
+		rev += "-modified"
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "lanes_build_info",
+		Help:        "Always 1; the labels say which lanesd build runs (lanesd -version).",
+		ConstLabels: prometheus.Labels{"version": in.Version, "revision": rev, "goversion": in.GoVersion},
+	})
+	g.Set(1)
+	return g
 }
 
 func (m *metrics) lane(name string) *laneMetrics {

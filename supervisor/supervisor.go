@@ -34,6 +34,7 @@ import (
 	"github.com/lanes-dev/lanes/supervisor/listener"
 	"github.com/lanes-dev/lanes/supervisor/mapping"
 	"github.com/lanes-dev/lanes/supervisor/proc"
+	"github.com/lanes-dev/lanes/supervisor/systemd"
 )
 
 // startTimeout bounds how long Run waits for every lane's first workers.
@@ -58,6 +59,13 @@ type Options struct {
 	// LogOutput is where Log writes (default stderr): the access log
 	// writes its lines there itself, in Log's format.
 	LogOutput io.Writer
+	// Listeners are the front and admin sockets systemd passed (socket
+	// activation), used instead of binding listen and admin.listen; Run
+	// closes them. A nil one is bound as usual.
+	Listeners systemd.Listeners
+	// Notify tells systemd what Run and Reload do (sd_notify); nil: no
+	// one is told.
+	Notify *systemd.Notifier
 }
 
 // Supervisor is one running lanes front.
@@ -90,6 +98,7 @@ type Supervisor struct {
 	mu        sync.Mutex
 	frontAddr net.Addr
 	ready     chan struct{}
+	stopping  atomic.Bool // shutdown has begun
 	abort     chan struct{}
 	abortOnce sync.Once
 }
@@ -199,6 +208,16 @@ func New(cfg *config.Config, opt Options) (*Supervisor, error) {
 // Ready is closed once both listeners accept.
 func (s *Supervisor) Ready() <-chan struct{} { return s.ready }
 
+// serving says Run has started serving and not begun to stop.
+func (s *Supervisor) serving() bool {
+	select {
+	case <-s.ready:
+		return !s.stopping.Load()
+	default:
+		return false
+	}
+}
+
 // FrontAddr returns the front's bound address once Ready.
 func (s *Supervisor) FrontAddr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.frontAddr }
 
@@ -221,15 +240,11 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	s.spawner = proc.NewSpawner()
 
 	// Bind first: a port in use should fail before workers are spawned.
-	fl, err := net.Listen("tcp", cfg.Listen)
+	fl, al, err := s.listeners(cfg)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		return err
 	}
 	defer fl.Close()
-	al, err := net.Listen("tcp", cfg.Admin.Listen)
-	if err != nil {
-		return fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)
-	}
 	defer al.Close()
 	// Neither listener may stop because of what clients do: descriptor
 	// exhaustion is waited out, and the admin port, which needs no token
@@ -256,6 +271,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	cancel()
 	if err != nil {
 		if stopped {
+			s.opt.Notify.Stopping("stopped while starting")
 			s.log.Info("stopped while starting")
 			return nil
 		}
@@ -267,12 +283,16 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	go s.maps.Run(mctx)
 
 	s.front = s.newFront()
-	if admin.WarnExposed(cfg.Admin.Listen, cfg.Admin.Token) {
-		s.log.Warn("admin listener is reachable from other machines and has no token; set admin.token_file", "listen", cfg.Admin.Listen)
+	adminListen := cfg.Admin.Listen
+	if s.opt.Listeners.Admin != nil {
+		adminListen = al.Addr().String() // what systemd bound is what counts
+	}
+	if al.Addr().Network() == "tcp" && admin.WarnExposed(adminListen, cfg.Admin.Token) {
+		s.log.Warn("admin listener is reachable from other machines and has no token; set admin.token_file", "listen", adminListen)
 	}
 	s.admin = admin.New(admin.Options{
 		Token:   cfg.Admin.Token,
-		Listen:  cfg.Admin.Listen,
+		Listen:  adminListen,
 		Backend: s,
 		Metrics: s.metricsHandler(),
 		Log:     s.log.Named("admin"),
@@ -285,6 +305,8 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	s.mu.Unlock()
 	s.log.Info("listening", "front", fl.Addr().String(), "admin", al.Addr().String(), "lanes", len(st.lanes))
 	close(s.ready)
+	s.opt.Notify.Ready(s.summary())
+	go s.opt.Notify.Run(mctx, s.summary)
 
 	select {
 	case <-ctx.Done():
@@ -295,6 +317,55 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		s.shutdown(true)
 		return fmt.Errorf("listener stopped: %w", err)
 	}
+}
+
+// listeners returns the front and admin listeners: those systemd passed
+// (Options.Listeners), else bound to listen and admin.listen.
+func (s *Supervisor) listeners(cfg *config.Config) (front, adm net.Listener, err error) {
+	take := func(ln net.Listener, what, listen string) (net.Listener, error) {
+		if ln != nil {
+			s.log.Info("listener from systemd socket activation", "listener", what, "addr", ln.Addr().String(), "configured", listen)
+			return ln, nil
+		}
+		return net.Listen("tcp", listen)
+	}
+	if front, err = take(s.opt.Listeners.Front, systemd.FrontName, cfg.Listen); err != nil {
+		s.opt.Listeners.Close()
+		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if adm, err = take(s.opt.Listeners.Admin, systemd.AdminName, cfg.Admin.Listen); err != nil {
+		front.Close()
+		s.opt.Listeners.Close()
+		return nil, nil, fmt.Errorf("admin listen %s: %w", cfg.Admin.Listen, err)
+	}
+	return front, adm, nil
+}
+
+// summary is the one line systemctl status shows (sd_notify STATUS=), once
+// Run serves. It reads the whole status, every lane's lock included, so that it also
+// serves as the watchdog's proof of life (systemd.Notifier.Run).
+func (s *Supervisor) summary() string {
+	st := s.Status()
+	var workers, busy, queued int
+	var looping []string
+	for _, l := range st.Lanes {
+		workers += len(l.Workers)
+		queued += l.Queued
+		for _, w := range l.Workers {
+			if w.Inflight > 0 {
+				busy++
+			}
+		}
+		if l.CrashLoop {
+			looping = append(looping, l.Name)
+		}
+	}
+	line := fmt.Sprintf("serving on %s (admin %s): %d lanes, %d workers (%d busy), %d queued",
+		s.FrontAddr(), s.adminLn.Addr(), len(st.Lanes), workers, busy, queued)
+	if len(looping) > 0 {
+		line += "; crash loop in " + strings.Join(looping, ", ")
+	}
+	return line
 }
 
 // laneEnv is what every lane of cfg shares.
@@ -397,6 +468,8 @@ func (s *Supervisor) workerEnv(cfg *config.Config) []string {
 // immediate) and stops every lane, those reloads removed that have not
 // stopped yet included. Abort during a graceful shutdown cuts it short.
 func (s *Supervisor) shutdown(immediate bool) error {
+	s.stopping.Store(true)
+	s.opt.Notify.Stopping("stopping")
 	s.reloadMu.Lock() // no reload may start lanes behind the stop
 	defer s.reloadMu.Unlock()
 	st := s.state.Load()

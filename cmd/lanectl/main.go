@@ -1,6 +1,7 @@
 // Command lanectl talks to a running lanesd through its admin API.
 //
 //	lanectl [-admin URL] [-token TOKEN | -token-file FILE] [-json] COMMAND [ARGS]
+//	lanectl -version
 //
 // -admin defaults to $LANES_ADMIN, else http://127.0.0.1:8081; the token
 // to $LANES_TOKEN. Exit status: 0 done, 1 refused by lanesd or lanesd not
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/lanes-dev/lanes/shared/api"
+	"github.com/lanes-dev/lanes/shared/version"
 )
 
 func main() {
@@ -29,6 +31,7 @@ func main() {
 const defaultAdmin = "http://127.0.0.1:8081"
 
 const usage = `usage: lanectl [-admin URL] [-token TOKEN | -token-file FILE] [-json] COMMAND [ARGS]
+       lanectl -version
 
 commands:
   status                       lanes, their workers, queues and latencies; fetchd and themes
@@ -65,11 +68,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	tokenFile := fs.String("token-file", "", "read the bearer token from `FILE`")
 	asJSON := fs.Bool("json", false, "print the raw JSON answer")
 	timeout := fs.Duration("timeout", 60*time.Second, "give up on lanesd after this long")
+	showVersion := fs.Bool("version", false, "print lanectl's version and VCS revision, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Get().Line("lanectl"))
+		return 0
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -287,3 +288,13 @@ func TestAdminDefault(t *testing.T) {
 func (b *backend) Requests() []api.InflightRequest { return nil }
 
 func (b *backend) Events(uint64) []api.Event { return nil }
+
+func TestVersionFlag(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"-version"}, &out, &errb); code != 0 {
+		t.Fatalf("-version: exit %d, stderr %q", code, errb.String())
+	}
+	if !regexp.MustCompile(`^lanectl \S+ revision \S+.*; go1\.\S+ \S+/\S+\n$`).MatchString(out.String()) {
+		t.Errorf("-version printed %q", out.String())
+	}
+}

@@ -6,10 +6,15 @@
 //
 //	lanesd -config FILE           run the supervisor
 //	lanesd -config FILE -check    validate FILE: print OK, or every problem, and exit 1
+//	lanesd -version               print the version and VCS revision
+//
+// Under systemd, lanesd speaks sd_notify and takes its listeners from
+// socket activation (package supervisor/systemd; deploy/ has the units).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,8 +31,10 @@ import (
 	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/shared/logging"
+	"github.com/lanes-dev/lanes/shared/version"
 	"github.com/lanes-dev/lanes/supervisor"
 	"github.com/lanes-dev/lanes/supervisor/proc"
+	"github.com/lanes-dev/lanes/supervisor/systemd"
 	"github.com/lanes-dev/lanes/worker"
 	"github.com/lanes-dev/lanes/worker/app"
 	"github.com/lanes-dev/lanes/worker/theme"
@@ -57,17 +64,37 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+const usage = `usage: lanesd [-config FILE] [-check]
+       lanesd -version
+
+lanesd runs the lanes supervisor: the front, the lanes and their workers,
+and the admin listener, until SIGTERM or SIGINT; SIGHUP reloads FILE.
+Under systemd it speaks sd_notify and takes its listeners from socket
+activation (sockets named front and admin); see deploy/ and the README.
+
+flags:
+`
+
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lanesd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "configs/example.hcl", "config `file` (HCL)")
-	check := fs.Bool("check", false, "validate the config and exit: OK, or every problem and exit status 1")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	path := fs.String("config", "configs/example.hcl", "config `file` (HCL); a relative path is relative to the working directory, not to lanesd")
+	check := fs.Bool("check", false, "validate the config and exit: OK, or every problem and exit status 1.\nSafe on a live host: a cache_dir held by the running lanesd is a warning")
+	showVersion := fs.Bool("version", false, "print the version and VCS revision, and exit")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // -h, -help: the usage was asked for
+		}
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "lanesd: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Get().Line("lanesd"))
+		return 0
 	}
 	cfg, diags := config.Load(*path)
 	if diags.HasErrors() || cfg == nil {
@@ -87,6 +114,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	log := logging.New("lanesd", cfg.Log.Level, cfg.Log.JSON, stderr)
+	// Before any child starts: the sockets systemd passed, and LISTEN_*
+	// cleared so that no child takes them for its own.
+	lns, err := systemd.TakeListeners()
+	if err != nil {
+		log.Error("start", "error", err)
+		return 1
+	}
+	defer lns.Close()
+	notify := systemd.NewNotifier(log)
 	for _, d := range diags {
 		log.Warn("config", "warning", diagLine(d))
 	}
@@ -107,7 +143,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	sup, err := supervisor.New(cfg, supervisor.Options{Log: log, Builtin: []string{exe, workerCommand}, Shim: []string{exe, proc.ShimCommand}, Fetchd: []string{exe, fetchdCommand},
-		FetchdCacheInUse: fetchd.CacheInUse, LogOutput: stderr})
+		FetchdCacheInUse: fetchd.CacheInUse, LogOutput: stderr, Listeners: lns, Notify: notify})
 	if err != nil {
 		log.Error("start", "error", err)
 		return 1
