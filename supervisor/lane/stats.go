@@ -82,7 +82,13 @@ func (l *Lane) Status() api.Lane {
 	for _, s := range states[:len(states)-1] {
 		st.WorkersByState[s.String()] = 0
 	}
+	if l.direct != nil {
+		l.statusDirectLocked(&st)
+	}
 	for _, w := range l.workers {
+		if w == l.direct {
+			continue // slots, not a process
+		}
 		ws := api.Worker{PID: w.pid, State: w.state.String(), Inflight: w.inflight, Served: w.served, RSS: w.rss,
 			Goroutines: w.goroutines, Allocs: w.allocs}
 		if n, ok := w.proc.(interface{ Note() string }); ok {
