@@ -64,6 +64,12 @@ type Lane struct {
 	// LastDrain says how the last drain (or rolling replacement) ended:
 	// "done: N replaced", or why it stopped with the old workers kept.
 	LastDrain string `json:"last_drain,omitempty"`
+	// Direct says the front proxies the lane's requests to the upstream
+	// itself (app.direct): Workers is empty, and Slots (max_workers ×
+	// concurrency) bounds its concurrent upstream requests, Inflight of
+	// them in use.
+	Direct bool `json:"direct,omitempty"`
+	Slots  int  `json:"slots,omitempty"`
 }
 
 // Worker is one worker process of a lane.

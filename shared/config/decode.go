@@ -136,7 +136,7 @@ var (
 	}
 	adminSchema = &hcl.BodySchema{Attributes: attrSchemas("listen", "token_file", "max_conns")}
 	logSchema   = &hcl.BodySchema{Attributes: attrSchemas("level", "format", "access_log")}
-	appSchema   = &hcl.BodySchema{Attributes: attrSchemas("upstream", "upstream_timeout", "theme", "demo", "underscores_in_headers")}
+	appSchema   = &hcl.BodySchema{Attributes: attrSchemas("upstream", "upstream_timeout", "theme", "demo", "underscores_in_headers", "direct")}
 	themeSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "url", Required: true}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "rule", LabelNames: []string{"kind"}}},
@@ -234,6 +234,12 @@ func (d *decoder) config(body hcl.Body, path string) *Config {
 	if appBlock == nil && len(blocks["app"]) == 0 && slices.ContainsFunc(cfg.Lanes, func(l Lane) bool { return !l.IsExec() && len(l.Command) == 0 }) {
 		d.errorf(body.MissingItemRange(), "Missing app block",
 			"An app block is required: add app { upstream = \"http://127.0.0.1:9000\" } to proxy to your application, or app { demo = true } for the built-in demo site.")
+	}
+	if cfg.App.Direct {
+		for i := range cfg.Lanes {
+			l := &cfg.Lanes[i]
+			l.Direct = !l.IsExec() && len(l.Command) == 0
+		}
 	}
 	d.resolve()
 
@@ -391,6 +397,16 @@ func (d *decoder) app(b *hcl.Block, app *App) {
 		d.refs = append(d.refs, ref{"theme", app.Theme, attr.Expr.Range()})
 	}
 	d.boolean(a, "underscores_in_headers", &app.UnderscoresInHeaders)
+	if direct, ok := d.boolean(a, "direct", &app.Direct); ok && app.Direct {
+		switch {
+		case app.Theme != "":
+			d.errorf(direct.Expr.Range(), "Invalid direct",
+				"direct = true cannot go with theme = %q: a theme needs the worker hop (the worker themes the upstream's answers). Remove direct, or the theme.", app.Theme)
+		case upstream == nil:
+			d.errorf(direct.Expr.Range(), "Invalid direct",
+				"direct = true makes the front proxy to the upstream itself: set upstream = \"http://HOST:PORT\" too.")
+		}
+	}
 	demo, demoOK := d.boolean(a, "demo", &app.Demo)
 	if demo != nil && !demoOK {
 		return // already reported; which mode is meant is unknown

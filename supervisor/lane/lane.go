@@ -81,6 +81,8 @@ type Env struct {
 	// New makes a worker process; nil means package proc. Tests put fakes
 	// here.
 	New func(proc.Spec) Proc
+	// Upstream is app.upstream, which a direct lane proxies to.
+	Upstream string
 }
 
 // Lane is one lane. All methods are safe for concurrent use.
@@ -115,6 +117,7 @@ type Lane struct {
 	draining  int // drains running
 	retry     *time.Timer
 	changed   chan struct{} // closed and replaced on every state change
+	direct    *Worker       // a direct lane's slot holder (direct.go); nil: worker processes
 
 	served, rejected, timeouts, killed, respawns, drains, failed atomic.Uint64
 	goroutines                                                   atomic.Int64
@@ -134,6 +137,9 @@ func New(cfg config.Lane, env Env) *Lane {
 	}
 	l.crash.Policy = l.policy
 	l.setConfigLocked(cfg, env)
+	if cfg.Direct {
+		l.newDirectLocked()
+	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
 }
@@ -172,6 +178,9 @@ func (l *Lane) goCounted(f func()) {
 // worker cannot start at all (a wrong command, a worker that does not
 // handshake), Start stops what it started and returns the error.
 func (l *Lane) Start(ctx context.Context) error {
+	if l.direct != nil {
+		return l.startDirect()
+	}
 	l.mu.Lock()
 	for range l.cfg.MinWorkers {
 		l.spawnLocked(nil)
@@ -421,7 +430,7 @@ func (l *Lane) probation(w *Worker) {
 // and more while requests wait and every worker is busy (up to
 // max_workers), unless the lane is backing off from a crash loop.
 func (l *Lane) reconcileLocked() {
-	if l.stopping {
+	if l.stopping || l.direct != nil {
 		return
 	}
 	active := l.activeLocked()
@@ -632,6 +641,10 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 	switch o.Result {
 	case HardTimeout:
 		l.timeouts.Add(1)
+		if l.direct != nil {
+			l.timeoutDirect(o)
+			break
+		}
 		l.event(api.Event{Kind: api.EventKill, PID: w.pid, Method: string(o.Method), Path: string(o.Path),
 			Detail: fmt.Sprintf("request_timeout %s", l.RequestTimeout())})
 		wchan, sysc := w.proc.WhereHung()
@@ -664,7 +677,9 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 		}
 	case Undelivered:
 		l.failed.Add(1)
-		l.suspect(w, o.Err)
+		if l.direct == nil {
+			l.suspect(w, o.Err)
+		}
 	}
 	if !o.Retry {
 		l.served.Add(1)
@@ -698,6 +713,10 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 	case Killing:
 		if w.inflight == 0 {
 			l.goCounted(func() { l.kill(w) })
+		}
+	case Stopping:
+		if w == l.direct && w.inflight == 0 {
+			l.notifyLocked() // stopDirect waits for this
 		}
 	}
 	l.mu.Unlock()
@@ -1029,6 +1048,10 @@ func (l *Lane) check(w *Worker) {
 // forked. Stop returns when every worker process and every goroutine of the
 // lane is gone.
 func (l *Lane) Stop(ctx context.Context, immediate bool) {
+	if l.direct != nil {
+		l.stopDirect(ctx, immediate)
+		return
+	}
 	l.mu.Lock()
 	l.stopping = true
 	if l.retry != nil {

@@ -82,7 +82,13 @@ func (l *Lane) Status() api.Lane {
 	for _, s := range states[:len(states)-1] {
 		st.WorkersByState[s.String()] = 0
 	}
+	if l.direct != nil {
+		l.statusDirectLocked(&st)
+	}
 	for _, w := range l.workers {
+		if w == l.direct {
+			continue // slots, not a process
+		}
 		pid := w.pid
 		if pid == 0 {
 			pid = w.proc.PID() // forked, still starting (or never handshaking)
