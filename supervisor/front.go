@@ -258,7 +258,11 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		l.Release(w, o)
 		return
 	}
-	if direct {
+	if direct || w.Exec() {
+		// A program we did not write (or the upstream itself): only its
+		// end-to-end headers; its Connection: close (gunicorn's sync
+		// workers send it on every answer) is about its own connection
+		// and would make every client reconnect.
 		fromUpstream(&ctx.Response.Header, resp)
 	} else {
 		if f := resp.Header.Peek(shared.HeaderFilterTime); len(f) > 0 {

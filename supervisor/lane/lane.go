@@ -234,7 +234,7 @@ func (l *Lane) notifyLocked() {
 // replaces is the worker it will take the place of, if any.
 func (l *Lane) spawnLocked(replaces *Worker) *Worker {
 	l.seq++
-	w := &Worker{lane: l, seq: l.seq, state: Starting, started: time.Now(), replaces: replaces, conc: max(l.cfg.Concurrency, 1)}
+	w := &Worker{lane: l, seq: l.seq, state: Starting, started: time.Now(), replaces: replaces, conc: max(l.cfg.Concurrency, 1), exec: l.cfg.IsExec()}
 	if replaces != nil {
 		replaces.replacement = w
 		l.respawns.Add(1)
