@@ -53,7 +53,8 @@ type Lane struct {
 	Rejected       uint64         `json:"rejected"`
 	Timeouts       uint64         `json:"timeouts"`
 	Killed         uint64         `json:"killed"`
-	Respawns       uint64         `json:"respawns"`
+	Respawns       uint64         `json:"respawns"`  // workers started to replace one that died or was killed, or by a drain or recycle
+	ScaleUps       uint64         `json:"scale_ups"` // workers started for load or a larger min_workers
 	Drains         uint64         `json:"drains"`
 	Draining       bool           `json:"draining"`
 	Latency        Percentiles    `json:"latency_ms"`

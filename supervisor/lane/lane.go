@@ -120,6 +120,8 @@ type Lane struct {
 	direct    *Worker       // a direct lane's slot holder (direct.go); nil: worker processes
 
 	served, rejected, timeouts, killed, respawns, drains, failed atomic.Uint64
+	scaleUps                                                     atomic.Uint64 // workers started for load or a larger min_workers
+	owed                                                         int           // workers lost (died, killed) not yet replaced; guarded by mu
 	goroutines                                                   atomic.Int64
 
 	lat latency
@@ -364,6 +366,9 @@ func (l *Lane) run(w *Worker, conc int) {
 	w.state = Dead
 	l.removeLocked(w)
 	if prev == Ready || prev == Starting {
+		l.owed++ // to be replaced: a respawn, not growth (a condemned one was counted then)
+	}
+	if prev == Ready || prev == Starting {
 		up := time.Since(w.ready)
 		l.log.Warn("worker exited", "pid", w.pid, "status", w.proc.ExitErr(), "uptime", up.Round(time.Millisecond), "inflight", w.inflight, "served", w.served)
 		l.eventLocked(api.Event{Kind: api.EventCrash, PID: w.pid,
@@ -453,9 +458,15 @@ func (l *Lane) reconcileLocked() {
 		}
 		return
 	}
+	// Respawns replace workers that died or were killed; the rest of what
+	// starts here is growth (load, or a larger min_workers).
+	r := 0
 	if respawn {
-		l.respawns.Add(uint64(min(need, l.cfg.MinWorkers-active)))
+		r = min(need, l.cfg.MinWorkers-active, l.owed)
+		l.owed -= r
+		l.respawns.Add(uint64(r))
 	}
+	l.scaleUps.Add(uint64(need - r))
 	for range need {
 		l.spawnLocked(nil)
 	}
@@ -889,6 +900,7 @@ func (l *Lane) condemnLocked(w *Worker, why string) {
 	w.state = Killing
 	w.why = why
 	l.killed.Add(1)
+	l.owed++ // its replacement, started now, is a respawn
 	if r := w.replacement; r != nil {
 		r.replaces = nil // it now simply adds a worker
 		w.replacement = nil

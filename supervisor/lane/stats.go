@@ -110,6 +110,7 @@ func (l *Lane) Status() api.Lane {
 	st.Timeouts = l.timeouts.Load()
 	st.Killed = l.killed.Load()
 	st.Respawns = l.respawns.Load()
+	st.ScaleUps = l.scaleUps.Load()
 	st.Drains = l.drains.Load()
 	st.Latency = l.lat.percentiles()
 	return st
