@@ -683,7 +683,7 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 				l.condemnLocked(w, "broken response: "+errText(o.Err))
 			}
 			l.mu.Unlock()
-		} else {
+		} else if l.direct == nil { // a direct lane's slots have no process to check
 			l.suspect(w, o.Err)
 		}
 	case Undelivered:
