@@ -260,9 +260,12 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	s.state.Store(st)
+	// The Set sweeps and saves until mctx ends, and saves once more then:
+	// wait for it, so that a stop does not lose the last changes.
 	mctx, mcancel := context.WithCancel(context.Background())
-	defer mcancel()
-	go s.maps.Run(mctx)
+	mdone := make(chan struct{})
+	go func() { defer close(mdone); s.maps.Run(mctx) }()
+	defer func() { mcancel(); <-mdone }()
 
 	s.front = s.newFront()
 	if admin.WarnExposed(cfg.Admin.Listen, cfg.Admin.Token) {
@@ -347,6 +350,11 @@ func startAll(ctx context.Context, lanes []*lane.Lane) error {
 func (s *Supervisor) startLanes(ctx context.Context, cfg *config.Config) (*state, error) {
 	mc := mappingConfig(cfg)
 	mc.Publish = s.publish
+	if cfg.StateDir != "" {
+		// Runtime and learned mappings survive restarts there; a reload
+		// cannot move it (fixedChanges).
+		mc.StateFile = filepath.Join(cfg.StateDir, mapping.StateFileName)
+	}
 	m, err := mapping.New(mc, s.log.Named("map"))
 	if err != nil {
 		return nil, fmt.Errorf("mappings: %w", err)
