@@ -275,6 +275,9 @@ func fixedChanges(a, b *config.Config) []string {
 	if (a.Fetchd == nil) != (b.Fetchd == nil) || (a.Fetchd != nil && *a.Fetchd != *b.Fetchd) {
 		why = append(why, "the fetchd block")
 	}
+	if a.StateDir != b.StateDir {
+		why = append(why, fmt.Sprintf("state_dir (%s -> %s)", a.StateDir, b.StateDir))
+	}
 	if a.App.Theme != b.App.Theme || !reflect.DeepEqual(themeValues(a.Themes), themeValues(b.Themes)) {
 		why = append(why, "the themes (fetchd reads them at start)")
 	}

@@ -281,9 +281,12 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	s.state.Store(st)
+	// The Set sweeps and saves until mctx ends, and saves once more then:
+	// wait for it, so that a stop does not lose the last changes.
 	mctx, mcancel := context.WithCancel(context.Background())
-	defer mcancel()
-	go s.maps.Run(mctx)
+	mdone := make(chan struct{})
+	go func() { defer close(mdone); s.maps.Run(mctx) }()
+	defer func() { mcancel(); <-mdone }()
 
 	s.front = s.newFront()
 	adminListen := cfg.Admin.Listen
@@ -428,6 +431,11 @@ func (s *Supervisor) startLanes(ctx context.Context, cfg *config.Config) (*state
 	mc := mappingConfig(cfg)
 	mc.Publish = s.publish
 	mc.Event = s.mapEvent
+	if cfg.StateDir != "" {
+		// Runtime and learned mappings survive restarts there; a reload
+		// cannot move it (fixedChanges).
+		mc.StateFile = filepath.Join(cfg.StateDir, mapping.StateFileName)
+	}
 	m, err := mapping.New(mc, s.log) // it names its logger "map"
 	if err != nil {
 		return nil, fmt.Errorf("mappings: %w", err)

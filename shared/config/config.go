@@ -20,6 +20,12 @@ type Config struct {
 	Listen          string
 	DebugHeaders    bool
 	ShutdownTimeout time.Duration
+	// StateDir is where lanesd keeps what must survive a restart: the
+	// runtime and learned mappings. Written relative to the config file's
+	// directory; by default a "state" directory beside fetchd's cache_dir
+	// when fetchd runs (resolved as cache_dir is, from lanesd's working
+	// directory), else data/state in the config file's directory.
+	StateDir string
 
 	Front Front
 	Admin Admin
@@ -294,7 +300,10 @@ const (
 	DefaultRequestTimeout = 30 * time.Second
 	DefaultLaneIdle       = 60 * time.Second
 
-	DefaultFetchdCacheDir     = "./data/fetchd"
+	DefaultFetchdCacheDir = "./data/fetchd"
+	// DefaultStateDir is state_dir's default, in the config file's
+	// directory, when fetchd does not run; beside cache_dir when it does.
+	DefaultStateDir           = "data/state"
 	DefaultFetchdWorkers      = 2
 	DefaultFetchdFetchTimeout = 10 * time.Second
 	DefaultFetchdMinRefresh   = 5 * time.Second
