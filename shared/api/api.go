@@ -42,6 +42,7 @@ type Lane struct {
 	MaxWorkers     int      `json:"max_workers"`
 	Concurrency    int      `json:"concurrency"`
 	MaxQueue       int      `json:"max_queue"`
+	QueueTimeout   string   `json:"queue_timeout"`
 	RequestTimeout string   `json:"request_timeout"`
 	IdleTimeout    string   `json:"idle_timeout"`
 	Workers        []Worker `json:"workers"`
