@@ -42,6 +42,7 @@ type Lane struct {
 	MaxWorkers     int      `json:"max_workers"`
 	Concurrency    int      `json:"concurrency"`
 	MaxQueue       int      `json:"max_queue"`
+	QueueTimeout   string   `json:"queue_timeout"`
 	RequestTimeout string   `json:"request_timeout"`
 	IdleTimeout    string   `json:"idle_timeout"`
 	Workers        []Worker `json:"workers"`
@@ -205,6 +206,7 @@ type Theme struct {
 	URL            string     `json:"url"`
 	State          string     `json:"state"` // fresh, stale, unthemed (no usable copy), expired
 	AgeS           float64    `json:"age_s"`
+	MaxStaleS      float64    `json:"max_stale_s"` // fetchd's max_stale: older than this, the copy is not served
 	Version        string     `json:"version"`
 	LastFetch      *time.Time `json:"last_fetch"`
 	LastError      string     `json:"last_error,omitempty"`

@@ -56,6 +56,7 @@ func (l *Lane) Status() api.Lane {
 		MaxWorkers:     l.cfg.MaxWorkers,
 		Concurrency:    l.cfg.Concurrency,
 		MaxQueue:       l.cfg.MaxQueue,
+		QueueTimeout:   l.cfg.QueueTimeout.String(),
 		RequestTimeout: l.cfg.RequestTimeout.String(),
 		IdleTimeout:    l.cfg.IdleTimeout.String(),
 		Workers:        make([]api.Worker, 0, len(l.workers)),
