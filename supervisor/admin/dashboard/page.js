@@ -113,7 +113,7 @@ function shortDur(d) { // "1m0s" → "1m", "5s" stays
 // the requests that left the queue since the last poll (deltas of the
 // lanes_request_queue_seconds histogram's sum and count: exact, where a
 // quantile from its coarse buckets would not be) and the latency
-// percentiles the status reports (of the lane's last 2,048 requests).
+// percentiles that the status gives (of the lane's last 2,048 requests).
 let hist = { t: [], s: {} };
 let prev = null; // the last poll: {t, lanes: {name: {served, rejected}}, queue: parsed histogram}
 let rates = {}; // lane → {rps, rejps, wait} of the last interval
