@@ -55,15 +55,18 @@ bench: build bench-deps
 
 # What the bench compares with: nginx (the reverse-proxy baseline) and wrk
 # (the closed-loop load generator); and strace, which counts system calls for
-# the per-request breakdown. Installed with apt-get when missing and
-# possible (root, apt-get); never fails: without them the bench uses its Go
-# generator and prints no nginx figures. Note that installing nginx on a
+# the per-request breakdown; and gunicorn for /usr/bin/python3, which the
+# Python scenarios (pyisolation, pyhang, pythroughput) run. Installed with
+# apt-get when missing and possible (root, apt-get); never fails: without
+# them the bench uses its Go generator, prints no nginx figures and skips
+# the Python scenarios. Note that installing nginx on a
 # host with systemd also enables its default site on port 80.
 bench-deps:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	/usr/bin/python3 -c 'import gunicorn' >/dev/null 2>&1 || missing="$$missing python3-gunicorn"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
 		echo "bench-deps: not installing$$missing (needs root and apt-get); the bench runs without them"; exit 0; \

@@ -21,9 +21,21 @@
 //     system calls, allocations and bytes copied for lanes and nginx;
 //  13. download: one big response at a time, direct, through lanes and
 //     through nginx: MB/s, and how much each process grows;
-//  14. soak: minutes of fast, slow, hanging and crashing requests with
+//  14. pyisolation: the isolation table against a Python WSGI app, one
+//     gunicorn pool of 8 sync workers vs. lanes running gunicorn as its
+//     exec lane workers, the slow URL in a lane of its own;
+//  15. pyhang: a hung request every 2 s beside fast ones, the app on a
+//     4-thread gunicorn behind lanes in upstream mode vs. the same app as
+//     exec lane workers, the % of fast requests answered per 5 s window;
+//  16. pythroughput: a trivial WSGI endpoint, nginx in front of N sync
+//     gunicorn workers vs. lanes with N gunicorn lane workers;
+//  17. soak: minutes of fast, slow, hanging and crashing requests with
 //     SIGUSR2 every 30 s: the front's RSS and descriptors at start and
 //     end, and any non-2xx beyond the expected ones.
+//
+// The Python scenarios need gunicorn under -python (apt-get install
+// python3-gunicorn) and say so when it is missing; their app is
+// testdata/wsgi_app.py.
 //
 // Run it with `make bench`, which builds lanesd first:
 //
@@ -89,13 +101,18 @@ type options struct {
 	downloadMB     int
 	downloadRounds int
 
-	soakTime time.Duration
+	python       string
+	pyIsoMeasure time.Duration
+	pyHangTime   time.Duration
+	pyWorkers    int
+	soakTime     time.Duration
 }
 
 // scenarioNames are the scenarios in the order they run and print.
 var scenarioNames = []string{
 	"isolation", "throughput", "latency", "automap", "burst", "drain", "kills",
-	"slowreaders", "uploads", "theming", "accesslog", "breakdown", "download", "soak",
+	"slowreaders", "uploads", "theming", "accesslog", "breakdown", "download",
+	"pyisolation", "pyhang", "pythroughput", "soak",
 }
 
 // bench is one run: its options, the processes it started, and where
@@ -132,6 +149,9 @@ func (b *bench) scenarios() []scenario {
 		{"accesslog", b.accessLog},
 		{"breakdown", b.breakdown},
 		{"download", b.download},
+		{"pyisolation", b.pyIsolation},
+		{"pyhang", b.pyHang},
+		{"pythroughput", b.pyThroughput},
 		{"soak", b.soak},
 	}
 }
@@ -190,6 +210,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.straceTime, "strace-time", 3*time.Second, "breakdown: how long strace -c counts each process's system calls")
 	fs.IntVar(&o.downloadMB, "download-mb", 100, "download: size of the response, MB")
 	fs.IntVar(&o.downloadRounds, "download-rounds", 3, "download: rounds, each fetching once through every target")
+	fs.StringVar(&o.python, "python", "/usr/bin/python3", "pyisolation, pyhang, pythroughput: the `python` that runs gunicorn (python -m gunicorn)")
+	fs.DurationVar(&o.pyIsoMeasure, "pyiso-time", 6*time.Second, "pyisolation: measured time per setup (warm-up: -iso-warmup)")
+	fs.DurationVar(&o.pyHangTime, "pyhang-time", 25*time.Second, "pyhang: measured time per mode, in 5 s windows")
+	fs.IntVar(&o.pyWorkers, "py-workers", 4, "pythroughput: gunicorn sync workers behind nginx, and lanes' exec workers (rounds and times: -tp-*)")
 	fs.DurationVar(&o.soakTime, "soak-time", 5*time.Minute, "soak: how long the mixed load (with SIGUSR2 every 30 s) runs")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -151,6 +151,14 @@ func (b *bench) proxyLanesConfig(origin string) string {
 		laneBlock("default", b.opt.proxyWorkers, b.opt.proxyConc, "  max_queue       = 1000\n")
 }
 
+// proxyDirectConfig is proxyLanesConfig in direct mode (app.direct): the
+// front proxies to the origin itself, the lane's workers × concurrency
+// being its slots, and no worker process runs.
+func (b *bench) proxyDirectConfig(origin string) string {
+	return configHeader + fmt.Sprintf("\napp {\n  upstream = %q\n  direct   = true\n}\n", "http://"+origin) +
+		laneBlock("default", b.opt.proxyWorkers, b.opt.proxyConc, "  max_queue       = 1000\n")
+}
+
 // appLanesConfig is lanes with the application in its workers: one
 // default lane that runs this binary as a custom worker (-app-worker),
 // with the proxy lane's workers × concurrency. Every config needs an app
@@ -164,11 +172,12 @@ func (b *bench) appLanesConfig(exe string) string {
 
 // The targets of scenarios 2 and 3, in the order they run and print.
 const (
-	tgDirect = iota // the origin itself
-	tgLanes         // lanes in upstream mode, proxying to the origin
-	tgApp           // lanes with the origin's handler in its workers
-	tgBare          // a bare fasthttp proxy: one Go hop, for reference
-	tgNginx         // nginx proxying to the origin
+	tgDirect      = iota // the origin itself
+	tgLanes              // lanes in upstream mode, proxying to the origin
+	tgLanesDirect        // lanes in direct upstream mode: the front proxies itself
+	tgApp                // lanes with the origin's handler in its workers
+	tgBare               // a bare fasthttp proxy: one Go hop, for reference
+	tgNginx              // nginx proxying to the origin
 	numTargets
 )
 
@@ -239,6 +248,16 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 	addrs := make([]string, numTargets) // "": not measured (see the row)
 	rows[tgDirect].name, addrs[tgDirect] = "direct to origin", origin.addr
 	rows[tgLanes].name, addrs[tgLanes] = "lanes ("+size+")", l.addr
+
+	// Direct mode: a failure to start costs its row only.
+	rows[tgLanesDirect].name = "lanes direct (" + size + " slots)"
+	ld, err := b.startReady("lanesd (direct)", b.proxyDirectConfig(origin.addr), lanesdOpts{}, "/", len(originBody))
+	if err != nil {
+		rows[tgLanesDirect].err = err
+	} else {
+		defer ld.stop()
+		addrs[tgLanesDirect] = ld.addr
+	}
 
 	// The app in the worker: a failure to start costs its row only.
 	rows[tgApp].name = "lanes (app in worker, " + size + ")"
@@ -329,7 +348,7 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 			}
 		}
 	}
-	for _, s := range []*server{l, app} {
+	for _, s := range []*server{l, ld, app} {
 		if s == nil {
 			continue
 		}
@@ -393,6 +412,10 @@ func (b *bench) printProxy(w io.Writer, r *proxyResults) {
 		} else {
 			fmt.Fprintf(w, "   lanes / nginx:  -   (nginx not measured)\n")
 		}
+		if rps[tgNginx] > 0 && rps[tgLanesDirect] > 0 {
+			fmt.Fprintf(w, "   lanes direct / nginx:  %s   target ≥ 0.85× → %s\n", ratio(rps[tgLanesDirect], rps[tgNginx]), verdict(rps[tgLanesDirect] >= 0.85*rps[tgNginx]))
+			fmt.Fprintf(w, "   lanes direct / lanes (worker hop):  %s\n", ratio(rps[tgLanesDirect], rps[tgLanes]))
+		}
 		switch {
 		case rps[tgNginx] <= 0:
 			fmt.Fprintf(w, "   lanes (app in worker) / nginx: -   (nginx not measured)\n")
@@ -439,6 +462,11 @@ func (b *bench) printProxy(w io.Writer, r *proxyResults) {
 			fmt.Fprintf(w, "   added by lanes at p50: %s   target ≤ 100 µs → %s\n", fmtMicros(d50), verdict(d50 <= 100*time.Microsecond))
 		}
 		app, nginx := r.lat[tgApp].res, r.lat[tgNginx].res
+		if d := r.lat[tgLanesDirect].res; d != nil && nginx != nil {
+			d50, n50 := svcDelta(d, base, 50), svcDelta(nginx, base, 50)
+			fmt.Fprintf(w, "   added by lanes direct at p50: %s, by nginx: %s   target ≤ 1.5× nginx's → %s\n",
+				fmtMicros(d50), fmtMicros(n50), verdict(float64(d50) <= 1.5*float64(n50)))
+		}
 		switch {
 		case app == nil:
 			fmt.Fprintf(w, "   added by lanes (app in worker) at p50: -   (not measured)\n")

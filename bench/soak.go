@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Scenario 14, soak: a mixed load for minutes — fast pages, slow pages in
+// Scenario 17, soak: a mixed load for minutes — fast pages, slow pages in
 // their own lane, requests that hang until their lane's hard timeout (504,
 // worker killed) and requests that crash their worker (502) — at about
 // 100 req/s, with SIGUSR2 (every worker replaced) every 30 s. It reports the
@@ -102,7 +102,7 @@ func (b *bench) soak(ctx context.Context) (func(io.Writer), error) {
 
 func (r *soakResult) print(l *server) func(io.Writer) {
 	return func(w io.Writer) {
-		fmt.Fprintf(w, "14. SOAK: %s at ~100 req/s (fast %s 85/s, slow %s 12/s in lane slow, %s 0.5/s, %s 0.5/s), SIGUSR2 every 30 s\n\n",
+		fmt.Fprintf(w, "17. SOAK: %s at ~100 req/s (fast %s 85/s, slow %s 12/s in lane slow, %s 0.5/s, %s 0.5/s), SIGUSR2 every 30 s\n\n",
 			r.dur, soakFast, soakSlow, soakHang, soakCrash)
 		var t table
 		t.row("requests", "sent", "2xx", "not 2xx", "share not 2xx", "p99 (2xx)")

@@ -404,6 +404,7 @@ func (s *Service) Themes() []api.Theme {
 			State:          state,
 			Version:        e.Version,
 			LastError:      lastErr,
+			MaxStaleS:      s.set.MaxStale.Seconds(),
 			Fetches:        t.fetches.Load(),
 			NotModified:    t.notModified.Load(),
 			Failures:       t.failures.Load(),

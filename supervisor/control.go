@@ -213,7 +213,7 @@ func (s *Supervisor) Reload() (res api.ReloadResult, err error) {
 	changes = append(changes, mchanges...)
 	env := s.laneEnv(cfg)
 	for _, lc := range cfg.Lanes {
-		if l := have[lc.Name]; l != nil {
+		if l := have[lc.Name]; l != nil && byName[lc.Name] == l {
 			changes = append(changes, l.Reconfigure(lc, env)...)
 		}
 	}
@@ -268,8 +268,15 @@ func fixedChanges(a, b *config.Config) []string {
 	if a.Front != b.Front {
 		why = append(why, "the front block")
 	}
+	// A direct lane's upstream client is made when the lane starts.
+	if a.App.Direct != b.App.Direct || (a.App.Direct && a.App.Upstream != b.App.Upstream) {
+		why = append(why, "app.direct or its upstream")
+	}
 	if (a.Fetchd == nil) != (b.Fetchd == nil) || (a.Fetchd != nil && *a.Fetchd != *b.Fetchd) {
 		why = append(why, "the fetchd block")
+	}
+	if a.StateDir != b.StateDir {
+		why = append(why, fmt.Sprintf("state_dir (%s -> %s)", a.StateDir, b.StateDir))
 	}
 	if a.App.Theme != b.App.Theme || !reflect.DeepEqual(themeValues(a.Themes), themeValues(b.Themes)) {
 		why = append(why, "the themes (fetchd reads them at start)")

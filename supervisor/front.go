@@ -144,6 +144,16 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	o.Client, _ = netip.AddrFromSlice(ctx.RemoteIP())
 	o.Client = o.Client.Unmap()
 	defer outcomes.Put(o)
+	direct := l.Direct()
+	timeout := l.RequestTimeout()
+	if direct {
+		app := &st.cfg.App
+		http10 := toUpstream(req, app.UnderscoresInHeaders, st.upstreamTLS)
+		defer fromUpstreamDone(req, http10)
+		if app.UpstreamTimeout > 0 {
+			timeout = min(timeout, app.UpstreamTimeout)
+		}
+	}
 	var held *lane.Worker // a slot that a panic must not leak
 	defer func() {
 		if r := recover(); r != nil {
@@ -191,7 +201,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		held = w
-		deadline = queued.Add(l.RequestTimeout())
+		deadline = queued.Add(timeout)
 		o.Started, o.Deadline = queued, deadline
 		l.Begin(w, o)
 		// Keep the worker's headers as they are: no Content-Type it did
@@ -224,7 +234,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		// the hard timeout (a query of death kills at most two workers),
 		// never once a response began.
 		o.Retry = attempt == 0 && !sent && o.Result != lane.HardTimeout &&
-			(s.retryable(req.Header.Method()) || !lane.Reached(resp))
+			(s.retryable(req.Header.Method()) || !reached(resp))
 		if o.Retry {
 			resp.Reset()
 			l.Release(w, o)
@@ -237,6 +247,8 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		fasthttp.ReleaseResponse(resp)
 		if o.Result == lane.HardTimeout {
 			ctx.Error("request timeout\n", fasthttp.StatusGatewayTimeout)
+		} else if direct {
+			failDirect(ctx, err)
 		} else {
 			ctx.Error("worker failed\n", fasthttp.StatusBadGateway)
 		}
@@ -246,14 +258,22 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		l.Release(w, o)
 		return
 	}
-	if f := resp.Header.Peek(shared.HeaderFilterTime); len(f) > 0 {
-		if us, err := strconv.ParseInt(string(f), 10, 64); err == nil && us > 0 {
-			o.Filter = time.Duration(us) * time.Microsecond
-			o.Run -= min(o.Filter, o.Run)
+	if direct || w.Exec() {
+		// A program we did not write (or the upstream itself): only its
+		// end-to-end headers; its Connection: close (gunicorn's sync
+		// workers send it on every answer) is about its own connection
+		// and would make every client reconnect.
+		fromUpstream(&ctx.Response.Header, resp)
+	} else {
+		if f := resp.Header.Peek(shared.HeaderFilterTime); len(f) > 0 {
+			if us, err := strconv.ParseInt(string(f), 10, 64); err == nil && us > 0 {
+				o.Filter = time.Duration(us) * time.Microsecond
+				o.Run -= min(o.Filter, o.Run)
+			}
+			resp.Header.Del(shared.HeaderFilterTime)
 		}
-		resp.Header.Del(shared.HeaderFilterTime)
+		resp.Header.CopyTo(&ctx.Response.Header)
 	}
-	resp.Header.CopyTo(&ctx.Response.Header)
 	o.Total = time.Since(start)
 	if st.cfg.DebugHeaders {
 		ctx.Response.Header.Set("X-Lane", l.Name())
@@ -281,7 +301,11 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	// The pump ends the request's account with the lane; the front server
 	// writes the spool after serve returns and closes it when done.
 	held = nil
-	ctx.Response.SetBodyStream(sp, resp.Header.ContentLength())
+	n := resp.Header.ContentLength()
+	if direct && n < -1 {
+		n = -1 // an upstream body that ends with its connection goes out chunked
+	}
+	ctx.Response.SetBodyStream(sp, n)
 	go sp.pump()
 }
 

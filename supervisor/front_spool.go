@@ -72,7 +72,7 @@ func (sp *spool) pump() {
 				break
 			}
 		}
-		if err == io.EOF && lane.Truncated(sp.resp) {
+		if err == io.EOF && truncated(sp.resp) {
 			// The worker closed between two chunks: fasthttp reads that
 			// as the end. Failing the body closes the client's connection
 			// without the terminating chunk.

@@ -138,7 +138,8 @@ var (
 	descRejected  = prometheus.NewDesc("lanes_rejected_total", "Requests refused with 503: queue full or queue timeout.", []string{"lane"}, nil)
 	descTimeouts  = prometheus.NewDesc("lanes_timeouts_total", "Requests that passed the lane's request_timeout (504).", []string{"lane"}, nil)
 	descKills     = prometheus.NewDesc("lanes_kills_total", "Workers killed: hard timeout or failed health check.", []string{"lane"}, nil)
-	descRespawns  = prometheus.NewDesc("lanes_respawns_total", "Workers started to replace others.", []string{"lane"}, nil)
+	descRespawns  = prometheus.NewDesc("lanes_respawns_total", "Workers started to replace one that died, was killed, drained or recycled.", []string{"lane"}, nil)
+	descScaleUps  = prometheus.NewDesc("lanes_scale_ups_total", "Workers started for load or a larger min_workers.", []string{"lane"}, nil)
 	descDrains    = prometheus.NewDesc("lanes_drains_total", "Drains of the lane (API, SIGUSR2, reload).", []string{"lane"}, nil)
 	descDraining  = prometheus.NewDesc("lanes_draining", "1 while a drain of the lane runs.", []string{"lane"}, nil)
 	descCrashLoop = prometheus.NewDesc("lanes_crash_loop", "1 while the lane's workers crash in a loop.", []string{"lane"}, nil)
@@ -169,7 +170,7 @@ var (
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descQueued, descInflight, descWorkers, descMin, descMax, descServed, descRejected,
-		descTimeouts, descKills, descRespawns, descDrains, descDraining, descCrashLoop, descAutoMap, descLearned,
+		descTimeouts, descKills, descRespawns, descScaleUps, descDrains, descDraining, descCrashLoop, descAutoMap, descLearned,
 		descForgotten, descEvicted, descAccept, descOverCap, descTruncated, descRetries,
 		descFetchdUp, descFetchdRestarts, descCacheEntries, descCacheBytes, descThemeAge, descThemeUsable,
 		descThemeFetches, descThemeNotMod, descThemeFailures, descThemeRejected, descThemeStale, descThemeUnthemed} {
@@ -209,6 +210,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descTimeouts, ls.Timeouts, n)
 		counter(descKills, ls.Killed, n)
 		counter(descRespawns, ls.Respawns, n)
+		counter(descScaleUps, ls.ScaleUps, n)
 		counter(descDrains, ls.Drains, n)
 		gauge(descDraining, b2f(ls.Draining), n)
 		gauge(descCrashLoop, b2f(ls.CrashLoop), n)

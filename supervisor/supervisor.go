@@ -114,12 +114,15 @@ type state struct {
 	access *accessLog     // nil when access_log = false
 	lanes  []*lane.Lane   // in tbl's lane order
 	tbl    *mapping.Table // compiled for lanes
+	// upstreamTLS says app.upstream is https, which direct lanes' requests
+	// must say to their client.
+	upstreamTLS bool
 }
 
 // newState is the state of cfg with tbl, whose lanes are taken from
 // byName.
 func newState(cfg *config.Config, access *accessLog, byName map[string]*lane.Lane, tbl *mapping.Table) *state {
-	st := &state{cfg: cfg, tbl: tbl}
+	st := &state{cfg: cfg, tbl: tbl, upstreamTLS: strings.HasPrefix(cfg.App.Upstream, "https:")}
 	if cfg.Log.AccessLog {
 		st.access = access
 	}
@@ -278,9 +281,12 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		return err
 	}
 	s.state.Store(st)
+	// The Set sweeps and saves until mctx ends, and saves once more then:
+	// wait for it, so that a stop does not lose the last changes.
 	mctx, mcancel := context.WithCancel(context.Background())
-	defer mcancel()
-	go s.maps.Run(mctx)
+	mdone := make(chan struct{})
+	go func() { defer close(mdone); s.maps.Run(mctx) }()
+	defer func() { mcancel(); <-mdone }()
 
 	s.front = s.newFront()
 	adminListen := cfg.Admin.Listen
@@ -379,6 +385,7 @@ func (s *Supervisor) laneEnv(cfg *config.Config) lane.Env {
 		Log:       s.log,
 		Trace:     s.trace,
 		Event:     s.events.add,
+		Upstream:  cfg.App.Upstream,
 	}
 }
 
@@ -390,7 +397,9 @@ func (s *Supervisor) lanesOf(cfg *config.Config, have map[string]*lane.Lane) (ma
 	var made []*lane.Lane
 	for _, lc := range cfg.Lanes {
 		l := have[lc.Name]
-		if l == nil {
+		// A lane that becomes direct, or stops being direct (it now runs
+		// exec or command workers), is a new lane; the old one retires.
+		if l == nil || l.Direct() != lc.Direct {
 			l = lane.New(lc, env)
 			made = append(made, l)
 		}
@@ -422,6 +431,11 @@ func (s *Supervisor) startLanes(ctx context.Context, cfg *config.Config) (*state
 	mc := mappingConfig(cfg)
 	mc.Publish = s.publish
 	mc.Event = s.mapEvent
+	if cfg.StateDir != "" {
+		// Runtime and learned mappings survive restarts there; a reload
+		// cannot move it (fixedChanges).
+		mc.StateFile = filepath.Join(cfg.StateDir, mapping.StateFileName)
+	}
 	m, err := mapping.New(mc, s.log) // it names its logger "map"
 	if err != nil {
 		return nil, fmt.Errorf("mappings: %w", err)

@@ -220,7 +220,9 @@ func methodPattern(args []string) (method, pattern string, err error) {
 	if len(f) != 2 || f[0] == "" || f[1] == "" {
 		return "", "", usagef(`want "METHOD PATTERN", e.g. "GET /report/*" ("*" as method matches any)`)
 	}
-	return strings.ToUpper(f[0]), f[1], nil
+	// The method goes as typed: the API parses patterns as the config
+	// does, and a config refuses "get /x", so lanectl does not accept it.
+	return f[0], f[1], nil
 }
 
 func (c *client) addMapping(args []string) error {

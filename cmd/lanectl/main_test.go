@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/lanes-dev/lanes/shared/api"
+	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/supervisor/admin"
 )
 
@@ -73,6 +74,9 @@ func (b *backend) Map(r api.MapRequest) (api.Mapping, error) {
 	b.rec("map %s %s %s", r.Lane, r.Method, r.Pattern)
 	if err := laneErr(r.Lane); err != nil {
 		return api.Mapping{}, err
+	}
+	if _, err := config.ParsePattern(r.Method + " " + r.Pattern); err != nil {
+		return api.Mapping{}, api.BadRequest("%v", err) // as package mapping answers
 	}
 	return api.Mapping{Lane: r.Lane, Method: r.Method, Pattern: r.Pattern, Source: api.SourceAPI, Dynamic: true}, nil
 }
@@ -135,7 +139,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"status"}, "status", []string{"lanesd pid 77", "default", "1/2/8", "12.2", "crash loop (exit status 3)", "1001", "starting", "fetchd: ready", "main"}},
 		{[]string{"mapped"}, "mappings", []string{"LANE", "LAST HIT", "/report/*", "api", "42", "1m30s ago", "never"}},
 		{[]string{"map", "slow", "GET /export/*"}, "map slow GET /export/*", []string{"mapped GET /export/* to lane slow"}},
-		{[]string{"map", "slow", "get", "/x"}, "map slow GET /x", []string{"mapped GET /x to lane slow"}},
+		{[]string{"map", "slow", "GET", "/x"}, "map slow GET /x", []string{"mapped GET /x to lane slow"}},
 		{[]string{"unmap", "GET /report/*"}, "unmap GET /report/*", []string{"unmapped GET /report/*"}},
 		{[]string{"resize", "slow", "3"}, "resize slow 3 8", []string{"lane slow: min_workers 3, max_workers 8"}},
 		{[]string{"resize", "slow", "3", "6"}, "resize slow 3 6", []string{"lane slow: min_workers 3, max_workers 6"}},
@@ -185,6 +189,8 @@ func TestServerErrors(t *testing.T) {
 		{[]string{"drain", "nosuch"}, []string{`no lane "nosuch"`, "404"}},
 		{[]string{"resize", "nosuch", "1"}, []string{`no lane "nosuch"`}},
 		{[]string{"map", "nosuch", "GET /x"}, []string{`no lane "nosuch"`}},
+		// The method goes as typed, and is refused as the config refuses it.
+		{[]string{"map", "slow", "get /x"}, []string{`methods are uppercase: write "GET /x"`, "400"}},
 		{[]string{"unmap", "GET /never"}, []string{"no mapping GET /never"}},
 		{[]string{"reload"}, []string{"config has errors", "\n  lanes.hcl:4,3: Unsupported argument"}},
 	}

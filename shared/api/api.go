@@ -42,6 +42,7 @@ type Lane struct {
 	MaxWorkers     int      `json:"max_workers"`
 	Concurrency    int      `json:"concurrency"`
 	MaxQueue       int      `json:"max_queue"`
+	QueueTimeout   string   `json:"queue_timeout"`
 	RequestTimeout string   `json:"request_timeout"`
 	IdleTimeout    string   `json:"idle_timeout"`
 	Workers        []Worker `json:"workers"`
@@ -53,7 +54,8 @@ type Lane struct {
 	Rejected       uint64         `json:"rejected"`
 	Timeouts       uint64         `json:"timeouts"`
 	Killed         uint64         `json:"killed"`
-	Respawns       uint64         `json:"respawns"`
+	Respawns       uint64         `json:"respawns"`  // workers started to replace one that died or was killed, or by a drain or recycle
+	ScaleUps       uint64         `json:"scale_ups"` // workers started for load or a larger min_workers
 	Drains         uint64         `json:"drains"`
 	Draining       bool           `json:"draining"`
 	Latency        Percentiles    `json:"latency_ms"`
@@ -64,6 +66,12 @@ type Lane struct {
 	// LastDrain says how the last drain (or rolling replacement) ended:
 	// "done: N replaced", or why it stopped with the old workers kept.
 	LastDrain string `json:"last_drain,omitempty"`
+	// Direct says the front proxies the lane's requests to the upstream
+	// itself (app.direct): Workers is empty, and Slots (max_workers ×
+	// concurrency) bounds its concurrent upstream requests, Inflight of
+	// them in use.
+	Direct bool `json:"direct,omitempty"`
+	Slots  int  `json:"slots,omitempty"`
 }
 
 // Worker is one worker process of a lane.
@@ -198,6 +206,7 @@ type Theme struct {
 	URL            string     `json:"url"`
 	State          string     `json:"state"` // fresh, stale, unthemed (no usable copy), expired
 	AgeS           float64    `json:"age_s"`
+	MaxStaleS      float64    `json:"max_stale_s"` // fetchd's max_stale: older than this, the copy is not served
 	Version        string     `json:"version"`
 	LastFetch      *time.Time `json:"last_fetch"`
 	LastError      string     `json:"last_error,omitempty"`

@@ -20,6 +20,12 @@ type Config struct {
 	Listen          string
 	DebugHeaders    bool
 	ShutdownTimeout time.Duration
+	// StateDir is where lanesd keeps what must survive a restart: the
+	// runtime and learned mappings. Written relative to the config file's
+	// directory; by default a "state" directory beside fetchd's cache_dir
+	// when fetchd runs (resolved as cache_dir is, from lanesd's working
+	// directory), else data/state in the config file's directory.
+	StateDir string
 
 	Front Front
 	Admin Admin
@@ -145,6 +151,11 @@ type App struct {
 	// "_"; by default they are dropped, as nginx does, since "X_User" and
 	// "X-User" reach many frameworks as the same variable.
 	UnderscoresInHeaders bool
+	// Direct makes the front proxy to Upstream itself, one hop, for every
+	// lane that runs the built-in app: such a lane starts no worker
+	// process, and its max_workers × concurrency are slots for concurrent
+	// upstream requests. Never with a theme (it needs the worker hop).
+	Direct bool
 }
 
 // Theme is a theme block; decoded and validated, not yet acted on.
@@ -216,12 +227,20 @@ type Lane struct {
 	Ready       string        // "" (at once, or once health_path answers) or ReadyNotify
 	StopSignal  string        // a signal name, "SIGTERM" by default
 	StopTimeout time.Duration // stop_signal to SIGKILL
+	// Direct says the front proxies the lane's requests to app.upstream
+	// itself (app.direct, and the lane runs the built-in app): no worker
+	// processes, Slots() concurrent upstream requests.
+	Direct bool
 	// Range is where the lane block is declared, for later diagnostics.
 	Range hcl.Range
 }
 
 // IsExec says the lane's workers are exec workers.
 func (l *Lane) IsExec() bool { return len(l.Exec) > 0 }
+
+// Slots is how many requests the lane runs at once when all its workers
+// are up: max_workers × concurrency. A direct lane has exactly these.
+func (l *Lane) Slots() int { return l.MaxWorkers * max(l.Concurrency, 1) }
 
 // Values of exec_socket and ready.
 const (
@@ -281,7 +300,10 @@ const (
 	DefaultRequestTimeout = 30 * time.Second
 	DefaultLaneIdle       = 60 * time.Second
 
-	DefaultFetchdCacheDir     = "./data/fetchd"
+	DefaultFetchdCacheDir = "./data/fetchd"
+	// DefaultStateDir is state_dir's default, in the config file's
+	// directory, when fetchd does not run; beside cache_dir when it does.
+	DefaultStateDir           = "data/state"
 	DefaultFetchdWorkers      = 2
 	DefaultFetchdFetchTimeout = 10 * time.Second
 	DefaultFetchdMinRefresh   = 5 * time.Second

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
@@ -118,7 +119,7 @@ func attrSchemas(names ...string) []hcl.AttributeSchema {
 
 var (
 	rootSchema = &hcl.BodySchema{
-		Attributes: attrSchemas("listen", "debug_headers", "shutdown_timeout"),
+		Attributes: attrSchemas("listen", "debug_headers", "shutdown_timeout", "state_dir"),
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "front"},
 			{Type: "admin"},
@@ -136,7 +137,7 @@ var (
 	}
 	adminSchema = &hcl.BodySchema{Attributes: attrSchemas("listen", "token_file", "max_conns")}
 	logSchema   = &hcl.BodySchema{Attributes: attrSchemas("level", "format", "access_log")}
-	appSchema   = &hcl.BodySchema{Attributes: attrSchemas("upstream", "upstream_timeout", "theme", "demo", "underscores_in_headers")}
+	appSchema   = &hcl.BodySchema{Attributes: attrSchemas("upstream", "upstream_timeout", "theme", "demo", "underscores_in_headers", "direct")}
 	themeSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "url", Required: true}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "rule", LabelNames: []string{"kind"}}},
@@ -224,6 +225,7 @@ func (d *decoder) config(body hcl.Body, path string) *Config {
 	if b := d.single(blocks["auto_map"]); b != nil {
 		cfg.AutoMap = d.autoMap(b)
 	}
+	cfg.StateDir = d.stateDir(c.Attributes, cfg.Fetchd, body.MissingItemRange())
 
 	if cfg.Lane(DefaultLaneName) == nil {
 		cfg.Lanes = append(cfg.Lanes, defaultLane(DefaultLaneName))
@@ -234,6 +236,12 @@ func (d *decoder) config(body hcl.Body, path string) *Config {
 	if appBlock == nil && len(blocks["app"]) == 0 && slices.ContainsFunc(cfg.Lanes, func(l Lane) bool { return !l.IsExec() && len(l.Command) == 0 }) {
 		d.errorf(body.MissingItemRange(), "Missing app block",
 			"An app block is required: add app { upstream = \"http://127.0.0.1:9000\" } to proxy to your application, or app { demo = true } for the built-in demo site.")
+	}
+	if cfg.App.Direct {
+		for i := range cfg.Lanes {
+			l := &cfg.Lanes[i]
+			l.Direct = !l.IsExec() && len(l.Command) == 0
+		}
 	}
 	d.resolve()
 
@@ -391,6 +399,16 @@ func (d *decoder) app(b *hcl.Block, app *App) {
 		d.refs = append(d.refs, ref{"theme", app.Theme, attr.Expr.Range()})
 	}
 	d.boolean(a, "underscores_in_headers", &app.UnderscoresInHeaders)
+	if direct, ok := d.boolean(a, "direct", &app.Direct); ok && app.Direct {
+		switch {
+		case app.Theme != "":
+			d.errorf(direct.Expr.Range(), "Invalid direct",
+				"direct = true cannot go with theme = %q: a theme needs the worker hop (the worker themes the upstream's answers). Remove direct, or the theme.", app.Theme)
+		case upstream == nil:
+			d.errorf(direct.Expr.Range(), "Invalid direct",
+				"direct = true makes the front proxy to the upstream itself: set upstream = \"http://HOST:PORT\" too.")
+		}
+	}
 	demo, demoOK := d.boolean(a, "demo", &app.Demo)
 	if demo != nil && !demoOK {
 		return // already reported; which mode is meant is unknown
@@ -675,4 +693,78 @@ func readTokenFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is %d bytes; a token file holds at most %d", path, fi.Size(), maxTokenFile)
 	}
 	return os.ReadFile(path)
+}
+
+// stateDir decodes state_dir and checks that lanesd can create and write
+// it. A state_dir written in the file is taken from the config file's
+// directory, and one that cannot be used is an error at its value. The
+// default sits beside fetchd's cache_dir when fetchd runs (design.md), so
+// it is resolved as cache_dir is, from lanesd's working directory; without
+// fetchd it is data/state in the config file's directory. A default that
+// cannot be used is only a warning, at the end of the file (where
+// state_dir would go): lanesd then keeps mappings in memory only, as it did
+// before state_dir existed.
+func (d *decoder) stateDir(attrs hcl.Attributes, f *Fetchd, end hcl.Range) string {
+	var dir string
+	attr, ok := d.str(attrs, "state_dir", &dir)
+	switch {
+	case attr != nil && !ok:
+		return ""
+	case attr != nil && dir == "":
+		d.errorf(attr.Expr.Range(), "Invalid state_dir", "state_dir must not be empty; name a directory such as %q.", DefaultStateDir)
+		return ""
+	case attr != nil:
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(d.dir, dir)
+		}
+		if err := checkWritableDir(dir); err != nil {
+			d.errorf(attr.Expr.Range(), "Unusable state_dir", "%s; lanesd keeps runtime and learned mappings there: make it a directory lanesd can write, or name another.", err)
+		}
+		return dir
+	case f != nil:
+		dir = filepath.Join(filepath.Dir(f.CacheDir), "state")
+	default:
+		dir = filepath.Join(d.dir, DefaultStateDir)
+	}
+	if err := checkWritableDir(dir); err != nil {
+		d.diags = append(d.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "Unusable state_dir",
+			Detail: fmt.Sprintf("%s; runtime and learned mappings will not survive a restart. Set state_dir to a directory lanesd can write.",
+				err),
+			Subject: end.Ptr(),
+		})
+	}
+	return dir
+}
+
+// checkWritableDir says whether lanesd can use dir: it is a directory it
+// can write into, or it does not exist and the nearest ancestor that does
+// is one (so that it can be created). It creates nothing: -check has no
+// side effects.
+func checkWritableDir(dir string) error {
+	const wOK, xOK = 2, 1 // access(2) modes
+	for p := dir; ; {
+		fi, err := os.Stat(p)
+		if err == nil {
+			switch {
+			case !fi.IsDir():
+				return fmt.Errorf("%s is not a directory", p)
+			case syscall.Access(p, wOK|xOK) != nil:
+				if p == dir {
+					return fmt.Errorf("%s is not writable", p)
+				}
+				return fmt.Errorf("%s cannot be created: %s is not writable", dir, p)
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+			return err
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return err
+		}
+		p = parent
+	}
 }

@@ -61,6 +61,7 @@ func TestLoadFull(t *testing.T) {
 		Listen:          "127.0.0.1:8080",
 		DebugHeaders:    false,
 		ShutdownTimeout: 30 * time.Second,
+		StateDir:        "testdata/data/state", // beside fetchd's cache_dir, relative to the config file
 		Front: Front{
 			ReadTimeout:   15 * time.Second,
 			WriteTimeout:  2 * time.Minute,

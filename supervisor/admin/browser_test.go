@@ -2,14 +2,18 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/hashicorp/go-hclog"
 )
 
 // chromium finds a Chromium or Chrome binary: $LANES_CHROMIUM, else the
@@ -39,17 +43,23 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Skip("no Chromium binary found (install the Debian package \"chromium\", or set LANES_CHROMIUM); dashboard browser test skipped")
 	}
 
-	s, _ := newServer(t, testToken)
+	f := newFake()
+	s := New(Options{Token: testToken, Listen: "127.0.0.1:8081", Backend: f, Metrics: fakeMetrics(), Log: hclog.NewNullLogger()})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(ln) //nolint:errcheck // returns nil after Shutdown
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
+	// failStatus makes /api/status answer 503, as an admin in trouble would.
+	var failStatus atomic.Bool
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failStatus.Load() && r.URL.Path == "/api/status" {
+			writeError(w, http.StatusServiceUnavailable, "status unavailable")
+			return
+		}
+		s.Handler().ServeHTTP(w, r)
+	})}
+	go srv.Serve(ln) //nolint:errcheck // returns ErrServerClosed after Close
+	t.Cleanup(func() { _ = srv.Close() })
 	url := "http://" + ln.Addr().String() + "/"
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -114,6 +124,8 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("token kept in sessionStorage = %q", got)
 	}
 
+	checkLive(ctx, t, f, &failStatus)
+
 	// A refused token is forgotten and asked for again on the next refresh.
 	eval[int](ctx, t, `sessionStorage.setItem('lanes.admin.token', 'wrong'); 0`)
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#login"))); err != nil {
@@ -125,6 +137,123 @@ func TestDashboardInBrowser(t *testing.T) {
 	if got := eval[string](ctx, t, `String(sessionStorage.getItem('lanes.admin.token'))`); got != "null" {
 		t.Errorf("after a 401 the token is still kept: %q", got)
 	}
+}
+
+// checkLive checks what the dashboard says about now: the requests in
+// flight with their time left, the events, the rates and charts, the
+// themes, and that fetchd's sections go when fetchd is off and a failed
+// refresh shows a banner over the last data.
+func checkLive(ctx context.Context, t *testing.T, f *fakeBackend, failStatus *atomic.Bool) {
+	t.Helper()
+	// In flight: the hung request, longest first, with its time left in
+	// red (less than a tenth of its timeout left).
+	inflight := text(ctx, t, "#inflight")
+	for _, want := range []string{"/demo/hang", "102", "28s", "1.8s of 30s", "/demo/sleep", "29s of 30s"} {
+		if !strings.Contains(inflight, want) {
+			t.Errorf("in-flight table lacks %q:\n%s", want, inflight)
+		}
+	}
+	if got := eval[string](ctx, t, `document.querySelector('#inflight tr:nth-child(2) td:last-child').className`); !strings.Contains(got, "bad") {
+		t.Errorf("time left of a request with 6%% of its timeout left has class %q, want bad", got)
+	}
+	if got := eval[string](ctx, t, `document.querySelector('#inflight tr:nth-child(3) td:last-child').className`); strings.Contains(got, "bad") || strings.Contains(got, "warn") {
+		t.Errorf("time left of a request with 95%% of its timeout left has class %q, want plain", got)
+	}
+
+	// Events: the kill, in red, with its request and detail.
+	events := text(ctx, t, "#events")
+	for _, want := range []string{"kill", "slow", "42", "GET /demo/hang", "request_timeout 30s passed", "learned", "GET /r"} {
+		if !strings.Contains(events, want) {
+			t.Errorf("events lack %q:\n%s", want, events)
+		}
+	}
+	if n := eval[int](ctx, t, `[...document.querySelectorAll('#events td.bad')].filter(td => td.textContent === 'kill').length`); n != 1 {
+		t.Errorf("the kill event is not shown in red (%d red kill cells)", n)
+	}
+
+	// Lanes: queue limits, crash loop with its back-off, last exit and drain.
+	lanes := text(ctx, t, "#lanes")
+	for _, want := range []string{"3/100", "5s", "1m", "crash loop, 5 crashes, retry in 4.0s", "exit status 2", "done: 2 replaced"} {
+		if !strings.Contains(lanes, want) {
+			t.Errorf("lanes table lacks %q:\n%s", want, lanes)
+		}
+	}
+	// Workers: an exec worker's status line, as text.
+	if w := text(ctx, t, "#workers"); !strings.Contains(w, "warming <i>cache</i>") {
+		t.Errorf("workers table lacks the status line:\n%s", w)
+	}
+
+	// Rates need two polls; the fake /metrics adds 10 queued requests
+	// waiting 0.25 s in all per scrape: a 25 ms mean wait.
+	waitCell := `(() => { const hs = [...document.querySelectorAll('#lanes th')].map(h => h.textContent);
+		const row = document.querySelector('#lanes tr:nth-child(2)'); return row ? row.children[hs.indexOf('wait ms')].textContent + '|' + row.children[hs.indexOf('req/s')].textContent : ''; })()`
+	deadline := time.Now().Add(15 * time.Second)
+	for got := ""; got != "25|0.0"; got = eval[string](ctx, t, waitCell) {
+		if time.Now().After(deadline) {
+			t.Errorf("lane default's wait ms|req/s = %q, want 25|0.0", got)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Charts: four, each drawn on a canvas.
+	if n := eval[int](ctx, t, `document.querySelectorAll('#charts .chart canvas').length`); n != 4 {
+		t.Errorf("%d chart canvases, want 4; charts: %s", n, text(ctx, t, "#sec-charts"))
+	}
+
+	// Themes: a stale copy at rest is neutral, one whose origin fails is amber.
+	state := func(theme string) string {
+		return eval[string](ctx, t, `(() => { for (const tr of document.querySelectorAll('#themes tr'))
+			if (tr.children[0].textContent === '`+theme+`') return tr.children[2].className + '|' + tr.children[2].textContent; return ''; })()`)
+	}
+	if got := state("resting"); got != "l|stale" {
+		t.Errorf("theme resting between refreshes: class|text %q, want l|stale (neutral)", got)
+	}
+	if got := state("failing"); !strings.Contains(got, "warn") {
+		t.Errorf("theme whose origin fails: class|text %q, want warn", got)
+	}
+
+	// A failed refresh: a banner, and the last data stays.
+	failStatus.Store(true)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#msg"))); err != nil {
+		t.Fatalf("no banner after a failed refresh: %v", err)
+	}
+	if msg := text(ctx, t, "#msg"); !strings.Contains(msg, "status unavailable") {
+		t.Errorf("banner = %q", msg)
+	}
+	if lanes := text(ctx, t, "#lanes"); !strings.Contains(lanes, "default") {
+		t.Errorf("after a failed refresh the lanes are gone: %q", lanes)
+	}
+	failStatus.Store(false)
+	if err := chromedp.Do(ctx, chromedp.WaitNotVisible(chromedp.CSS("#msg"))); err != nil {
+		t.Fatalf("the banner stays after a good refresh: %v", err)
+	}
+
+	// fetchd disabled (no theme configured): no fetchd or themes section.
+	f.setFetchdOff(true)
+	if err := chromedp.Do(ctx, chromedp.WaitNotPresent(chromedp.CSS("#fetchd")), chromedp.WaitNotPresent(chromedp.CSS("#themes"))); err != nil {
+		t.Fatalf("fetchd section still shown when fetchd is disabled: %v", err)
+	}
+	if rest := text(ctx, t, "#data"); strings.Contains(rest, "fetchd") || strings.Contains(rest, "Themes") {
+		t.Errorf("with fetchd disabled the page still mentions it:\n%s", rest)
+	}
+	f.setFetchdOff(false)
+}
+
+// fakeMetrics serves a lanes_request_queue_seconds histogram for lane
+// "default" that grows by 10 requests and 0.25 s of waiting per scrape.
+func fakeMetrics() http.Handler {
+	var n atomic.Int64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := n.Add(1)
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# TYPE lanes_request_queue_seconds histogram\n"+
+			"lanes_request_queue_seconds_bucket{lane=\"default\",le=\"0.01\"} %d\n"+
+			"lanes_request_queue_seconds_bucket{lane=\"default\",le=\"0.1\"} %d\n"+
+			"lanes_request_queue_seconds_bucket{lane=\"default\",le=\"+Inf\"} %d\n"+
+			"lanes_request_queue_seconds_sum{lane=\"default\"} %g\n"+
+			"lanes_request_queue_seconds_count{lane=\"default\"} %d\n", 5*k, 10*k, 10*k, 0.25*float64(k), 10*k)
+	})
 }
 
 func text(ctx context.Context, t *testing.T, sel string) string {

@@ -9,9 +9,16 @@ import (
 )
 
 // The dashboard is one self-contained page: HTML, CSS and script inlined,
-// no external assets. It is a shell with no data and no secret — the
-// script fetches /api/status and /api/map every two seconds, asking for the
+// no external assets and no build step. It is a shell with no data and no
+// secret — the script fetches the API every two seconds, asking for the
 // token (kept in sessionStorage) when the API answers 401.
+//
+// The charts are uPlot (https://github.com/leeoniya/uPlot), MIT licence in
+// dashboard/uPlot.LICENSE, vendored unchanged from the npm package
+// uplot@1.6.32 (dist/uPlot.iife.min.js and dist/uPlot.min.css; to update:
+// npm pack uplot@VERSION, copy those two files and the LICENSE, and change
+// the version here). It is inlined as a script of its own, so the page
+// still works without charts if it fails.
 var (
 	//go:embed dashboard/page.html
 	pageHTML string
@@ -19,11 +26,17 @@ var (
 	pageCSS string
 	//go:embed dashboard/page.js
 	pageJS string
+	//go:embed dashboard/uPlot.iife.min.js
+	chartJS string
+	//go:embed dashboard/uPlot.min.css
+	chartCSS string
 
-	dashboardPage = strings.NewReplacer("{{STYLE}}", pageCSS, "{{SCRIPT}}", pageJS).Replace(pageHTML)
-	// dashboardCSP allows exactly the inlined script and style (by hash)
+	dashboardPage = strings.NewReplacer("{{STYLE}}", pageCSS, "{{SCRIPT}}", pageJS,
+		"{{CHART_STYLE}}", chartCSS, "{{CHART_SCRIPT}}", chartJS).Replace(pageHTML)
+	// dashboardCSP allows exactly the inlined scripts and styles (by hash)
 	// and calls to this listener: an injected tag would not run.
-	dashboardCSP = "default-src 'none'; script-src '" + cspHash(pageJS) + "'; style-src '" + cspHash(pageCSS) +
+	dashboardCSP = "default-src 'none'; script-src '" + cspHash(chartJS) + "' '" + cspHash(pageJS) +
+		"'; style-src '" + cspHash(chartCSS) + "' '" + cspHash(pageCSS) +
 		"'; connect-src 'self'; img-src data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
 )
 

@@ -18,6 +18,14 @@ type fakeBackend struct {
 	maps  []api.Mapping
 	// reloadErr, when set, is what Reload answers.
 	reloadErr error
+	// fetchdOff makes Status report fetchd disabled (no theme configured).
+	fetchdOff bool
+}
+
+func (f *fakeBackend) setFetchdOff(off bool) {
+	f.mu.Lock()
+	f.fetchdOff = off
+	f.mu.Unlock()
 }
 
 func newFake() *fakeBackend {
@@ -44,19 +52,31 @@ func known(lane string) bool { return lane == "default" || lane == "slow" || lan
 
 func (f *fakeBackend) Status() api.Status {
 	f.record("status")
-	return api.Status{
+	st := api.Status{
 		PID: 4242, UptimeS: 90, Listen: "127.0.0.1:8080", Config: "configs/example.hcl",
 		Lanes: []api.Lane{
-			{Name: "default", State: "ok", MinWorkers: 2, MaxWorkers: 8, Served: 1234,
+			{Name: "default", State: "ok", MinWorkers: 2, MaxWorkers: 8, MaxQueue: 100, QueueTimeout: "5s", RequestTimeout: "30s",
+				Served: 1234, Queued: 3, Inflight: 1, LastDrain: "done: 2 replaced",
 				Workers: []api.Worker{{PID: 101, State: "ready", Served: 600}, {PID: 102, State: "ready", Inflight: 1, Served: 634}},
 				Latency: api.Percentiles{Count: 10, P50: 1.5, P99: 20}},
-			{Name: "slowlane", State: "ok", MinWorkers: 1, MaxWorkers: 4, CrashLoop: true, LastExit: "exit status 2",
-				Workers: []api.Worker{{PID: 201, State: "starting"}}},
+			{Name: "slowlane", State: "crash_loop", MinWorkers: 1, MaxWorkers: 4, MaxQueue: 50, QueueTimeout: "5s", RequestTimeout: "1m0s",
+				CrashLoop: true, Crashes: 5, BackoffMS: 4000, LastExit: "exit status 2",
+				Workers: []api.Worker{{PID: 201, State: "starting", Status: "warming <i>cache</i>"}}},
 		},
 		AutoMap: &api.AutoMap{Lane: "slow", From: []string{"default"}, Threshold: "3s", Entries: 1, Learned: 5},
 		Fetchd:  api.Fetchd{Enabled: true, PID: 300, State: "ready", CacheEntries: 2},
-		Themes:  []api.Theme{{Name: "main", URL: "http://127.0.0.1:9001/theme.html", State: "fresh", Version: "v1"}},
+		Themes: []api.Theme{
+			{Name: "main", URL: "http://127.0.0.1:9001/theme.html", State: "fresh", Version: "v1"},
+			{Name: "resting", URL: "http://127.0.0.1:9001/other.html", State: "stale", AgeS: 9, MaxStaleS: 3600, Version: "v2"},
+			{Name: "failing", URL: "http://127.0.0.1:9002/down.html", State: "stale", AgeS: 60, MaxStaleS: 3600, LastError: "connection refused"},
+		},
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fetchdOff {
+		st.Fetchd, st.Themes = api.Fetchd{Enabled: false, State: "off"}, []api.Theme{}
+	}
+	return st
 }
 
 func (f *fakeBackend) Mappings() []api.Mapping {
@@ -137,12 +157,19 @@ var refusedReload = &api.Error{Code: http.StatusUnprocessableEntity, Msg: "confi
 
 func (f *fakeBackend) Requests() []api.InflightRequest {
 	f.record("requests")
-	return []api.InflightRequest{{Lane: "slow", Worker: 42, Method: "GET", Path: "/demo/hang", Client: "127.0.0.1", Elapsed: 1.5, TimeoutIn: 28.5}}
+	return []api.InflightRequest{
+		{Lane: "default", Worker: 102, Method: "GET", Path: "/demo/hang", Client: "127.0.0.1", Elapsed: 28.2, TimeoutIn: 1.8, Queued: 0.4},
+		{Lane: "slow", Worker: 42, Method: "GET", Path: "/demo/sleep", Client: "127.0.0.1", Elapsed: 1.5, TimeoutIn: 28.5},
+	}
 }
 
 func (f *fakeBackend) Events(since uint64) []api.Event {
 	f.record("events %d", since)
-	all := []api.Event{{ID: 1, Kind: api.EventKill, Lane: "slow", PID: 42}, {ID: 2, Kind: api.EventLearned, Lane: "slow", Method: "GET", Path: "/r"}}
+	t0 := time.Now().Add(-time.Minute)
+	all := []api.Event{
+		{ID: 1, Time: t0, Kind: api.EventKill, Lane: "slow", PID: 42, Method: "GET", Path: "/demo/hang", Detail: "request_timeout 30s passed"},
+		{ID: 2, Time: t0, Kind: api.EventLearned, Lane: "slow", Method: "GET", Path: "/r"},
+	}
 	var out []api.Event
 	for _, e := range all {
 		if e.ID > since {

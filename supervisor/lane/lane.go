@@ -81,6 +81,8 @@ type Env struct {
 	// New makes a worker process; nil means package proc. Tests put fakes
 	// here.
 	New func(proc.Spec) Proc
+	// Upstream is app.upstream, which a direct lane proxies to.
+	Upstream string
 }
 
 // Lane is one lane. All methods are safe for concurrent use.
@@ -115,8 +117,11 @@ type Lane struct {
 	draining  int // drains running
 	retry     *time.Timer
 	changed   chan struct{} // closed and replaced on every state change
+	direct    *Worker       // a direct lane's slot holder (direct.go); nil: worker processes
 
 	served, rejected, timeouts, killed, respawns, drains, failed atomic.Uint64
+	scaleUps                                                     atomic.Uint64 // workers started for load or a larger min_workers
+	owed                                                         int           // workers lost (died, killed) not yet replaced; guarded by mu
 	goroutines                                                   atomic.Int64
 
 	lat latency
@@ -134,6 +139,9 @@ func New(cfg config.Lane, env Env) *Lane {
 	}
 	l.crash.Policy = l.policy
 	l.setConfigLocked(cfg, env)
+	if cfg.Direct {
+		l.newDirectLocked()
+	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
 }
@@ -172,6 +180,9 @@ func (l *Lane) goCounted(f func()) {
 // worker cannot start at all (a wrong command, a worker that does not
 // handshake), Start stops what it started and returns the error.
 func (l *Lane) Start(ctx context.Context) error {
+	if l.direct != nil {
+		return l.startDirect()
+	}
 	l.mu.Lock()
 	for range l.cfg.MinWorkers {
 		l.spawnLocked(nil)
@@ -225,7 +236,7 @@ func (l *Lane) notifyLocked() {
 // replaces is the worker it will take the place of, if any.
 func (l *Lane) spawnLocked(replaces *Worker) *Worker {
 	l.seq++
-	w := &Worker{lane: l, seq: l.seq, state: Starting, started: time.Now(), replaces: replaces, conc: max(l.cfg.Concurrency, 1)}
+	w := &Worker{lane: l, seq: l.seq, state: Starting, started: time.Now(), replaces: replaces, conc: max(l.cfg.Concurrency, 1), exec: l.cfg.IsExec()}
 	if replaces != nil {
 		replaces.replacement = w
 		l.respawns.Add(1)
@@ -355,6 +366,9 @@ func (l *Lane) run(w *Worker, conc int) {
 	w.state = Dead
 	l.removeLocked(w)
 	if prev == Ready || prev == Starting {
+		l.owed++ // to be replaced: a respawn, not growth (a condemned one was counted then)
+	}
+	if prev == Ready || prev == Starting {
 		up := time.Since(w.ready)
 		l.log.Warn("worker exited", "pid", w.pid, "status", w.proc.ExitErr(), "uptime", up.Round(time.Millisecond), "inflight", w.inflight, "served", w.served)
 		l.eventLocked(api.Event{Kind: api.EventCrash, PID: w.pid,
@@ -421,7 +435,7 @@ func (l *Lane) probation(w *Worker) {
 // and more while requests wait and every worker is busy (up to
 // max_workers), unless the lane is backing off from a crash loop.
 func (l *Lane) reconcileLocked() {
-	if l.stopping {
+	if l.stopping || l.direct != nil {
 		return
 	}
 	active := l.activeLocked()
@@ -444,9 +458,15 @@ func (l *Lane) reconcileLocked() {
 		}
 		return
 	}
+	// Respawns replace workers that died or were killed; the rest of what
+	// starts here is growth (load, or a larger min_workers).
+	r := 0
 	if respawn {
-		l.respawns.Add(uint64(min(need, l.cfg.MinWorkers-active)))
+		r = min(need, l.cfg.MinWorkers-active, l.owed)
+		l.owed -= r
+		l.respawns.Add(uint64(r))
 	}
+	l.scaleUps.Add(uint64(need - r))
 	for range need {
 		l.spawnLocked(nil)
 	}
@@ -632,6 +652,10 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 	switch o.Result {
 	case HardTimeout:
 		l.timeouts.Add(1)
+		if l.direct != nil {
+			l.timeoutDirect(o)
+			break
+		}
 		l.event(api.Event{Kind: api.EventKill, PID: w.pid, Method: string(o.Method), Path: string(o.Path),
 			Detail: fmt.Sprintf("request_timeout %s", l.RequestTimeout())})
 		wchan, sysc := w.proc.WhereHung()
@@ -659,12 +683,14 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 				l.condemnLocked(w, "broken response: "+errText(o.Err))
 			}
 			l.mu.Unlock()
-		} else {
+		} else if l.direct == nil { // a direct lane's slots have no process to check
 			l.suspect(w, o.Err)
 		}
 	case Undelivered:
 		l.failed.Add(1)
-		l.suspect(w, o.Err)
+		if l.direct == nil {
+			l.suspect(w, o.Err)
+		}
 	}
 	if !o.Retry {
 		l.served.Add(1)
@@ -698,6 +724,10 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 	case Killing:
 		if w.inflight == 0 {
 			l.goCounted(func() { l.kill(w) })
+		}
+	case Stopping:
+		if w == l.direct && w.inflight == 0 {
+			l.notifyLocked() // stopDirect waits for this
 		}
 	}
 	l.mu.Unlock()
@@ -870,6 +900,7 @@ func (l *Lane) condemnLocked(w *Worker, why string) {
 	w.state = Killing
 	w.why = why
 	l.killed.Add(1)
+	l.owed++ // its replacement, started now, is a respawn
 	if r := w.replacement; r != nil {
 		r.replaces = nil // it now simply adds a worker
 		w.replacement = nil
@@ -1029,6 +1060,10 @@ func (l *Lane) check(w *Worker) {
 // forked. Stop returns when every worker process and every goroutine of the
 // lane is gone.
 func (l *Lane) Stop(ctx context.Context, immediate bool) {
+	if l.direct != nil {
+		l.stopDirect(ctx, immediate)
+		return
+	}
 	l.mu.Lock()
 	l.stopping = true
 	if l.retry != nil {

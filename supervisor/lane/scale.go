@@ -137,6 +137,10 @@ const maxWorkersCap = 256
 // fitLocked brings the number of active workers within min..max: it spawns
 // up to min, and retires workers above max, idle ones first.
 func (l *Lane) fitLocked() {
+	if l.direct != nil {
+		l.fitDirectLocked()
+		return
+	}
 	l.reconcileLocked()
 	active := l.activeLocked()
 	if active <= l.cfg.MaxWorkers {
@@ -174,6 +178,9 @@ func (l *Lane) fitLocked() {
 // request_timeout is handled as a hung one) and exits. Drain returns at
 // once; Status shows the lane as draining until it is done.
 func (l *Lane) Drain(why string) (api.DrainResult, error) {
+	if l.direct != nil {
+		return l.drainDirect(why)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopping {

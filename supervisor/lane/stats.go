@@ -56,6 +56,7 @@ func (l *Lane) Status() api.Lane {
 		MaxWorkers:     l.cfg.MaxWorkers,
 		Concurrency:    l.cfg.Concurrency,
 		MaxQueue:       l.cfg.MaxQueue,
+		QueueTimeout:   l.cfg.QueueTimeout.String(),
 		RequestTimeout: l.cfg.RequestTimeout.String(),
 		IdleTimeout:    l.cfg.IdleTimeout.String(),
 		Workers:        make([]api.Worker, 0, len(l.workers)),
@@ -82,7 +83,13 @@ func (l *Lane) Status() api.Lane {
 	for _, s := range states[:len(states)-1] {
 		st.WorkersByState[s.String()] = 0
 	}
+	if l.direct != nil {
+		l.statusDirectLocked(&st)
+	}
 	for _, w := range l.workers {
+		if w == l.direct {
+			continue // slots, not a process
+		}
 		pid := w.pid
 		if pid == 0 {
 			pid = w.proc.PID() // forked, still starting (or never handshaking)
@@ -104,6 +111,7 @@ func (l *Lane) Status() api.Lane {
 	st.Timeouts = l.timeouts.Load()
 	st.Killed = l.killed.Load()
 	st.Respawns = l.respawns.Load()
+	st.ScaleUps = l.scaleUps.Load()
 	st.Drains = l.drains.Load()
 	st.Latency = l.lat.percentiles()
 	return st

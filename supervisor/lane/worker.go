@@ -81,6 +81,7 @@ type Worker struct {
 	// the lane's concurrency applies to the workers the drain starts, not
 	// to the old ones still serving meanwhile.
 	conc int
+	exec bool // a program of any language (fixed at spawn)
 
 	// guarded by lane.mu
 	state       State
@@ -110,6 +111,10 @@ type hungRequest struct {
 
 // PID returns the worker's process id.
 func (w *Worker) PID() int { return w.pid }
+
+// Exec says the worker is an exec worker: a program of any language,
+// whose answers the front treats as an upstream's.
+func (w *Worker) Exec() bool { return w.exec }
 
 // Client returns the data-plane client: persistent HTTP/1.1 connections over
 // the worker's unix socket, no retries, streamed response bodies.

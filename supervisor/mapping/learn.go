@@ -85,7 +85,7 @@ func (s *Set) learn(method, path []byte, filterRun time.Duration, timedOut bool)
 	}
 	e := newEntry(a.cfg.Lane, p.Method, p.Path, srcLearned, s.now())
 	e.lastSlow.Store(e.addedNS)
-	s.dyn[k] = e
+	s.setDynLocked(k, e)
 	s.learned++
 	s.nLearned.Add(1)
 	s.log.Info("auto_map: learned mapping", "pattern", e.pattern, "lane", e.lane,
@@ -106,6 +106,7 @@ func (s *Set) learn(method, path []byte, filterRun time.Duration, timedOut bool)
 	}
 	s.nEntries.Store(int64(s.learned))
 	s.learnedChangedLocked()
+	s.changedLocked()
 }
 
 // victim is an eviction candidate: a learned entry and its recency when the
@@ -145,7 +146,7 @@ func (s *Set) evictOneLocked(a *learner) {
 		if s.dyn[v.k] != v.e || (!fresh && v.e.recency() != v.at) {
 			continue // gone, replaced or hit since
 		}
-		delete(s.dyn, v.k)
+		s.delDynLocked(v.k)
 		s.learned--
 		s.nEvicted.Add(1)
 		s.log.Debug("auto_map: evicted learned mapping", "pattern", v.e.pattern, "hits", v.e.hits.Load())
@@ -201,7 +202,7 @@ func (s *Set) Sweep(now time.Time) {
 		default:
 			continue
 		}
-		delete(s.dyn, k)
+		s.delDynLocked(k)
 		s.learned--
 		forgot++
 		s.nForgotten.Add(1)
@@ -217,11 +218,19 @@ func (s *Set) Sweep(now time.Time) {
 		}
 		s.nEntries.Store(int64(s.learned))
 		s.compileLocked()
+		s.changedLocked()
 	}
 }
 
-// Run sweeps every forget_after/10 (between 1s and 30s) until ctx ends.
+// Run sweeps every forget_after/10 (between 1s and 30s), and saves
+// changes to the state file (state.go), until ctx ends; it returns once the
+// last changes are saved.
 func (s *Set) Run(ctx context.Context) {
+	if s.store != nil {
+		saved := make(chan struct{})
+		go func() { defer close(saved); s.saveLoop(ctx) }()
+		defer func() { <-saved }()
+	}
 	for {
 		t := time.NewTimer(s.sweepEvery())
 		select {

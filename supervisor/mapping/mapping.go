@@ -1,7 +1,9 @@
 // Package mapping owns which lane a request goes to at runtime: the static
 // mappings of the config file, the runtime mappings of the admin API
 // (POST/DELETE /api/map), the mappings auto_map learns from slow requests,
-// their hit statistics, and the compiled router table built from all of them.
+// their hit statistics, the compiled router table built from all of them,
+// and the state file that keeps runtime and learned mappings across
+// restarts (state.go).
 //
 // A compiled Table is immutable, and the Set does not decide which one
 // requests use: it hands each new table to its caller (Config.Publish, the
@@ -48,7 +50,18 @@ type Config struct {
 	// (kind api.EventLearned or api.EventForgotten), with the Set's lock
 	// held: it must not call the Set. Only New reads it.
 	Event func(kind, lane, method, path, detail string)
+	// MaxRuntime caps the runtime (admin API) mappings held; past it Add
+	// refuses. 0 means DefaultMaxRuntime. Only New reads it.
+	MaxRuntime int
+	// StateFile is where runtime and learned mappings are saved, so that
+	// they survive a restart (see state.go); "" keeps them in memory only.
+	// Only New reads it.
+	StateFile string
 }
+
+// DefaultMaxRuntime is the default cap on runtime mappings. Learned ones
+// have their own, auto_map's max_entries.
+const DefaultMaxRuntime = 10_000
 
 // Ref identifies the mapping a request matched, from Match to Observe. The
 // zero Ref means no mapping matched and the default lane took the request.
@@ -149,10 +162,11 @@ type key struct{ method, path string }
 // change of mappings makes a new one.
 type Table struct {
 	set   *Set
-	rt    *router.Table
-	refs  []*entry // by route index in rt
-	lanes []string // what Match's lane indices refer to
-	auto  *learner // nil: auto_map off
+	exact exactIndex    // dynamic exact paths (exact.go)
+	rt    *router.Table // static mappings and dynamic globs
+	refs  []*entry      // by route index in rt
+	lanes []string      // what Match's lane indices refer to
+	auto  *learner      // nil: auto_map off
 }
 
 // learner is auto_map's settings. It names lanes, never indexes them: a
@@ -177,19 +191,30 @@ type Set struct {
 	nLearned, nForgotten, nEvicted atomic.Uint64
 	nEntries                       atomic.Int64
 
-	mu       sync.Mutex
-	lanes    []string
-	laneIdx  map[string]int
-	def      int
-	static   []*entry
-	dyn      map[key]*entry // runtime and learned
-	learned  int            // learned entries in dyn
-	victims  []victim       // eviction candidates, coldest first (see evictOneLocked)
-	full     bool           // at max_entries; logged once per episode
-	pace     pacer
-	dirty    bool // learned changes not compiled yet
-	timerSet bool
-	compiles int // recompiles since New, for tests of pacing
+	mu      sync.Mutex
+	lanes   []string
+	laneIdx map[string]int
+	def     int
+	static  []*entry
+	dyn     map[key]*entry // runtime and learned
+	learned int            // learned entries in dyn
+	runtime int            // runtime entries in dyn
+	maxRT   int            // cap on runtime
+	// The next table's parts: ex and exOwned (shards copied since the
+	// last publish, which may be written in place), and globs, the dynamic
+	// glob mappings, which go to the router; routerDirty says they changed.
+	ex          exactIndex
+	exOwned     [exactShards]bool
+	globs       map[key]*entry
+	routerDirty bool
+	store       *store   // nil: no state file
+	gen         uint64   // runtime and learned changes, for the saver
+	victims     []victim // eviction candidates, coldest first (see evictOneLocked)
+	full        bool     // at max_entries; logged once per episode
+	pace        pacer
+	dirty       bool // learned changes not compiled yet
+	timerSet    bool
+	compiles    int // recompiles since New, for tests of pacing
 }
 
 // New builds a Set. It fails, with an *api.Error, on a lane list without
@@ -199,16 +224,24 @@ func New(c Config, log hclog.Logger) (*Set, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	s := &Set{log: log.Named("map"), clock: c.Now, publish: c.Publish, event: c.Event, dyn: make(map[key]*entry)}
+	s := &Set{log: log.Named("map"), clock: c.Now, publish: c.Publish, event: c.Event, dyn: make(map[key]*entry), maxRT: c.MaxRuntime}
+	if s.maxRT <= 0 {
+		s.maxRT = DefaultMaxRuntime
+	}
 	p, err := s.prepare(c)
 	if err != nil {
 		return nil, err
 	}
-	t, err := s.build(p, s.dyn)
+	dyn := s.dyn
+	if c.StateFile != "" {
+		s.store = newStore(c.StateFile, s.log)
+		dyn = s.load(p)
+	}
+	t, err := s.build(p, dyn)
 	if err != nil {
 		return nil, err
 	}
-	s.commit(p, s.dyn, t, nil)
+	s.commit(p, dyn, t, nil)
 	return s, nil
 }
 
@@ -227,6 +260,12 @@ func (s *Set) now() time.Time {
 // fasthttp's ctx.Method() and ctx.Path(), only read during the call.
 // Lock-free, allocation-free.
 func (t *Table) Match(method, path []byte) (lane int, ref Ref) {
+	if t.exact.n > 0 {
+		if x, ok := t.exact.match(method, path); ok {
+			x.e.hit(t.set.now().UnixNano())
+			return x.lane, Ref{x.e}
+		}
+	}
 	lane, ri := t.rt.MatchRoute(method, path)
 	if ri < 0 {
 		return lane, Ref{}
@@ -347,9 +386,29 @@ func newEntry(lane, method, path string, src source, now time.Time) *entry {
 	}
 }
 
-// build compiles a table of p's static mappings and dyn.
+// build compiles a table of p's static mappings and dyn, from scratch.
 func (s *Set) build(p *prepared, dyn map[key]*entry) (*Table, error) {
-	routes := make([]router.Route, 0, len(p.static)+len(dyn))
+	var x exactIndex
+	var owned [exactShards]bool
+	var globs []*entry
+	for k, e := range dyn {
+		if isGlob(k.path) {
+			globs = append(globs, e)
+			continue
+		}
+		x.put(k.path, exactTarget{method: k.method, lane: p.laneIdx[e.lane], e: e}, &owned)
+	}
+	rt, refs, err := compileRouter(p, globs)
+	if err != nil {
+		return nil, err
+	}
+	return &Table{set: s, exact: x, rt: rt, refs: refs, lanes: p.lanes, auto: p.auto}, nil
+}
+
+// compileRouter compiles the router table of p's static mappings and the
+// dynamic globs.
+func compileRouter(p *prepared, globs []*entry) (*router.Table, []*entry, error) {
+	routes := make([]router.Route, 0, len(p.static)+len(globs))
 	refs := make([]*entry, 0, cap(routes))
 	add := func(e *entry) {
 		routes = append(routes, router.Route{Method: e.method, Path: e.path, Lane: p.laneIdx[e.lane], Dynamic: e.src != srcConfig})
@@ -358,18 +417,8 @@ func (s *Set) build(p *prepared, dyn map[key]*entry) (*Table, error) {
 	for _, e := range p.static {
 		add(e)
 	}
-	// Dynamic exact paths (all learned ones) cannot tie, so their order does
-	// not matter; dynamic globs are ordered, oldest first, so that a tie
-	// between equally specific globs does not flip from one compile to the
-	// next.
-	var globs []*entry
-	for _, e := range dyn {
-		if strings.Contains(e.path, "*") {
-			globs = append(globs, e)
-			continue
-		}
-		add(e)
-	}
+	// Dynamic globs are ordered, oldest first, so that a tie between
+	// equally specific globs does not flip from one compile to the next.
 	slices.SortFunc(globs, func(a, b *entry) int {
 		if c := a.added.Compare(b.added); c != 0 {
 			return c
@@ -381,9 +430,32 @@ func (s *Set) build(p *prepared, dyn map[key]*entry) (*Table, error) {
 	}
 	rt, err := router.Compile(routes, p.def)
 	if err != nil {
-		return nil, api.BadRequest("map: %v", err)
+		return nil, nil, api.BadRequest("map: %v", err)
 	}
-	return &Table{set: s, rt: rt, refs: refs, lanes: p.lanes, auto: p.auto}, nil
+	return rt, refs, nil
+}
+
+// setDynLocked makes e the dynamic mapping of k in the next table, and
+// delDynLocked removes k's; neither counts. An exact path costs one
+// shard copy at most; a glob marks the router for recompiling.
+func (s *Set) setDynLocked(k key, e *entry) {
+	s.dyn[k] = e
+	if isGlob(k.path) {
+		s.globs[k] = e
+		s.routerDirty = true
+		return
+	}
+	s.ex.put(k.path, exactTarget{method: k.method, lane: s.laneIdx[e.lane], e: e}, &s.exOwned)
+}
+
+func (s *Set) delDynLocked(k key) {
+	delete(s.dyn, k)
+	if isGlob(k.path) {
+		delete(s.globs, k)
+		s.routerDirty = true
+		return
+	}
+	s.ex.del(k.method, k.path, &s.exOwned)
 }
 
 // commit makes p, dyn and t the live state and hands t to publish (nil:
@@ -391,12 +463,20 @@ func (s *Set) build(p *prepared, dyn map[key]*entry) (*Table, error) {
 func (s *Set) commit(p *prepared, dyn map[key]*entry, t *Table, publish func(*Table)) {
 	s.lanes, s.laneIdx, s.def, s.static = p.lanes, p.laneIdx, p.def, p.static
 	s.dyn = dyn
-	s.learned = 0
-	for _, e := range dyn {
-		if e.src == srcLearned {
+	s.learned, s.runtime = 0, 0
+	s.globs = make(map[key]*entry)
+	for k, e := range dyn {
+		switch e.src {
+		case srcLearned:
 			s.learned++
+		case srcAPI:
+			s.runtime++
+		}
+		if isGlob(k.path) {
+			s.globs[k] = e
 		}
 	}
+	s.ex, s.exOwned, s.routerDirty = t.exact, [exactShards]bool{}, false
 	s.nEntries.Store(int64(s.learned))
 	s.victims = nil
 	s.dirty = false
@@ -411,16 +491,29 @@ func (s *Set) current() *prepared {
 	return &prepared{lanes: s.lanes, laneIdx: s.laneIdx, def: s.def, static: s.static, auto: s.cur.Load().auto}
 }
 
-// compileLocked recompiles the live state and publishes it. The live
-// state always compiled before, and every dynamic entry is validated when
-// added, so an error here is a bug; it is logged and the old table stays.
+// compileLocked makes a table of the live state and publishes it: the
+// exact index as it stands, and the router recompiled only when a glob
+// changed. The live state always compiled before, and every dynamic entry
+// is validated when added, so an error here is a bug; it is logged and the
+// old table stays.
 func (s *Set) compileLocked() error {
 	start := time.Now()
-	t, err := s.build(s.current(), s.dyn)
-	if err != nil {
-		s.log.Error("recompiling the routing table failed; keeping the old one", "error", err)
-		return err
+	cur := s.cur.Load()
+	rt, refs := cur.rt, cur.refs
+	if s.routerDirty {
+		globs := make([]*entry, 0, len(s.globs))
+		for _, e := range s.globs {
+			globs = append(globs, e)
+		}
+		var err error
+		if rt, refs, err = compileRouter(s.current(), globs); err != nil {
+			s.log.Error("recompiling the routing table failed; keeping the old one", "error", err)
+			return err
+		}
 	}
+	t := &Table{set: s, exact: s.ex, rt: rt, refs: refs, lanes: cur.lanes, auto: cur.auto}
+	s.exOwned = [exactShards]bool{} // t shares them all now
+	s.routerDirty = false
 	s.cur.Store(t)
 	if s.publish != nil {
 		s.publish(t)

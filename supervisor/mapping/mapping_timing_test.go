@@ -76,3 +76,50 @@ func BenchmarkLearn(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkAddRuntime measures Add of one runtime mapping with n runtime
+// mappings held already (issue 15: each add recompiled the whole table, so
+// adding them one by one was quadratic). An exact path no longer
+// recompiles; a glob still recompiles the router's globs, so its 16,000
+// case (minutes of setup) is left out.
+func BenchmarkAddRuntime(b *testing.B) {
+	for _, n := range []int{0, 1_000, 16_000} {
+		for _, kind := range []string{"exact", "glob"} {
+			if kind == "glob" && n > 1_000 {
+				continue
+			}
+			b.Run(fmt.Sprintf("%s/held=%d", kind, n), func(b *testing.B) {
+				c := testConfig(newClock())
+				c.MaxRuntime = n + 1_000_000
+				s, err := New(c, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				suffix := ""
+				if kind == "glob" {
+					suffix = "/*"
+				}
+				for i := range n {
+					if _, err := s.Add("fast", "GET", fmt.Sprintf("/held/%d%s", i, suffix)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					// Add then Remove, so that every iteration adds to n held.
+					p := fmt.Sprintf("/bench/%d%s", i, suffix)
+					if _, err := s.Add("fast", "GET", p); err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					if err := s.Remove("GET", p); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					i++
+				}
+			})
+		}
+	}
+}

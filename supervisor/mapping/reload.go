@@ -109,6 +109,7 @@ func (s *Set) Reconfigure(c Config, commit func(*Table)) (changes []string, err 
 		commit = s.publish
 	}
 	s.commit(p, dyn, t, commit)
+	s.changedLocked()
 	s.nEvicted.Add(uint64(evicted))
 	s.full = false
 	for _, line := range changes {

@@ -40,8 +40,12 @@ func parse(method, pattern string) (key, error) {
 
 // Add adds a runtime mapping (source "api", dynamic): it wins over a static
 // mapping of the same pattern, and replaces a runtime or learned one. An
-// unknown lane is a 404, a malformed pattern a 400; a refused call changes
-// nothing.
+// unknown lane is a 404, a malformed pattern a 400 (the pattern is parsed
+// as the config parses it), one more runtime mapping than MaxRuntime a
+// 409; a refused call changes nothing.
+//
+// An exact path costs one shard copy and no recompile (exact.go); a glob
+// recompiles the router's table of static mappings and dynamic globs.
 func (s *Set) Add(lane, method, pattern string) (api.Mapping, error) {
 	k, err := parse(method, pattern)
 	if err != nil {
@@ -52,21 +56,28 @@ func (s *Set) Add(lane, method, pattern string) (api.Mapping, error) {
 	if _, ok := s.laneIdx[lane]; !ok {
 		return api.Mapping{}, s.unknownLaneLocked(lane)
 	}
-	e := newEntry(lane, k.method, k.path, srcAPI, s.now())
 	old := s.dyn[k]
-	s.dyn[k] = e
+	if (old == nil || old.src != srcAPI) && s.runtime >= s.maxRT {
+		return api.Mapping{}, api.Conflict("map: %d runtime mappings are held, the most allowed; remove some (lanectl unmap), or cover many paths with one glob such as \"GET /report/*\"", s.maxRT)
+	}
+	e := newEntry(lane, k.method, k.path, srcAPI, s.now())
+	s.setDynLocked(k, e)
 	if err := s.compileLocked(); err != nil {
 		if old != nil {
-			s.dyn[k] = old
+			s.setDynLocked(k, old)
 		} else {
-			delete(s.dyn, k)
+			s.delDynLocked(k)
 		}
 		return api.Mapping{}, err
+	}
+	if old == nil || old.src != srcAPI {
+		s.runtime++
 	}
 	if old != nil && old.src == srcLearned {
 		s.learned--
 		s.nEntries.Store(int64(s.learned))
 	}
+	s.changedLocked()
 	if old != nil {
 		s.log.Info("replaced mapping", "pattern", e.pattern, "lane", lane, "was_lane", old.lane, "was_source", old.src.String())
 	} else {
@@ -95,15 +106,19 @@ func (s *Set) Remove(method, pattern string) error {
 		}
 		return api.NotFound("no mapping %s %s", k.method, k.path)
 	}
-	delete(s.dyn, k)
+	s.delDynLocked(k)
 	if err := s.compileLocked(); err != nil {
-		s.dyn[k] = old
+		s.setDynLocked(k, old)
 		return err
 	}
-	if old.src == srcLearned {
+	switch old.src {
+	case srcLearned:
 		s.learned--
 		s.nEntries.Store(int64(s.learned))
+	case srcAPI:
+		s.runtime--
 	}
+	s.changedLocked()
 	s.log.Info("removed mapping", "pattern", old.pattern, "lane", old.lane, "source", old.src.String())
 	return nil
 }

@@ -593,8 +593,31 @@ func (p *ExecProcess) RSS() int64 {
 	return groupRSS(pid)
 }
 
-// WhereHung describes where the program's threads wait.
-func (p *ExecProcess) WhereHung() (wchan, sysc string) { return whereHung(p.PID()) }
+// WhereHung describes where the processes of the program's group wait:
+// an app server runs the request in a process it forked (gunicorn's
+// worker), not in the one lanes started, so each process of the group is
+// named with its threads' wait channels (at most 8 processes); sysc is
+// that of the last one listed that is not the leader, else the leader's.
+func (p *ExecProcess) WhereHung() (wchan, sysc string) {
+	pid := p.PID()
+	pids := groupPIDs(pid)
+	if len(pids) <= 1 {
+		return whereHung(pid)
+	}
+	var parts []string
+	for i, q := range pids {
+		if i == 8 {
+			parts = append(parts, fmt.Sprintf("(%d more)", len(pids)-8))
+			break
+		}
+		w, sc := whereHung(q)
+		parts = append(parts, fmt.Sprintf("%d: %s", q, w))
+		if q != pid || sysc == "" {
+			sysc = fmt.Sprintf("%d: %s", q, sc)
+		}
+	}
+	return strings.Join(parts, "; "), sysc
+}
 
 // cleanup removes the worker's sockets from the run directory.
 func (p *ExecProcess) cleanup() {
@@ -651,11 +674,23 @@ func listening(port int) bool {
 
 // groupRSS sums the resident size of every process in process group pgid.
 func groupRSS(pgid int) int64 {
+	var total int64
+	for _, pid := range groupPIDs(pgid) {
+		if n, err := shared.RSS(pid); err == nil {
+			total += n
+		}
+	}
+	return total
+}
+
+// groupPIDs lists the processes of process group pgid, the leader first.
+func groupPIDs(pgid int) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0
+		return nil
 	}
-	var total int64
+	want := strconv.Itoa(pgid)
+	var pids []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -671,14 +706,16 @@ func groupRSS(pgid int) int64 {
 			continue
 		}
 		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 || f[2] != strconv.Itoa(pgid) {
+		if len(f) < 3 || f[2] != want {
 			continue
 		}
-		if n, err := shared.RSS(pid); err == nil {
-			total += n
+		if pid == pgid {
+			pids = append([]int{pid}, pids...)
+		} else {
+			pids = append(pids, pid)
 		}
 	}
-	return total
+	return pids
 }
 
 // signalName spells a signal the one way lanes logs it: "SIGTERM".

@@ -24,6 +24,7 @@ import (
 
 	"github.com/lanes-dev/lanes/shared/cleanconn"
 	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/shared/upstream"
 	"github.com/lanes-dev/lanes/worker/internal/dataplane"
 )
 
@@ -635,7 +636,7 @@ func TestDialUpstreamTLS(t *testing.T) {
 	addr := strings.TrimPrefix(srv.URL, "https://")
 	c := &fasthttp.HostClient{
 		Addr: addr, IsTLS: true, MaxIdemponentCallAttempts: 1,
-		DialTimeout: dialUpstream(true, &tls.Config{ServerName: "example.com", RootCAs: pool}),
+		DialTimeout: upstream.Dial(true, &tls.Config{ServerName: "example.com", RootCAs: pool}),
 	}
 	for range 2 {
 		req := fasthttp.AcquireRequest()
@@ -647,7 +648,7 @@ func TestDialUpstreamTLS(t *testing.T) {
 		if string(resp.Body()) != "tls ok /x?y=1" {
 			t.Fatalf("got %d %q", resp.StatusCode(), resp.Body())
 		}
-		if _, ok := resp.LocalAddr().(*upstreamAddr); !ok {
+		if _, ok := resp.LocalAddr().(*upstream.Addr); !ok {
 			t.Fatalf("response's LocalAddr is a %T, not the wrapper's", resp.LocalAddr())
 		}
 		fasthttp.ReleaseRequest(req)

@@ -4,24 +4,8 @@ import (
 	"bytes"
 
 	"github.com/lanes-dev/lanes/shared/httpx"
-	"github.com/lanes-dev/lanes/worker/theme"
+	"github.com/lanes-dev/lanes/shared/upstream"
 )
-
-// hopByHop are the header fields that describe one connection, not the
-// message (RFC 9110 section 7.6.1), so a proxy drops them in both directions,
-// along with every field the Connection header names. Matching is
-// case-insensitive: header names are forwarded as received, not normalized.
-var hopByHop = [...][]byte{
-	[]byte("Connection"),
-	[]byte("Keep-Alive"),
-	[]byte("Proxy-Connection"),
-	[]byte("Proxy-Authenticate"),
-	[]byte("Proxy-Authorization"),
-	[]byte("Te"),
-	[]byte("Trailer"),
-	[]byte("Transfer-Encoding"),
-	[]byte("Upgrade"),
-}
 
 var (
 	strConnection     = []byte("Connection")
@@ -38,14 +22,7 @@ var (
 
 // isHopByHop reports whether the header named key must not be forwarded,
 // given the tokens of the message's Connection header.
-func isHopByHop(key []byte, connTokens [][]byte) bool {
-	for _, h := range hopByHop {
-		if bytes.EqualFold(key, h) {
-			return true
-		}
-	}
-	return httpx.ContainsFold(key, connTokens)
-}
+func isHopByHop(key []byte, connTokens [][]byte) bool { return upstream.IsHopByHop(key, connTokens) }
 
 // nextHeader splits the first "Key: value" line off a serialized header
 // block (fasthttp's AppendBytes output, start line already skipped). ok is
@@ -73,18 +50,6 @@ func skipLine(b []byte) []byte {
 	}
 	return nil
 }
-
-// isInternal reports whether a response header is one of lanes' own
-// (X-Lanes-*), which only lanes may set: the front reads them, so an
-// upstream's copy would forge lanes' timings. The one X-Lanes- header an
-// upstream may send is the theme opt-out, which the theme filter reads and
-// removes before the response leaves the worker.
-func isInternal(key []byte) bool {
-	return len(key) >= len(strInternalPrefix) && bytes.EqualFold(key[:len(strInternalPrefix)], strInternalPrefix) &&
-		!bytes.EqualFold(key, strThemeOptOut)
-}
-
-var strThemeOptOut = []byte(theme.HeaderOptOut)
 
 // isH2C reports whether an Upgrade value asks for HTTP/2 over cleartext
 // only. That upgrade is optional for the client, so lanes declines it by

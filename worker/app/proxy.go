@@ -2,24 +2,19 @@ package app
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/valyala/fasthttp"
 
-	"github.com/lanes-dev/lanes/shared/cleanconn"
 	"github.com/lanes-dev/lanes/shared/httpx"
 	"github.com/lanes-dev/lanes/shared/logging"
+	"github.com/lanes-dev/lanes/shared/upstream"
 )
 
 // Upstream client settings.
@@ -28,13 +23,6 @@ const (
 	// a worker runs few requests at once, so this is never the limit in
 	// practice.
 	upstreamMaxConns = 512
-	// upstreamMaxIdle closes pooled connections before common upstream
-	// keep-alive timeouts (5 s in Node.js, Apache, uvicorn) can close them
-	// under us: requests are never retried, so a request sent on a
-	// connection the upstream has just closed would fail with 502.
-	upstreamMaxIdle = 4 * time.Second
-	// upstreamReadBuffer also caps the size of an upstream response header.
-	upstreamReadBuffer = 32 << 10
 )
 
 // proxy forwards requests to one upstream and streams the answers back.
@@ -68,10 +56,6 @@ var (
 	errTarget     = errors.New("app: request target is not origin-form or absolute-form")
 	errHeaderName = errors.New("app: header name is not a token")
 	errUpgrade    = errors.New("app: protocol upgrade requested")
-	// errSwitched is what the upstream connection returns instead of a
-	// "101 Switching Protocols" answer: the connection then speaks another
-	// protocol and must never go back to the pool.
-	errSwitched = errors.New("app: upstream switched protocols")
 )
 
 // clientBodyError is a failure reading the request body from the client
@@ -92,48 +76,16 @@ func (b clientBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func newProxy(upstream string, timeout time.Duration, underscores bool, log hclog.Logger) (*proxy, error) {
-	u, err := url.Parse(upstream)
+func newProxy(upstreamURL string, timeout time.Duration, underscores bool, log hclog.Logger) (*proxy, error) {
+	t, err := upstream.Parse(upstreamURL)
 	if err != nil {
-		return nil, fmt.Errorf("app: upstream %q: %w", upstream, err)
+		return nil, fmt.Errorf("app: %w", err)
 	}
-	var port string
-	switch u.Scheme {
-	case "http":
-		port = "80"
-	case "https":
-		port = "443"
-	default:
-		return nil, fmt.Errorf("app: upstream %q: scheme must be http or https", upstream)
-	}
-	if u.Hostname() == "" {
-		return nil, fmt.Errorf("app: upstream %q: no host", upstream)
-	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("app: upstream %q: only scheme, host and port are allowed", upstream)
-	}
-	if p := u.Port(); p != "" {
-		port = p
-	}
-	addr := net.JoinHostPort(u.Hostname(), port)
-	log = log.With("upstream", addr)
+	log = log.With("upstream", t.Addr)
 	p := &proxy{
-		client: &fasthttp.HostClient{
-			Addr:        addr,
-			IsTLS:       u.Scheme == "https",
-			DialTimeout: dialUpstream(u.Scheme == "https", &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}),
-			// One attempt: a hung or failing upstream is never hit twice.
-			MaxIdemponentCallAttempts:     1,
-			StreamResponseBody:            true,
-			MaxConns:                      upstreamMaxConns,
-			MaxIdleConnDuration:           upstreamMaxIdle,
-			ReadBufferSize:                upstreamReadBuffer,
-			NoDefaultUserAgentHeader:      true,
-			DisableHeaderNamesNormalizing: true,
-			DisablePathNormalizing:        true,
-		},
-		scheme:      u.Scheme,
-		host:        []byte(u.Host),
+		client:      upstream.NewClient(t, upstreamMaxConns),
+		scheme:      t.Scheme,
+		host:        []byte(t.Host),
 		timeout:     timeout,
 		log:         log,
 		limited:     logging.NewLimiter(log, time.Second),
@@ -166,9 +118,9 @@ func (p *proxy) serve(ctx *fasthttp.RequestCtx) {
 	// response body may still be in flight.
 	fasthttp.ReleaseRequest(req)
 	if err == nil && resp.StatusCode() == fasthttp.StatusSwitchingProtocols {
-		// The upstream connection refuses this answer (upstreamConn); should
+		// The upstream connection refuses this answer (upstream.Conn); should
 		// one ever get through, it is still not the client's.
-		err = errSwitched
+		err = upstream.ErrSwitched
 	}
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
@@ -327,21 +279,7 @@ func (p *proxy) respond(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, s *sc
 		dst.SetStatusMessage(msg)
 	}
 
-	// Header by header rather than CopyTo: CopyTo would also bring the
-	// upstream's framing (Content-Length, Connection: close, HTTP/1.0),
-	// which belongs to the other connection.
-	s.tokens = s.tokens[:0]
-	for k, v := range resp.Header.All() {
-		if bytes.EqualFold(k, strConnection) {
-			s.tokens = httpx.AppendTokens(s.tokens, v)
-		}
-	}
-	for k, v := range resp.Header.All() {
-		if bytes.EqualFold(k, strContentLength) || isHopByHop(k, s.tokens) || isInternal(k) {
-			continue
-		}
-		dst.AddBytesKV(k, v)
-	}
+	s.tokens = upstream.CopyHeader(dst, &resp.Header, s.tokens)
 
 	n := resp.Header.ContentLength()
 	switch {
@@ -358,13 +296,12 @@ func (p *proxy) respond(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, s *sc
 		fasthttp.ReleaseResponse(resp)
 		dst.SetContentLength(0)
 	default:
-		b := &upstreamBody{p: p, resp: resp, r: resp.BodyStream(), framed: n != -2}
-		if a, ok := resp.LocalAddr().(*upstreamAddr); ok {
-			b.conn = a.c
+		b := &upstreamBody{p: p, resp: resp, r: resp.BodyStream(), framed: n != -2, conn: upstream.ConnOf(resp)}
+		if b.conn != nil {
 			// From here upstream_timeout bounds each wait for body bytes,
 			// not the whole transfer: a slow but moving stream goes on (the
 			// lane's request_timeout bounds the whole request).
-			b.conn.idle.Store(int64(p.timeout))
+			b.conn.SetIdleTimeout(p.timeout)
 		}
 		// -1 (chunked) and -2 (until the upstream closes) both reach the
 		// client chunked. Set the stream after the headers: SetBodyStream
@@ -392,33 +329,14 @@ func (p *proxy) fail(ctx *fasthttp.RequestCtx, err error) {
 }
 
 // classify maps an upstream error to the status the client gets and a
-// short explanation. Anything that ran out of time is 504, including a dial
-// (it is bounded by the same deadline); everything else is 502.
+// short explanation (upstream.Classify); a failure reading the request
+// body from the front is the client's: 400.
 func classify(err error) (int, string) {
-	var te interface{ Timeout() bool }
-	var de *fasthttp.ErrDialWithUpstream
 	var ce *clientBodyError
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		return fasthttp.StatusRequestEntityTooLarge, "request body too large"
-	case errors.As(err, &ce):
+	if errors.As(err, &ce) && !errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		return fasthttp.StatusBadRequest, "request body incomplete"
-	case errors.Is(err, errSwitched):
-		return fasthttp.StatusBadGateway, "upstream switched protocols"
-	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
-		errors.As(err, &te) && te.Timeout():
-		return fasthttp.StatusGatewayTimeout, "upstream did not answer in time"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return fasthttp.StatusBadGateway, "upstream refused the connection"
-	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, io.EOF),
-		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, syscall.EPIPE):
-		return fasthttp.StatusBadGateway, "upstream closed the connection"
-	case errors.As(err, &de):
-		return fasthttp.StatusBadGateway, "cannot connect to upstream"
-	default:
-		return fasthttp.StatusBadGateway, "upstream request failed"
 	}
+	return upstream.Classify(err)
 }
 
 // upstreamBody is the upstream response body as ctx.Response's body stream.
@@ -433,9 +351,9 @@ func classify(err error) (int, string) {
 type upstreamBody struct {
 	p      *proxy
 	resp   *fasthttp.Response
-	r      io.Reader     // resp.BodyStream(); safe to call after close (io.ErrClosedPipe)
-	conn   *upstreamConn // the connection the body arrives on; nil if unknown
-	framed bool          // chunked or Content-Length: the connection's end is not the body's
+	r      io.Reader      // resp.BodyStream(); safe to call after close (io.ErrClosedPipe)
+	conn   *upstream.Conn // the connection the body arrives on; nil if unknown
+	framed bool           // chunked or Content-Length: the connection's end is not the body's
 	n      int64
 	failed error
 	closed atomic.Bool
@@ -444,7 +362,7 @@ type upstreamBody struct {
 func (b *upstreamBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.n += int64(n)
-	if err == io.EOF && b.framed && b.conn != nil && b.conn.ended.Load() {
+	if err == io.EOF && b.framed && b.conn != nil && b.conn.Ended() {
 		// fasthttp's chunked reader takes a connection closed between two
 		// chunks for the end of the body, and its length-delimited one may
 		// too: a framed body never needs the connection's end, so it was cut.
@@ -482,165 +400,6 @@ func (b *upstreamBody) CloseWithError(err error) error {
 	fasthttp.ReleaseResponse(b.resp)
 	b.resp = nil
 	return cerr
-}
-
-// dialUpstream returns the HostClient's dial function: a TCP connection
-// (TLS on top for https) wrapped in an upstreamConn. fasthttp takes a
-// connection with a Handshake method for TLS already done.
-func dialUpstream(isTLS bool, tlsConfig *tls.Config) fasthttp.DialFuncWithTimeout {
-	dial := func(addr string, timeout time.Duration) (raw, conn net.Conn, err error) {
-		if timeout > 0 {
-			raw, err = fasthttp.DialTimeout(addr, timeout)
-		} else {
-			raw, err = fasthttp.Dial(addr)
-		}
-		if err != nil || !isTLS {
-			return raw, raw, err
-		}
-		tc := tls.Client(raw, tlsConfig)
-		hctx, cancel := context.Background(), context.CancelFunc(func() {})
-		if timeout > 0 {
-			hctx, cancel = context.WithTimeout(hctx, timeout)
-		}
-		err = tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			raw.Close()
-			return nil, nil, err
-		}
-		return raw, tc, nil
-	}
-	return func(addr string, timeout time.Duration) (net.Conn, error) {
-		c := &upstreamConn{addr: addr, dial: dial}
-		c.laddr = &upstreamAddr{c: c}
-		if err := c.connect(timeout); err != nil {
-			return nil, err
-		}
-		return c, nil
-	}
-}
-
-// upstreamAddr is an upstream connection's local address, carrying the
-// connection itself: fasthttp hands a response its connection's addresses
-// (Response.LocalAddr) and nothing else of it.
-type upstreamAddr struct {
-	net.Addr
-	c *upstreamConn
-}
-
-// upstreamConn is a connection to the upstream that watches what fasthttp's
-// client cannot be told:
-//
-//   - whether the connection has ended (a Read failed or hit EOF), which
-//     tells a body cut at a chunk boundary from one that ended properly;
-//   - whether a response is "101 Switching Protocols": fasthttp would put
-//     that connection, now speaking another protocol, back in the pool,
-//     where it fails the next request. The Read that brings it fails
-//     instead, so fasthttp closes the connection;
-//   - whether the connection is clean when fasthttp takes it from its pool
-//     for a new request (package cleanconn): bytes past the last answer, or
-//     arriving while idle, are not the new request's answer. The first
-//     Write of the request then goes to a fresh connection instead, so the
-//     request gets its own answer and the dirty connection is closed.
-//
-// Reads and Writes come from one request at a time (fasthttp's client does
-// not pipeline), so the tracking state needs no lock.
-type upstreamConn struct {
-	net.Conn // TCP, or TLS over it
-	laddr    *upstreamAddr
-	ended    atomic.Bool
-	// idle, when not 0, is the read timeout renewed before every Read
-	// (nanoseconds): set while a response body streams, cleared when the
-	// next request is written and fasthttp's deadline holds again.
-	idle atomic.Int64
-	t    cleanconn.Tracker
-
-	addr string
-	dial func(addr string, timeout time.Duration) (raw, conn net.Conn, err error)
-	wdl  time.Time // the write deadline fasthttp set; a replacement gets it too
-}
-
-// connect dials the upstream and makes c that connection.
-func (c *upstreamConn) connect(timeout time.Duration) error {
-	raw, conn, err := c.dial(c.addr, timeout)
-	if err != nil {
-		return err
-	}
-	var rc syscall.RawConn
-	if sc, ok := raw.(syscall.Conn); ok {
-		rc, _ = sc.SyscallConn()
-	}
-	c.Conn = conn
-	c.laddr.Addr = raw.LocalAddr()
-	c.ended.Store(false)
-	c.t.Attach(rc)
-	return nil
-}
-
-func (c *upstreamConn) LocalAddr() net.Addr { return c.laddr }
-
-// Handshake tells fasthttp not to wrap the connection in TLS again.
-func (c *upstreamConn) Handshake() error {
-	if tc, ok := c.Conn.(*tls.Conn); ok {
-		return tc.Handshake()
-	}
-	return nil
-}
-
-func (c *upstreamConn) SetDeadline(t time.Time) error {
-	c.wdl = t
-	return c.Conn.SetDeadline(t)
-}
-
-func (c *upstreamConn) SetWriteDeadline(t time.Time) error {
-	c.wdl = t
-	return c.Conn.SetWriteDeadline(t)
-}
-
-func (c *upstreamConn) Write(p []byte) (int, error) {
-	c.idle.Store(0)
-	if !c.t.Write(p) {
-		// Nothing of this request is on the dirty connection yet: it goes
-		// out whole on a fresh one, within the request's deadline.
-		_ = c.Conn.Close()
-		var timeout time.Duration
-		if !c.wdl.IsZero() {
-			if timeout = time.Until(c.wdl); timeout <= 0 {
-				return 0, fasthttp.ErrDialTimeout
-			}
-		}
-		if err := c.connect(timeout); err != nil {
-			return 0, fmt.Errorf("replace a dirty upstream connection: %w", err)
-		}
-		if !c.wdl.IsZero() {
-			if err := c.Conn.SetWriteDeadline(c.wdl); err != nil {
-				return 0, err
-			}
-		}
-		c.t.Write(p)
-	}
-	return c.Conn.Write(p)
-}
-
-func (c *upstreamConn) Read(p []byte) (int, error) {
-	if d := c.idle.Load(); d > 0 {
-		if err := c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d))); err != nil {
-			return 0, err
-		}
-	}
-	n, err := c.Conn.Read(p)
-	if err != nil {
-		c.ended.Store(true)
-	}
-	if n > 0 {
-		c.t.Read(p[:n])
-		if c.t.Switched() {
-			c.ended.Store(true)
-			_ = c.Conn.Close()
-			return 0, errSwitched
-		}
-	}
-	return n, err
 }
 
 var (

@@ -1,0 +1,5 @@
+state_dir = ""
+
+app {
+  demo = true
+}
