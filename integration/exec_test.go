@@ -46,6 +46,11 @@ lane "other" {
 	if !strings.Contains(string(r.body), "Hello from Python") || !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") {
 		t.Errorf("GET /: %s, Content-Type %q", r, r.header.Get("Content-Type"))
 	}
+	// The app answers Connection: close (one request per connection):
+	// that is between the worker and lanes, not the client's.
+	if c := r.header.Get("Connection"); c != "" {
+		t.Errorf("GET /: Connection: %s reached the client", c)
+	}
 	pid := l.getInt(t, "/pid")
 	if !contains(pids, pid) {
 		t.Errorf("/pid answered %d; the status shows workers %v (want the app's pid)", pid, pids)
