@@ -287,10 +287,20 @@ func TestExecNoOrphans(t *testing.T) {
 				return len(all) >= apps
 			})
 			kids := descendants(l.pid)
+			inflight := make(chan result, 1)
+			if sig == syscall.SIGTERM { // a graceful stop finishes it first
+				go func() { inflight <- l.get("/sleep?ms=800") }()
+				waitFor(t, "the request to be in flight", 5*time.Second, func() bool { return l.lane(t, "default").Inflight == 1 })
+			}
 			l.signal(t, sig)
 			code := l.wait(t, 15*time.Second)
-			if sig == syscall.SIGTERM && code != 0 {
-				t.Errorf("lanesd exited %d on SIGTERM; want 0", code)
+			if sig == syscall.SIGTERM {
+				if code != 0 {
+					t.Errorf("lanesd exited %d on SIGTERM; want 0", code)
+				}
+				if r := <-inflight; r.err != nil || r.status != 200 {
+					t.Errorf("GET /sleep?ms=800 in flight at SIGTERM: %s; want 200", r)
+				}
 			}
 			waitGone(t, "a process of lanesd's after its "+sig.String(), kids, 5*time.Second)
 			t.Logf("%d processes below lanesd (%d of the apps), none left after %v", len(kids), len(all), sig)
@@ -305,6 +315,59 @@ func TestExecNoOrphans(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestExecRetry: a GET whose app dies under it, unanswered, is answered
+// by another worker; a POST is not sent twice (502); a GET that kills
+// every app it reaches kills at most two.
+func TestExecRetry(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, fmt.Sprintf(`
+lane "default" {
+  min_workers = 2
+  max_workers = 2
+  exec        = %s
+  health_path = "/healthz"
+}
+`, stdlibExec(t)))
+	// busyApp waits for the one app with a request in flight.
+	busyApp := func() int {
+		var pid int
+		waitFor(t, "a request in flight", 5*time.Second, func() bool {
+			for _, w := range l.lane(t, "default").Workers {
+				if w.Inflight == 1 {
+					pid = w.PID
+					return true
+				}
+			}
+			return false
+		})
+		return pid
+	}
+	for _, c := range []struct {
+		method string
+		want   int
+	}{{http.MethodGet, 200}, {http.MethodPost, http.StatusBadGateway}} {
+		before := l.readyPIDs(t, "default", 2, 15*time.Second)
+		res := make(chan result, 1)
+		go func() { res <- do(l.client, c.method, l.url("/sleep?ms=1000"), nil, nil) }()
+		victim := busyApp()
+		if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-res; r.err != nil || r.status != c.want {
+			t.Errorf("%s /sleep?ms=1000 whose app %d was killed under it: %s; want %d", c.method, victim, r, c.want)
+		}
+		replaced(t, l, "default", before, 2, 15*time.Second)
+	}
+
+	before := l.readyPIDs(t, "default", 2, 15*time.Second)
+	if r := l.get("/crash"); r.err != nil || r.status != http.StatusBadGateway {
+		t.Errorf("GET /crash: %s; want 502", r)
+	}
+	waitGone(t, "the apps /crash reached", before, 5*time.Second)
+	l.readyPIDs(t, "default", 2, 15*time.Second)
+	l.mustGet(t, "/fast", 200)
 }
 
 // TestExecDrain: a drain of an exec lane under constant load replaces
