@@ -21,6 +21,12 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 func (s *syncBuffer) lines() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -30,12 +36,17 @@ func (s *syncBuffer) lines() []string {
 func TestLimiter(t *testing.T) {
 	var out syncBuffer
 	log := hclog.New(&hclog.LoggerOptions{Output: &out, Level: hclog.Info})
-	l := NewLimiter(log, 100*time.Millisecond)
+	// An interval no burst can outlast, however slow the machine (-race):
+	// the summaries come from Flush, not from a sleep.
+	l := NewLimiter(log, time.Hour)
 	for i := range 10_000 {
 		l.Warn("upstream request failed", "i", i)
 		l.Log(hclog.Warn, "other", "upstream body failed", "i", i)
 	}
-	time.Sleep(250 * time.Millisecond) // the summaries come at the end of the interval
+	if lines := out.lines(); len(lines) != 2 {
+		t.Fatalf("got %d lines during the burst, want the 2 first messages:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	l.Flush()
 	lines := out.lines()
 	if len(lines) != 4 {
 		t.Fatalf("got %d lines, want 2 messages and 2 summaries:\n%s", len(lines), strings.Join(lines, "\n"))
@@ -50,17 +61,23 @@ func TestLimiter(t *testing.T) {
 		t.Fatalf("want two summaries of 9999:\n%s", strings.Join(lines, "\n"))
 	}
 
-	// After the interval, the message is logged again.
-	l.Warn("upstream request failed", "i", "again")
-	if lines := out.lines(); !strings.Contains(lines[len(lines)-1], "i=again") {
-		t.Fatalf("message after the interval not logged: %q", lines[len(lines)-1])
+	// After the interval, the message is logged again, and a suppressed
+	// one is reported when the interval ends.
+	var out2 syncBuffer
+	l2 := NewLimiter(hclog.New(&hclog.LoggerOptions{Output: &out2, Level: hclog.Info}), 20*time.Millisecond)
+	l2.Warn("upstream request failed", "i", "first")
+	l2.Warn("upstream request failed", "i", "suppressed")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out2.String(), "1 similar messages suppressed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no summary at the end of the interval:\n%s", out2.String())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-
-	// Flush reports what is pending at once.
-	l.Warn("upstream request failed", "i", "suppressed")
-	l.Flush()
-	if lines := out.lines(); !strings.Contains(lines[len(lines)-1], "1 similar messages suppressed") {
-		t.Fatalf("Flush: last line %q", lines[len(lines)-1])
+	time.Sleep(40 * time.Millisecond) // past the interval
+	l2.Warn("upstream request failed", "i", "again")
+	if lines := out2.lines(); !strings.Contains(lines[len(lines)-1], "i=again") {
+		t.Fatalf("message after the interval not logged: %q", lines[len(lines)-1])
 	}
 }
 
