@@ -370,6 +370,30 @@ lane "default" {
 	l.mustGet(t, "/fast", 200)
 }
 
+// TestExecHealthPath: an app whose health_path starts failing (500 or
+// more) is replaced at the next health check.
+func TestExecHealthPath(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, fmt.Sprintf(`
+lane "default" {
+  min_workers = 1
+  max_workers = 1
+  exec        = %s
+  health_path = "/healthz"
+}
+`, stdlibExec(t)))
+	before := l.readyPIDs(t, "default", 1, 15*time.Second)
+	l.mustGet(t, "/healthz", 200)
+	l.mustGet(t, "/sick", 200)
+	l.mustGet(t, "/healthz", 503) // the app's own answer, passed on
+	// One health check every 5 s.
+	_, added := replaced(t, l, "default", before, 1, 15*time.Second)
+	waitGone(t, "the app failing its health checks", before, 5*time.Second)
+	l.mustGet(t, "/healthz", 200)
+	l.waitLog(t, 5*time.Second, "failed its health check")
+	t.Logf("app %v replaced by %v", before, added)
+}
+
 // TestExecDrain: a drain of an exec lane under constant load replaces
 // every app process with no request failing.
 func TestExecDrain(t *testing.T) {

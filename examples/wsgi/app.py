@@ -13,7 +13,7 @@ http://127.0.0.1:8000/ (or --port N, or $PORT). gunicorn runs it as app:app.
 
 Endpoints, most of them misbehaving on purpose so that lanes' containment
 can be seen (and tested): / /fast /sleep?ms=N /hang /crash /leak?mb=N
-/healthz /pid /lane /env /garbage /chunked /cut.
+/healthz /sick /pid /lane /env /garbage /chunked /cut.
 """
 
 import argparse
@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 hoard = []  # what /leak keeps
+sick = False  # set by /sick
 
 
 def rss():
@@ -57,7 +58,12 @@ def app(environ, start_response):
             f"<p>pid {os.getpid()}, lane {os.environ.get('LANES_LANE', '-')}.</p>\n",
             ctype="text/html; charset=utf-8",
         )
-    if path in ("/fast", "/healthz"):
+    if path == "/healthz":
+        return answer("sick\n", status="503 Service Unavailable") if sick else answer("ok\n")
+    if path == "/sick":  # from now on /healthz fails: lanes replaces this worker
+        globals()["sick"] = True
+        return answer("sick from now on\n")
+    if path == "/fast":
         return answer("ok\n")
     if path == "/sleep":
         time.sleep(number("ms", 100) / 1000)
