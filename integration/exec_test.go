@@ -809,7 +809,18 @@ lane "default" {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, f := range []string{good, example} {
+		// A program path with a slash is taken from the config file's
+		// directory, not from lanesd's (this package's).
+		relDir := t.TempDir()
+		script := fmt.Sprintf("#!/bin/sh\nexec %s %s\n", python(t), wsgiApp(t))
+		if err := os.WriteFile(filepath.Join(relDir, "serve.sh"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		rel := filepath.Join(relDir, "rel.hcl")
+		if err := os.WriteFile(rel, []byte("listen = \"127.0.0.1:0\"\nlane \"default\" {\n  exec = [\"./serve.sh\"]\n}\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{good, example, rel} {
 			code, stdout, stderr := runLanesd(t, newTmp(t), "-config", f, "-check")
 			if code != 0 || strings.TrimSpace(stdout) != "OK" {
 				t.Errorf("-check %s: exit %d, stdout %q, stderr %q; want 0 and OK", f, code, stdout, stderr)
