@@ -31,17 +31,22 @@ test: test-deps
 	$(GO) test -count=1 -timeout 8m $(TESTFLAGS) ./integration/...
 
 # What the tests need beyond Go: Chromium, for the dashboard's test in a
-# real headless browser (supervisor/admin/browser_test.go; it skips, saying
-# so, where Chromium cannot be had). Installed with apt-get when missing and
-# possible (root, apt-get); never fails.
+# real headless browser (supervisor/admin/browser_test.go), and Debian's
+# python3-gunicorn (it brings /usr/bin/python3), for the exec lanes' tests
+# with real gunicorn (integration/exec_test.go). Each test skips, saying so,
+# where its program cannot be had. Installed with apt-get when missing and
+# possible (root, apt-get), in one call; never fails.
 test-deps:
-	@if command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || test -n "$$LANES_CHROMIUM"; then exit 0; fi; \
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || test -n "$$LANES_CHROMIUM" || missing="$$missing chromium"; \
+	/usr/bin/python3 -c 'import gunicorn' >/dev/null 2>&1 || missing="$$missing python3-gunicorn"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
-		echo "test-deps: not installing chromium (needs root and apt-get); the browser test will skip"; exit 0; \
+		echo "test-deps: not installing$$missing (needs root and apt-get); the tests that need it will skip"; exit 0; \
 	fi; \
-	echo "test-deps: apt-get install chromium"; \
-	{ apt-get install -y -q --no-install-recommends chromium || { apt-get update -q && apt-get install -y -q --no-install-recommends chromium; }; } >/dev/null 2>&1 \
-		|| echo "test-deps: apt-get failed; the browser test will skip"; \
+	echo "test-deps: apt-get install$$missing"; \
+	{ apt-get install -y -q --no-install-recommends$$missing || { apt-get update -q && apt-get install -y -q --no-install-recommends$$missing; }; } >/dev/null 2>&1 \
+		|| echo "test-deps: apt-get failed; the tests that need$$missing will skip"; \
 	exit 0
 
 # The bench prints every figure side by side in one run; see bench/main.go.
