@@ -233,7 +233,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 		// passed the request on, and the app would act twice). Never after
 		// the hard timeout (a query of death kills at most two workers),
 		// never once a response began.
-		o.Retry = attempt == 0 && !sent && o.Result != lane.HardTimeout &&
+		o.Retry = attempt == 0 && !sent && o.Result != lane.HardTimeout && !lane.Responded(resp) &&
 			(s.retryable(req.Header.Method()) || !reached(resp))
 		if o.Retry {
 			resp.Reset()

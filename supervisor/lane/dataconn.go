@@ -145,6 +145,14 @@ func NotSent(resp *fasthttp.Response) bool {
 	return ok && c.SendFailed()
 }
 
+// Responded says bytes of an answer to the request behind resp, which
+// failed with an error, came from its worker: a response began (perhaps
+// not HTTP), and the request is not sent to another worker.
+func Responded(resp *fasthttp.Response) bool {
+	c, ok := resp.LocalAddr().(*dataConn)
+	return ok && c.answered.Load()
+}
+
 // Reached says a byte of the request behind resp, which failed with an
 // error, was taken by its worker's socket: the worker may have read it and
 // passed the request on, so a request that must not run twice cannot be

@@ -87,8 +87,16 @@ func ShimMain(args []string) int {
 		return 2
 	}
 	// The group's signals are lanesd's to send; a terminal's or systemd's
-	// reach the program on their own.
-	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
+	// reach the program on their own. They are caught and dropped, not
+	// ignored: an ignored signal stays ignored across exec, and the
+	// program could not trap its own stop_signal (sh cannot trap one
+	// ignored on entry; Python would install no KeyboardInterrupt).
+	dropped := make(chan os.Signal, 8)
+	signal.Notify(dropped, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR2, syscall.SIGTTIN, syscall.SIGTTOU)
+	go func() {
+		for range dropped {
+		}
+	}()
 	parentGone := make(chan os.Signal, 1)
 	signal.Notify(parentGone, shimParentSignal)
 
