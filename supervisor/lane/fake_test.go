@@ -326,7 +326,7 @@ func serveOne(t *testing.T, l *Lane) *Worker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Release(w, &Outcome{Result: Answered, Status: 200})
+	l.Release(w, &Outcome{Result: Answered, Status: 200, Started: time.Now()})
 	return w
 }
 

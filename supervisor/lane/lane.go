@@ -671,16 +671,32 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 		l.mu.Unlock()
 	case Broken:
 		l.failed.Add(1)
-		if l.execLane() {
+		if w.exec {
 			// A program we did not write answered something that is not
 			// HTTP, or broke off: its state cannot be trusted (a thread of
-			// it may be wedged); it is replaced, not just checked.
+			// it may be wedged); it is replaced, not just checked. Unless
+			// it is dying anyway: then its exit is handled as a crash
+			// (and counted toward a crash loop), not as a kill.
+			why := "broken response: " + errText(o.Err)
+			method, path := string(o.Method), string(o.Path)
+			l.goCounted(func() {
+				select {
+				case <-w.proc.Exited():
+					return
+				case <-time.After(exitGrace):
+				}
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				if w.state == Ready {
+					l.log.Warn("exec worker broke a response; replacing it", "pid", w.pid, "reason", why)
+					w.hung = nil
+					l.eventLocked(api.Event{Kind: api.EventKill, PID: w.pid, Method: method, Path: path, Detail: why})
+					l.condemnLocked(w, why)
+				}
+			})
 			l.mu.Lock()
-			if w.state == Ready {
-				l.log.Warn("exec worker broke a response; replacing it", "pid", w.pid, "error", o.Err)
-				w.hung = nil
-				l.eventLocked(api.Event{Kind: api.EventKill, PID: w.pid, Method: string(o.Method), Path: string(o.Path), Detail: "broken response: " + errText(o.Err)})
-				l.condemnLocked(w, "broken response: "+errText(o.Err))
+			if w.state == Ready && !w.suspect {
+				w.suspect = true // out of rotation meanwhile
 			}
 			l.mu.Unlock()
 		} else if l.direct == nil { // a direct lane's slots have no process to check
@@ -704,13 +720,13 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 	if o.Result != Undelivered || !o.Retry {
 		w.served++
 	}
-	if o.Result == Answered || o.Result == ClientGone {
+	if (o.Result == Answered || o.Result == ClientGone) && !o.Started.IsZero() { // dispatched: it proves the program works
 		w.answered++
 	}
 	if w.inflight == 0 {
 		w.idleSince = time.Now()
 	}
-	checkRSS := l.cfg.MaxRSS > 0 && !l.cfg.IsExec() && w.state == Ready && w.replacement == nil
+	checkRSS := l.cfg.MaxRSS > 0 && !w.exec && w.state == Ready && w.replacement == nil
 	switch w.state {
 	case Ready:
 		if w.maxServed > 0 && w.served >= w.maxServed && w.replacement == nil {
@@ -740,10 +756,6 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 		l.env.Trace(l, o)
 	}
 }
-
-// execLane says the lane's workers are exec workers (programs of any
-// language).
-func (l *Lane) execLane() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.cfg.IsExec() }
 
 func errText(err error) string {
 	if err == nil {
@@ -981,7 +993,13 @@ func (l *Lane) retireLocked(w *Worker, why string) {
 
 // retire stops an idle retiring worker, bounded like a lane stop.
 func (l *Lane) retire(w *Worker) {
-	ctx, cancel := context.WithTimeout(l.ctx, retireTimeout)
+	l.mu.Lock()
+	limit := retireTimeout
+	if w.exec { // its stop_timeout, then the SIGKILL's reap
+		limit = max(limit, l.cfg.StopTimeout+5*time.Second)
+	}
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(l.ctx, limit)
 	defer cancel()
 	w.proc.Stop(ctx)
 }
@@ -1010,6 +1028,20 @@ func (l *Lane) healthLoop() {
 }
 
 func (l *Lane) check(w *Worker) {
+	l.mu.Lock()
+	busy := w.exec && w.inflight >= w.conc
+	l.mu.Unlock()
+	if busy {
+		// Its health path would wait behind the requests it runs (a
+		// single-threaded app server): a slow request must not get a
+		// healthy worker killed. The hard timeout bounds a hung one.
+		select {
+		case <-w.proc.Exited():
+		default:
+			l.checkRSS(w, w.proc.RSS())
+		}
+		return
+	}
 	ws, err := w.proc.Health(l.ctx)
 	if err != nil {
 		// A worker that is dying fails its check too: let its exit be

@@ -163,6 +163,7 @@ func (p *ExecProcess) Start(ctx context.Context) error {
 		Addr:                      p.addr,
 		Dial:                      func(string) (net.Conn, error) { return net.DialTimeout(p.network, p.addr, HealthTimeout) },
 		MaxConns:                  1,
+		MaxConnWaitTimeout:        HealthTimeout, // two checks at once wait, not fail
 		MaxIdemponentCallAttempts: 1,
 		MaxIdleConnDuration:       time.Second,
 		NoDefaultUserAgentHeader:  true,
@@ -179,7 +180,14 @@ func (p *ExecProcess) Start(ctx context.Context) error {
 	cmd.Stdout, cmd.Stderr = outW, outW
 	cmd.ExtraFiles = files
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: shimParentSignal}
-	if err := s.Spawner.Start(cmd); err != nil {
+	err = s.Spawner.Start(cmd)
+	// The child's ends are the child's now: held here, they would hide its
+	// death from the control socket's reader until Start returns.
+	for _, c := range closeAfter {
+		c.Close()
+	}
+	closeAfter = nil
+	if err != nil {
 		ours.Close()
 		outR.Close()
 		return p.fail(fmt.Errorf("start %s: %w", s.Command[0], err))
@@ -530,19 +538,33 @@ func (p *ExecProcess) Kill() {
 		return
 	}
 	if !p.tell("signal " + strconv.Itoa(int(syscall.SIGKILL))) {
-		_ = shim.Kill() // its group went with its control socket's EOF
+		p.killGroupAndShim(shim)
 	}
 	if first {
 		go func() {
 			// A shim that does not end after the group is gone is itself
-			// stuck: its end closes the socket, which ends the group.
+			// stuck: lanesd ends the group and the shim itself.
 			select {
 			case <-p.exited:
 			case <-time.After(reapWait):
-				_ = shim.Kill()
+				p.killGroupAndShim(shim)
 			}
 		}()
 	}
+}
+
+// killGroupAndShim is the last resort when the shim cannot be told: the
+// group is SIGKILLed from here (safe while the shim lives and has not
+// reported the program's end: the leader is unreaped, so its pid, the
+// group's id, cannot have been reused), then the shim.
+func (p *ExecProcess) killGroupAndShim(shim *os.Process) {
+	p.mu.Lock()
+	pid, reported := p.pid, p.reported
+	p.mu.Unlock()
+	if pid > 0 && !reported && shim.Signal(syscall.Signal(0)) == nil {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	_ = shim.Kill()
 }
 
 // Quit ends a hung program: SIGKILL to its group. (A Go worker prints its
@@ -631,7 +653,9 @@ func (p *ExecProcess) cleanup() {
 
 // socketPair returns two connected unix stream sockets, close-on-exec.
 func socketPair() (*os.File, *os.File, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	// Non-blocking, so that os.NewFile makes them pollable: write
+	// deadlines work and a Close wakes a blocked Read.
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return nil, nil, err
 	}
