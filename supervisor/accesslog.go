@@ -26,8 +26,9 @@ type accessLog struct {
 	mu    sync.Mutex
 	buf   []byte
 	spare []byte
-	timer *time.Timer
-	wmu   sync.Mutex // orders the writes of flushes
+	timer *time.Timer // made once: a timer per flush would cost allocations
+	armed bool        // timer runs
+	wmu   sync.Mutex  // orders the writes of flushes
 }
 
 const (
@@ -38,7 +39,10 @@ const (
 )
 
 func newAccessLog(name string, json bool, out io.Writer) *accessLog {
-	return &accessLog{name: name, json: json, out: out, buf: make([]byte, 0, 2*accessChunk), spare: make([]byte, 0, 2*accessChunk)}
+	a := &accessLog{name: name, json: json, out: out, buf: make([]byte, 0, 2*accessChunk), spare: make([]byte, 0, 2*accessChunk)}
+	a.timer = time.AfterFunc(time.Hour, a.Flush)
+	a.timer.Stop()
+	return a
 }
 
 // log writes the line of one request.
@@ -53,8 +57,9 @@ func (a *accessLog) log(l *lane.Lane, o *lane.Outcome) {
 	switch {
 	case len(a.buf) >= accessChunk:
 		a.flushLocked()
-	case a.timer == nil:
-		a.timer = time.AfterFunc(accessFlush, a.Flush)
+	case !a.armed:
+		a.timer.Reset(accessFlush)
+		a.armed = true
 	}
 	a.mu.Unlock()
 }
@@ -67,14 +72,14 @@ func (a *accessLog) Flush() {
 }
 
 func (a *accessLog) flushLocked() {
-	if a.timer != nil {
+	if a.armed {
 		a.timer.Stop()
-		a.timer = nil
+		a.armed = false
 	}
 	if len(a.buf) == 0 {
 		return
 	}
-	b := a.buf
+	b, full := a.buf, a.buf[:0]
 	a.buf, a.spare = a.spare[:0], nil
 	a.wmu.Lock()
 	a.mu.Unlock()
@@ -91,7 +96,9 @@ func (a *accessLog) flushLocked() {
 	a.wmu.Unlock()
 	a.mu.Lock()
 	if a.spare == nil {
-		a.spare = b[:0]
+		// full, not b[:0]: b has been sliced to its end, and a spare of
+		// what capacity was left would be reallocated by the next lines.
+		a.spare = full
 	}
 }
 
