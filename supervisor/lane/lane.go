@@ -633,6 +633,11 @@ type Outcome struct {
 	// Mapping is the router's reference to the mapping that sent the
 	// request here (nil: the default lane, nothing matched).
 	Mapping any
+	// For the access log, set only while it is on: the request's
+	// protocol, Host, User-Agent, Referer and query string (when
+	// access_log_query), each cut to a bound. Valid as Method and Path are.
+	Proto                           string
+	Host, UserAgent, Referer, Query []byte
 }
 
 // Release returns w's slot after a request and records how it ended. It is
