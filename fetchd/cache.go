@@ -13,6 +13,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/lanes-dev/lanes/shared/logging"
 )
 
 // ErrCacheClosed is returned by a Cache used after Close.
@@ -91,7 +93,7 @@ func OpenCache(dir string, o CacheOptions) (*Cache, error) {
 			if left <= 0 {
 				return nil, inUseError(dir, lockPID(dir))
 			}
-			log.Debug("cache_dir locked; retrying", "dir", dir, "in", min(delay, left))
+			log.Debug("cache_dir locked; retrying", "dir", dir, "in", logging.Dur(min(delay, left)))
 			time.Sleep(min(delay, left))
 			delay = min(2*delay, time.Second)
 			continue

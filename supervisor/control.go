@@ -33,7 +33,7 @@ func (s *Supervisor) trace(l *lane.Lane, o *lane.Outcome) {
 		st.tbl.Observe(ref, l.Name(), o.Method, o.Path, o.Filter+o.Run, o.Result == lane.HardTimeout)
 	}
 	if st.access != nil {
-		st.access.log(l, o)
+		st.access.log(l, o, st.cfg.Log.AccessFormat)
 	}
 }
 
@@ -225,6 +225,12 @@ func (s *Supervisor) Reload() (res api.ReloadResult, err error) {
 	}
 	if old.cfg.Log.AccessLog != cfg.Log.AccessLog {
 		changes = append(changes, fmt.Sprintf("log: access_log %v -> %v", old.cfg.Log.AccessLog, cfg.Log.AccessLog))
+	}
+	if old.cfg.Log.AccessFormat != cfg.Log.AccessFormat {
+		changes = append(changes, fmt.Sprintf("log: access_format %s -> %s", old.cfg.Log.AccessFormat, cfg.Log.AccessFormat))
+	}
+	if old.cfg.Log.AccessQuery != cfg.Log.AccessQuery {
+		changes = append(changes, fmt.Sprintf("log: access_log_query %v -> %v", old.cfg.Log.AccessQuery, cfg.Log.AccessQuery))
 	}
 	if old.cfg.Log.Level != cfg.Log.Level {
 		s.log.SetLevel(cfg.Log.Level)

@@ -143,6 +143,9 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	*o = lane.Outcome{Method: ctx.Method(), Path: ctx.Path(), Mapping: ref}
 	o.Client, _ = netip.AddrFromSlice(ctx.RemoteIP())
 	o.Client = o.Client.Unmap()
+	if st.access != nil {
+		captureAccess(ctx, o, st.cfg.Log.AccessQuery)
+	}
 	defer outcomes.Put(o)
 	direct := l.Direct()
 	timeout := l.RequestTimeout()
@@ -296,6 +299,7 @@ func (s *Supervisor) serve(ctx *fasthttp.RequestCtx) {
 	sp.method = append(sp.method[:0], ctx.Method()...)
 	sp.path = append(sp.path[:0], ctx.Path()...)
 	sp.o.Method, sp.o.Path = sp.method, sp.path
+	sp.access = keepAccess(sp.access, &sp.o)
 	l.Handoff(o, &sp.o)
 	sp.mem = s.bufs.resp.Get().(*[]byte)
 	// The pump ends the request's account with the lane; the front server

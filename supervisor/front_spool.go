@@ -38,6 +38,7 @@ type spool struct {
 	start    time.Time
 	method   []byte
 	path     []byte
+	access   []byte // the access log's fields of o (keepAccess)
 
 	mu     sync.Mutex
 	cond   sync.Cond
@@ -240,7 +241,7 @@ func (sp *spool) free() {
 	*sp.mem = (*sp.mem)[:0]
 	sp.s.bufs.resp.Put(sp.mem)
 	sp.s, sp.l, sp.w, sp.o = nil, nil, nil, lane.Outcome{}
-	sp.method, sp.path = sp.method[:0], sp.path[:0]
+	sp.method, sp.path, sp.access = sp.method[:0], sp.path[:0], sp.access[:0]
 	sp.mem, sp.file, sp.flen, sp.rpos = nil, nil, 0, 0
 	sp.done, sp.err, sp.closed = false, nil, false
 	spoolPool.Put(sp)

@@ -495,7 +495,7 @@ func (s *Supervisor) shutdown(immediate bool) error {
 		s.retiring.wait(context.Background())
 		return nil
 	}
-	s.log.Info("stopping", "timeout", st.cfg.ShutdownTimeout)
+	s.log.Info("stopping", "timeout", logging.Dur(st.cfg.ShutdownTimeout))
 	ctx, cancel := context.WithTimeout(context.Background(), st.cfg.ShutdownTimeout)
 	defer cancel()
 	go func() {

@@ -6,10 +6,12 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"log"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -58,6 +60,14 @@ func main() {
 			// came, and the body's length.
 			body := ctx.PostBody()
 			fmt.Fprintf(ctx, "target: %s\n%sbody: %d\n", ctx.RequestURI(), ctx.Request.Header.RawHeaders(), len(body))
+			return
+		case "/hello/stream":
+			// A body of unknown length, which the front spools.
+			ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+				for range 64 {
+					_, _ = w.WriteString(strings.Repeat("x", 1023) + "\n")
+				}
+			})
 			return
 		case "/hello/notype":
 			ctx.WriteString("no type\n") // no Content-Type set: none is sent

@@ -132,9 +132,32 @@ type Admin struct {
 
 // Log configures logging (block "log").
 type Log struct {
-	Level     hclog.Level
-	JSON      bool // format = "json"
-	AccessLog bool
+	Level        hclog.Level
+	JSON         bool // format = "json"
+	AccessLog    bool
+	AccessFormat AccessFormat
+	// AccessQuery logs requests' query strings (access_log_query): off
+	// by default, as they often carry tokens and personal data.
+	AccessQuery bool
+}
+
+// AccessFormat is the access log's line format (log.access_format).
+type AccessFormat int
+
+const (
+	// AccessLanes is a line in the shape of lanesd's other lines: hclog's
+	// key=value text, or JSON with format = "json".
+	AccessLanes AccessFormat = iota
+	// AccessCombined is Apache's and nginx's combined format, which
+	// goaccess and log shippers parse, with lanes' times at the end.
+	AccessCombined
+)
+
+func (f AccessFormat) String() string {
+	if f == AccessCombined {
+		return "combined"
+	}
+	return "lanes"
 }
 
 // App is what the built-in worker serves (block "app").

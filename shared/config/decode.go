@@ -136,7 +136,7 @@ var (
 			"client_body_buffer", "response_buffer", "max_temp_file", "retry_methods"),
 	}
 	adminSchema = &hcl.BodySchema{Attributes: attrSchemas("listen", "token_file", "max_conns")}
-	logSchema   = &hcl.BodySchema{Attributes: attrSchemas("level", "format", "access_log")}
+	logSchema   = &hcl.BodySchema{Attributes: attrSchemas("level", "format", "access_log", "access_format", "access_log_query")}
 	appSchema   = &hcl.BodySchema{Attributes: attrSchemas("upstream", "upstream_timeout", "theme", "demo", "underscores_in_headers", "direct")}
 	themeSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "url", Required: true}},
@@ -377,6 +377,22 @@ func (d *decoder) log(b *hcl.Block, l *Log) {
 		}
 	}
 	d.boolean(a, "access_log", &l.AccessLog)
+	if attr, ok := d.str(a, "access_format", &s); ok {
+		switch s {
+		case "lanes":
+			l.AccessFormat = AccessLanes
+		case "combined":
+			l.AccessFormat = AccessCombined
+			// One stream: a text line among JSON ones breaks its parser.
+			if l.JSON {
+				d.errorf(attr.Expr.Range(), "Invalid access log format",
+					"access_format = \"combined\" is a text format, and the access log shares lanesd's output: with format = \"json\", use access_format = \"lanes\" (JSON lines).")
+			}
+		default:
+			d.errorf(attr.Expr.Range(), "Invalid access log format", "%q is not an access log format: use \"lanes\" or \"combined\".", s)
+		}
+	}
+	d.boolean(a, "access_log_query", &l.AccessQuery)
 }
 
 func (d *decoder) app(b *hcl.Block, app *App) {

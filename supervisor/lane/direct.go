@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lanes-dev/lanes/shared/api"
+	"github.com/lanes-dev/lanes/shared/logging"
 	"github.com/lanes-dev/lanes/shared/upstream"
 )
 
@@ -75,8 +76,8 @@ func (l *Lane) fitDirectLocked() {
 func (l *Lane) timeoutDirect(o *Outcome) {
 	l.log.Error("request timeout; upstream connection closed",
 		"method", string(o.Method), "path", string(o.Path),
-		"queue", o.Queue.Round(time.Microsecond), "run", o.Run.Round(time.Microsecond),
-		"limit", l.RequestTimeout())
+		"queue", logging.Dur(o.Queue.Round(time.Microsecond)), "run", logging.Dur(o.Run.Round(time.Microsecond)),
+		"limit", logging.Dur(l.RequestTimeout()))
 }
 
 // drainDirect is a drain of a direct lane: no process to replace, so it

@@ -36,6 +36,7 @@ import (
 	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/api"
 	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/shared/logging"
 	"github.com/lanes-dev/lanes/supervisor/proc"
 )
 
@@ -348,7 +349,7 @@ func (l *Lane) run(w *Worker, conc int) {
 		w.ready = time.Now()
 		w.idleSince = w.ready
 		l.lastErr = ""
-		l.log.Debug("worker ready", "pid", w.pid, "start", w.ready.Sub(w.started))
+		l.log.Debug("worker ready", "pid", w.pid, "start", logging.Dur(w.ready.Sub(w.started)))
 		if w.replaces != nil {
 			// The old worker leaves rotation only once its replacement
 			// has stayed up for its probation.
@@ -370,7 +371,7 @@ func (l *Lane) run(w *Worker, conc int) {
 	}
 	if prev == Ready || prev == Starting {
 		up := time.Since(w.ready)
-		l.log.Warn("worker exited", "pid", w.pid, "status", w.proc.ExitErr(), "uptime", up.Round(time.Millisecond), "inflight", w.inflight, "served", w.served)
+		l.log.Warn("worker exited", "pid", w.pid, "status", w.proc.ExitErr(), "uptime", logging.Dur(up.Round(time.Millisecond)), "inflight", w.inflight, "served", w.served)
 		l.eventLocked(api.Event{Kind: api.EventCrash, PID: w.pid,
 			Detail: fmt.Sprintf("%s after %s, %d served", w.proc.ExitErr(), up.Round(time.Millisecond), w.served)})
 		// A worker that answered requests proved the program works: its
@@ -407,7 +408,7 @@ func (l *Lane) crashLocked(why string) {
 	l.lastExit = why
 	d := l.crash.Early(why, time.Now())
 	if l.crash.Count() == l.policy.LoopAt {
-		l.log.Error("worker crash loop; backing off", "crashes", l.crash.Count(), "backoff", d, "last", why)
+		l.log.Error("worker crash loop; backing off", "crashes", l.crash.Count(), "backoff", logging.Dur(d), "last", why)
 	}
 }
 
@@ -643,6 +644,11 @@ type Outcome struct {
 	// Mapping is the router's reference to the mapping that sent the
 	// request here (nil: the default lane, nothing matched).
 	Mapping any
+	// For the access log, set only while it is on: the request's
+	// protocol, Host, User-Agent, Referer and query string (when
+	// access_log_query), each cut to a bound. Valid as Method and Path are.
+	Proto                           string
+	Host, UserAgent, Referer, Query []byte
 }
 
 // Release returns w's slot after a request and records how it ended. It is
@@ -661,8 +667,8 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 		wchan, sysc := w.proc.WhereHung()
 		l.log.Debug("request timeout; killing worker",
 			"method", string(o.Method), "path", string(o.Path), "pid", w.pid,
-			"queue", o.Queue.Round(time.Microsecond), "run", (o.Filter + o.Run).Round(time.Microsecond),
-			"limit", l.RequestTimeout(), "wchan", wchan, "syscall", sysc)
+			"queue", logging.Dur(o.Queue.Round(time.Microsecond)), "run", logging.Dur((o.Filter + o.Run).Round(time.Microsecond)),
+			"limit", logging.Dur(l.RequestTimeout()), "wchan", wchan, "syscall", sysc)
 		l.mu.Lock()
 		if w.state == Ready || w.state == Retiring {
 			w.hung = &hungRequest{method: string(o.Method), path: string(o.Path), queue: o.Queue, run: o.Filter + o.Run, wchan: wchan, syscall: sysc}
@@ -932,7 +938,7 @@ func (l *Lane) kill(w *Worker) {
 	args := []any{"pid", w.pid, "reason", w.why}
 	if h := w.hung; h != nil {
 		args = append(args, "method", h.method, "path", h.path,
-			"queue", h.queue.Round(time.Microsecond), "run", h.run.Round(time.Microsecond),
+			"queue", logging.Dur(h.queue.Round(time.Microsecond)), "run", logging.Dur(h.run.Round(time.Microsecond)),
 			"wchan", h.wchan, "syscall", h.syscall)
 	}
 	if stacks != "" {

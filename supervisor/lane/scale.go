@@ -8,6 +8,7 @@ import (
 
 	"github.com/lanes-dev/lanes/shared/api"
 	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/shared/logging"
 )
 
 // idleLoop stops workers above min_workers that have been idle for
@@ -49,7 +50,7 @@ func (l *Lane) shrinkIdleLocked(now time.Time) {
 		if active <= l.cfg.MinWorkers {
 			break
 		}
-		l.log.Debug("shrinking: worker idle", "pid", w.pid, "idle", now.Sub(w.idleSince).Round(time.Millisecond),
+		l.log.Debug("shrinking: worker idle", "pid", w.pid, "idle", logging.Dur(now.Sub(w.idleSince).Round(time.Millisecond)),
 			"active", active, "min_workers", l.cfg.MinWorkers)
 		l.retireLocked(w, "idle_timeout")
 		active--

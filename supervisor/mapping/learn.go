@@ -9,6 +9,7 @@ import (
 
 	"github.com/lanes-dev/lanes/shared/api"
 	"github.com/lanes-dev/lanes/shared/config"
+	"github.com/lanes-dev/lanes/shared/logging"
 )
 
 // maxLearnedPath bounds the path of a learned mapping, so max_entries bounds
@@ -89,7 +90,7 @@ func (s *Set) learn(method, path []byte, filterRun time.Duration, timedOut bool)
 	s.learned++
 	s.nLearned.Add(1)
 	s.log.Info("auto_map: learned mapping", "pattern", e.pattern, "lane", e.lane,
-		"filter_run", filterRun, "timed_out", timedOut, "threshold", a.threshold)
+		"filter_run", logging.Dur(filterRun), "timed_out", timedOut, "threshold", logging.Dur(a.threshold))
 	if s.event != nil {
 		why := fmt.Sprintf("filter+run %s over threshold %s", filterRun.Round(time.Millisecond), a.threshold)
 		if timedOut {

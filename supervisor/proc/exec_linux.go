@@ -588,7 +588,7 @@ func (p *ExecProcess) Stop(ctx context.Context) {
 		case <-p.exited:
 		case <-t.C:
 			p.spec.Log.Warn("exec worker did not stop in time; killing its process group",
-				"pid", p.PID(), "stop_signal", signalName(p.spec.StopSignal), "stop_timeout", p.spec.StopTimeout)
+				"pid", p.PID(), "stop_signal", signalName(p.spec.StopSignal), "stop_timeout", logging.Dur(p.spec.StopTimeout))
 		case <-ctx.Done():
 		}
 		t.Stop()

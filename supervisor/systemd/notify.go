@@ -15,6 +15,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/lanes-dev/lanes/shared/logging"
 )
 
 // statusEvery is how often Run refreshes STATUS= when there is no watchdog
@@ -125,7 +127,7 @@ func (n *Notifier) Run(ctx context.Context, probe func() string) {
 				last = status
 			}
 		case <-wait.C:
-			n.log.Warn("the supervisor did not answer its probe; no watchdog ping", "waited", every/2)
+			n.log.Warn("the supervisor did not answer its probe; no watchdog ping", "waited", logging.Dur(every/2))
 		}
 	}
 }

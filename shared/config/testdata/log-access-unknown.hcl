@@ -1,0 +1,5 @@
+app { demo = true }
+
+log {
+  access_format = "common"
+}

@@ -1,0 +1,6 @@
+app { demo = true }
+
+log {
+  access_format    = "combined"
+  access_log_query = true
+}
