@@ -123,12 +123,10 @@ func (c *dataConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.answered.Store(true)
+		c.t.Read(p[:n])
 	}
 	if err != nil {
 		c.closed.Store(true)
-	}
-	if n > 0 {
-		c.t.Read(p[:n])
 	}
 	return n, err
 }

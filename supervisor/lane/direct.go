@@ -90,7 +90,7 @@ func (l *Lane) drainDirect(why string) (api.DrainResult, error) {
 	}
 	l.drains.Add(1)
 	l.lastDrain = fmt.Sprintf("done (%s): direct lane, no worker processes to replace", why)
-	l.eventLocked(api.Event{Kind: api.EventDrain, Detail: l.lastDrain})
+	l.event(api.Event{Kind: api.EventDrain, Detail: l.lastDrain})
 	return api.DrainResult{Lane: l.name, Workers: 0, Started: true}, nil
 }
 

@@ -331,7 +331,7 @@ func (l *Lane) run(w *Worker, conc int) {
 			l.crashLocked(err.Error())
 			l.lastErr = err.Error()
 			l.log.Error("worker failed to start", "error", err, "consecutive", l.crash.Count())
-			l.eventLocked(api.Event{Kind: api.EventCrash, PID: w.pid, Detail: "failed to start: " + err.Error()})
+			l.event(api.Event{Kind: api.EventCrash, PID: w.pid, Detail: "failed to start: " + err.Error()})
 			l.reconcileLocked()
 		}
 		l.notifyLocked()
@@ -372,7 +372,7 @@ func (l *Lane) run(w *Worker, conc int) {
 	if prev == Ready || prev == Starting {
 		up := time.Since(w.ready)
 		l.log.Warn("worker exited", "pid", w.pid, "status", w.proc.ExitErr(), "uptime", logging.Dur(up.Round(time.Millisecond)), "inflight", w.inflight, "served", w.served)
-		l.eventLocked(api.Event{Kind: api.EventCrash, PID: w.pid,
+		l.event(api.Event{Kind: api.EventCrash, PID: w.pid,
 			Detail: fmt.Sprintf("%s after %s, %d served", w.proc.ExitErr(), up.Round(time.Millisecond), w.served)})
 		// A worker that answered requests proved the program works: its
 		// death (a request that crashes it, the OOM killer, an operator's
@@ -696,7 +696,7 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 				if w.state == Ready {
 					l.log.Warn("exec worker broke a response; replacing it", "pid", w.pid, "reason", why)
 					w.hung = nil
-					l.eventLocked(api.Event{Kind: api.EventKill, PID: w.pid, Method: method, Path: path, Detail: why})
+					l.event(api.Event{Kind: api.EventKill, PID: w.pid, Method: method, Path: path, Detail: why})
 					l.condemnLocked(w, why)
 				}
 			})
@@ -901,8 +901,6 @@ func (l *Lane) event(e api.Event) {
 	}
 }
 
-func (l *Lane) eventLocked(e api.Event) { l.event(e) }
-
 // Refuse records a request that got no worker (Acquire failed): it feeds
 // the trace like Release does.
 func (l *Lane) Refuse(o *Outcome) {
@@ -1083,7 +1081,7 @@ func (l *Lane) check(w *Worker) {
 	switch {
 	case err != nil && l.ctx.Err() == nil:
 		l.log.Error("worker failed its health check; killing", "pid", w.pid, "error", err)
-		l.eventLocked(api.Event{Kind: api.EventKill, PID: w.pid, Detail: "health check: " + err.Error()})
+		l.event(api.Event{Kind: api.EventKill, PID: w.pid, Detail: "health check: " + err.Error()})
 		w.hung = nil
 		l.condemnLocked(w, "health check: "+err.Error())
 		w.proc.Kill() // its requests cannot be trusted to end

@@ -97,7 +97,7 @@ func (l *Lane) Resize(minW, maxW *int) (api.ResizeResult, error) {
 		l.log.Info("resizing", "min_workers", fmt.Sprintf("%d -> %d", l.cfg.MinWorkers, lo), "max_workers", fmt.Sprintf("%d -> %d", l.cfg.MaxWorkers, hi))
 	}
 	if lo != l.cfg.MinWorkers || hi != l.cfg.MaxWorkers {
-		l.eventLocked(api.Event{Kind: api.EventResize, Detail: fmt.Sprintf("%d..%d -> %d..%d", l.cfg.MinWorkers, l.cfg.MaxWorkers, lo, hi)})
+		l.event(api.Event{Kind: api.EventResize, Detail: fmt.Sprintf("%d..%d -> %d..%d", l.cfg.MinWorkers, l.cfg.MaxWorkers, lo, hi)})
 	}
 	l.cfg.MinWorkers, l.cfg.MaxWorkers = lo, hi
 	l.fitLocked()
@@ -197,7 +197,7 @@ func (l *Lane) Drain(why string) (api.DrainResult, error) {
 	l.draining++
 	l.notifyLocked()
 	l.log.Info("draining", "workers", len(old), "reason", why)
-	l.eventLocked(api.Event{Kind: api.EventDrain, Detail: fmt.Sprintf("started (%s): %d workers", why, len(old))})
+	l.event(api.Event{Kind: api.EventDrain, Detail: fmt.Sprintf("started (%s): %d workers", why, len(old))})
 	l.goCounted(func() { l.drain(old, why) })
 	return api.DrainResult{Lane: l.name, Workers: len(old), Started: true}, nil
 }
@@ -226,7 +226,7 @@ func (l *Lane) drain(old []*Worker, why string) {
 		} else {
 			l.lastDrain = stopped
 		}
-		l.eventLocked(api.Event{Kind: api.EventDrain, Detail: l.lastDrain})
+		l.event(api.Event{Kind: api.EventDrain, Detail: l.lastDrain})
 		l.notifyLocked()
 		l.mu.Unlock()
 		if stopped == "" {

@@ -448,7 +448,7 @@ func (p *ExecProcess) ExitErr() string {
 		ws := p.status
 		switch {
 		case ws.Signaled():
-			return "signal: " + signalName(ws.Signal())
+			return "signal: " + shared.SignalName(ws.Signal())
 		case ws.Exited():
 			return "exit status " + strconv.Itoa(ws.ExitStatus())
 		}
@@ -588,7 +588,7 @@ func (p *ExecProcess) Stop(ctx context.Context) {
 		case <-p.exited:
 		case <-t.C:
 			p.spec.Log.Warn("exec worker did not stop in time; killing its process group",
-				"pid", p.PID(), "stop_signal", signalName(p.spec.StopSignal), "stop_timeout", logging.Dur(p.spec.StopTimeout))
+				"pid", p.PID(), "stop_signal", shared.SignalName(p.spec.StopSignal), "stop_timeout", logging.Dur(p.spec.StopTimeout))
 		case <-ctx.Done():
 		}
 		t.Stop()
@@ -741,6 +741,3 @@ func groupPIDs(pgid int) []int {
 	}
 	return pids
 }
-
-// signalName spells a signal the one way lanes logs it: "SIGTERM".
-func signalName(sig syscall.Signal) string { return shared.SignalName(sig) }
