@@ -62,6 +62,10 @@ const (
 	// its stacks, then SIGKILL; at most stackMax bytes of them are logged.
 	quitGrace = 200 * time.Millisecond
 	stackMax  = 64 << 10
+	// The newest stackFiles dumps of a lane are kept in the run directory;
+	// older ones are removed, so a worker hanging every minute for months
+	// does not fill a tmpfs.
+	stackFiles = 50
 )
 
 // Env is what every lane of a supervisor shares.
@@ -113,7 +117,8 @@ type Lane struct {
 	outflow   drainRate            // requests leaving workers per second, for Retry-After
 	onEvent   func(api.Event)
 	lastErr   string
-	started   bool // Start has spawned the first workers
+	stacks    []string // stack dump files kept, oldest first
+	started   bool     // Start has spawned the first workers
 	stopping  bool
 	draining  int // drains running
 	retry     *time.Timer
@@ -948,10 +953,27 @@ func (l *Lane) kill(w *Worker) {
 		file := filepath.Join(l.env.RunDir, fmt.Sprintf("stacks-%s-%d.txt", l.name, w.pid))
 		if l.env.RunDir != "" && os.WriteFile(file, []byte(stacks), 0o600) == nil {
 			args = append(args, "stacks", file)
+			l.keepStacks(file)
 		}
 		l.log.Debug("stacks of the killed worker", "pid", w.pid, "stacks", stacks)
 	}
 	l.log.Error("worker killed", args...)
+}
+
+// keepStacks records a stack dump file and removes the oldest beyond
+// stackFiles.
+func (l *Lane) keepStacks(file string) {
+	l.mu.Lock()
+	l.stacks = append(l.stacks, file)
+	var old []string
+	if n := len(l.stacks) - stackFiles; n > 0 {
+		old = append(old, l.stacks[:n]...)
+		l.stacks = append(l.stacks[:0], l.stacks[n:]...)
+	}
+	l.mu.Unlock()
+	for _, f := range old {
+		_ = os.Remove(f)
+	}
 }
 
 // suspect takes w out of rotation after a data-plane failure until a health

@@ -1,6 +1,9 @@
 package lane
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -121,5 +124,28 @@ func TestRetryAfter(t *testing.T) {
 	l.queue = l.queue[:0]
 	if got := l.RetryAfter(); got != 1 {
 		t.Errorf("none waiting: Retry-After %d, want 1", got)
+	}
+}
+
+// A lane keeps the newest stackFiles stack dumps of killed workers and
+// removes older ones: a worker that hangs every minute must not fill the
+// run directory's tmpfs over months.
+func TestStackFilesCapped(t *testing.T) {
+	l := testLane()
+	dir := t.TempDir()
+	var files []string
+	for i := range stackFiles + 10 {
+		f := filepath.Join(dir, fmt.Sprintf("stacks-t-%d.txt", i))
+		if err := os.WriteFile(f, []byte("goroutine 1"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+		l.keepStacks(f)
+	}
+	for i, f := range files {
+		_, err := os.Stat(f)
+		if kept := err == nil; kept != (i >= 10) {
+			t.Errorf("%s: kept %v, want %v", filepath.Base(f), kept, i >= 10)
+		}
 	}
 }

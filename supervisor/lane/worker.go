@@ -125,8 +125,10 @@ func (w *Worker) Client() *fasthttp.HostClient { return w.hc }
 const execMaxIdle = time.Second
 
 // newDataClient returns the data-plane client of a worker serving on sock.
+// Idle connections are closed after 30 s: fasthttp's cleaner goroutine of
+// a dead worker's client sleeps that long before it notices and leaves.
 func newDataClient(sock string, conc int) *fasthttp.HostClient {
-	return dataClient("unix", sock, conc, 5*time.Minute)
+	return dataClient("unix", sock, conc, 30*time.Second)
 }
 
 // dataClient returns the data-plane client of a worker serving at addr

@@ -69,6 +69,8 @@ type Process struct {
 	exitOnce sync.Once
 	exitErr  error
 	ready    time.Time
+
+	releaseOnce sync.Once
 }
 
 // New returns a process that Start will fork.
@@ -221,10 +223,19 @@ func (p *Process) Kill() {
 	}
 	if first {
 		_ = os.Remove(p.socket)
-		if p.client != nil {
-			go p.client.Kill()
-		}
+		go p.release()
 	}
+}
+
+// release frees what go-plugin holds for the process once: its gRPC
+// connection (which would otherwise redial a dead process forever, two
+// goroutines each), its broker and its socket directory. A process that
+// dies on its own is released as well as one that is killed.
+func (p *Process) release() {
+	if p.client == nil {
+		return // not started: nothing held yet
+	}
+	p.releaseOnce.Do(p.client.Kill)
 }
 
 // Quit ends a hung process in two phases: SIGQUIT, which makes a Go
@@ -262,7 +273,7 @@ func (p *Process) Stop(ctx context.Context) {
 	}
 	done := make(chan struct{})
 	go func() {
-		p.client.Kill() // graceful plugin shutdown
+		p.release() // graceful plugin shutdown
 		close(done)
 	}()
 	select {
@@ -334,9 +345,14 @@ func (r *procRunner) Start(context.Context) error {
 }
 
 // Wait is called once by go-plugin, after the output pipes are drained.
+// The data socket goes before Exited is closed, so that it can never
+// remove the socket of the process started after this one under the same
+// name (fetchd's).
 func (r *procRunner) Wait(context.Context) error {
 	err := r.cmd.Wait()
+	_ = os.Remove(r.p.socket)
 	r.p.markExited(err)
+	go r.p.release() // not here: go-plugin's Kill waits for this call to return
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -112,4 +113,38 @@ func TestStartMissingCommand(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Exited not closed after a failed fork")
 	}
+}
+
+// A process that dies on its own (a crash, the OOM killer, an operator's
+// kill -9) leaves nothing behind in lanesd: no gRPC connection redialling
+// it (two goroutines for ever), no go-plugin socket directory, no data
+// socket. Before, each crash leaked all three.
+func TestCrashedProcessIsReleased(t *testing.T) {
+	before := runtime.NumGoroutine()
+	s := spec(t, helloWorker)
+	p := New(s)
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Exited():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not reaped")
+	}
+	var left []string
+	n := 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		ents, _ := os.ReadDir(s.RunDir)
+		left = left[:0]
+		for _, e := range ents {
+			left = append(left, e.Name())
+		}
+		if n = runtime.NumGoroutine(); len(left) == 0 && n <= before {
+			return
+		}
+	}
+	t.Errorf("after the process died: run directory holds %v; %d goroutines, %d before it started", left, n, before)
 }
