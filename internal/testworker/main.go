@@ -20,6 +20,9 @@ import (
 )
 
 func main() {
+	if b := os.Getenv("TESTWORKER_BANNER"); b != "" {
+		fmt.Println(b) // on stdout, before the handshake, as careless programs do
+	}
 	err := worker.Serve(func(ctx *fasthttp.RequestCtx) {
 		switch string(ctx.Path()) {
 		case "/hello/panic":

@@ -367,10 +367,10 @@ func (r *procRunner) Kill(context.Context) error {
 }
 
 func (r *procRunner) Diagnose(context.Context) string {
-	return fmt.Sprintf("%s did not complete the lanes handshake: is it built on worker.Serve, and does it write nothing to stdout first?", r.cmd.Path)
+	return fmt.Sprintf("%s did not complete the lanes handshake: is it built on worker.Serve?", r.cmd.Path)
 }
 
-func (r *procRunner) Stdout() io.ReadCloser { return r.stdout }
+func (r *procRunner) Stdout() io.ReadCloser { return newHandshakeOnly(r.stdout, r.p.spec.Log) }
 func (r *procRunner) Stderr() io.ReadCloser { return capturing{r.stderr, r.p} }
 func (r *procRunner) Name() string          { return r.cmd.Path }
 func (r *procRunner) ID() string            { return strconv.Itoa(r.p.PID()) }

@@ -148,3 +148,19 @@ func TestCrashedProcessIsReleased(t *testing.T) {
 	}
 	t.Errorf("after the process died: run directory holds %v; %d goroutines, %d before it started", left, n, before)
 }
+
+// A Go worker that prints to stdout before its handshake (a banner, a
+// debug print) still starts and serves; before, go-plugin refused it and
+// every start failed.
+func TestBannerBeforeHandshake(t *testing.T) {
+	s := spec(t, helloWorker)
+	s.Env = append(s.Env, "TESTWORKER_BANNER=my app v2 starting")
+	p := New(s)
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatalf("a worker with a banner on stdout failed to start: %v", err)
+	}
+	defer p.Kill()
+	if _, err := p.Health(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
