@@ -32,14 +32,19 @@ test: test-deps
 
 # What the tests need beyond Go: Chromium, for the dashboard's test in a
 # real headless browser (supervisor/admin/browser_test.go), and Debian's
-# python3-gunicorn (it brings /usr/bin/python3), for the exec lanes' tests
-# with real gunicorn (integration/exec_test.go). Each test skips, saying so,
-# where its program cannot be had. Installed with apt-get when missing and
+# app servers for the exec lanes' tests (integration/exec_test.go,
+# exec_servers_test.go): gunicorn (python3-gunicorn brings /usr/bin/python3;
+# gunicorn, the command), uvicorn, and uWSGI with its python3 plugin. Each
+# test skips, saying so, where its program cannot be had. Installed with apt-get when missing and
 # possible (root, apt-get), in one call; never fails.
 test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || test -n "$$LANES_CHROMIUM" || missing="$$missing chromium"; \
 	/usr/bin/python3 -c 'import gunicorn' >/dev/null 2>&1 || missing="$$missing python3-gunicorn"; \
+	command -v gunicorn >/dev/null 2>&1 || missing="$$missing gunicorn"; \
+	/usr/bin/python3 -c 'import uvicorn' >/dev/null 2>&1 || missing="$$missing python3-uvicorn"; \
+	command -v uwsgi >/dev/null 2>&1 || missing="$$missing uwsgi-core"; \
+	test -e /usr/lib/uwsgi/plugins/python3_plugin.so || missing="$$missing uwsgi-plugin-python3"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
 		echo "test-deps: not installing$$missing (needs root and apt-get); the tests that need it will skip"; exit 0; \
