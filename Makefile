@@ -34,8 +34,8 @@ test: test-deps
 # real headless browser (supervisor/admin/browser_test.go), and Debian's
 # app servers for the exec lanes' tests (integration/exec_test.go,
 # exec_servers_test.go): gunicorn (python3-gunicorn brings /usr/bin/python3;
-# gunicorn, the command), uvicorn, and uWSGI with its python3 plugin. Each
-# test skips, saying so, where its program cannot be had. Installed with apt-get when missing and
+# gunicorn, the command), uvicorn, uWSGI with its python3 plugin, node, PHP's
+# CLI and puma. Each test skips, saying so, where its program cannot be had. Installed with apt-get when missing and
 # possible (root, apt-get), in one call; never fails.
 test-deps:
 	@missing=""; \
@@ -45,6 +45,9 @@ test-deps:
 	/usr/bin/python3 -c 'import uvicorn' >/dev/null 2>&1 || missing="$$missing python3-uvicorn"; \
 	command -v uwsgi >/dev/null 2>&1 || missing="$$missing uwsgi-core"; \
 	test -e /usr/lib/uwsgi/plugins/python3_plugin.so || missing="$$missing uwsgi-plugin-python3"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v php >/dev/null 2>&1 || missing="$$missing php-cli"; \
+	command -v puma >/dev/null 2>&1 || missing="$$missing puma"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
 		echo "test-deps: not installing$$missing (needs root and apt-get); the tests that need it will skip"; exit 0; \

@@ -10,16 +10,22 @@ import (
 )
 
 // Real app servers besides gunicorn as exec workers: uWSGI (which adopts
-// the inherited socket by itself and forks its workers) and uvicorn (one
-// event loop, which a hung handler wedges for good). Each is skipped where
-// it is not installed (make test-deps installs Debian's uwsgi-core,
-// uwsgi-plugin-python3 and python3-uvicorn).
+// the inherited socket by itself and forks its workers), uvicorn and node
+// (one event loop, which a hung handler wedges for good), PHP's built-in
+// server (a port) and puma. Each is skipped where it is not installed
+// (make test-deps installs them from Debian).
 
 // serverHang runs ex as the only worker of a lane with a 2 s hard timeout
 // and checks what an operator needs: the app answers, a hung request gets
 // 504 in time, the program and every process it forked are gone, and a
 // replacement answers.
 func serverHang(t *testing.T, ex string, forks int) {
+	t.Helper()
+	serverHangIn(t, ex, "", forks)
+}
+
+// serverHangIn is serverHang with more attributes for the lane.
+func serverHangIn(t *testing.T, ex, attrs string, forks int) {
 	t.Helper()
 	l := startLanesd(t, fmt.Sprintf(`
 lane "default" {
@@ -28,8 +34,9 @@ lane "default" {
   exec            = %s
   request_timeout = "2s"
   stop_timeout    = "5s"
+  %s
 }
-`, ex))
+`, ex, attrs))
 	top := l.readyPIDs(t, "default", 1, 30*time.Second)[0]
 	waitFor(t, "the app to answer", 20*time.Second, func() bool {
 		r := l.get("/pid")
@@ -88,4 +95,47 @@ func TestExecUvicornHang(t *testing.T) {
 		t.Fatal(err)
 	}
 	serverHang(t, fmt.Sprintf(`[%q, "-m", "uvicorn", "--fd", "3", "--app-dir", %q, "asgi_app:app"]`, debianPython, app), 0)
+}
+
+// testdata returns the absolute path of a file under testdata.
+func testdata(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// lookPath returns the path of a program, skipping the test without it.
+func lookPath(t *testing.T, prog, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(prog)
+	if err != nil {
+		t.Skipf("%s is not installed (make test-deps installs Debian's %s)", prog, pkg)
+	}
+	return p
+}
+
+// TestExecNodeHang: node on fd 3 (server.listen({fd: 3})); a handler that
+// spins its one event loop wedges it.
+func TestExecNodeHang(t *testing.T) {
+	t.Parallel()
+	serverHang(t, fmt.Sprintf(`[%q, %q]`, lookPath(t, "node", "nodejs"), testdata(t, "server.js")), 0)
+}
+
+// TestExecPHPHang: PHP's built-in server, which can only bind a port:
+// exec_socket = "port" through a shell that passes $PORT.
+func TestExecPHPHang(t *testing.T) {
+	t.Parallel()
+	php := lookPath(t, "php", "php-cli")
+	serverHangIn(t, fmt.Sprintf(`["sh", "-c", "exec %s -S 127.0.0.1:$PORT -t %s"]`, php, testdata(t, "php")), `exec_socket = "port"`, 0)
+}
+
+// TestExecPumaHang: puma in single mode takes the inherited socket that
+// matches its bind.
+func TestExecPumaHang(t *testing.T) {
+	t.Parallel()
+	puma := lookPath(t, "puma", "puma")
+	serverHangIn(t, fmt.Sprintf(`["sh", "-c", "exec %s -w 0 -t 1:1 -b unix://$LANES_SOCKET %s"]`, puma, testdata(t, "config.ru")), "", 0)
 }
