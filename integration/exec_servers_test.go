@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -138,4 +139,36 @@ func TestExecPumaHang(t *testing.T) {
 	t.Parallel()
 	puma := lookPath(t, "puma", "puma")
 	serverHangIn(t, fmt.Sprintf(`["sh", "-c", "exec %s -w 0 -t 1:1 -b unix://$LANES_SOCKET %s"]`, puma, testdata(t, "config.ru")), "", 0)
+}
+
+// TestExecDirAndEnv: exec_dir is the program's working directory (a
+// relative "app.py" runs only from there) and exec_env reaches it; a
+// reload that changes exec_env rolls the lane onto workers that have the
+// new value.
+func TestExecDirAndEnv(t *testing.T) {
+	t.Parallel()
+	py := python(t)
+	lane := func(greeting string) string {
+		return fmt.Sprintf(`
+lane "default" {
+  min_workers = 1
+  max_workers = 1
+  exec        = [%q, "app.py"]
+  exec_dir    = %q
+  exec_env    = { APP_GREETING = %q, APP_MODE = "test" }
+}
+`, py, filepath.Dir(wsgiApp(t)), greeting)
+	}
+	l := startLanesd(t, lane("hello"))
+	old := l.readyPIDs(t, "default", 1, 20*time.Second)
+	env := l.appEnv(t)
+	if env["APP_GREETING"] != "hello" || env["APP_MODE"] != "test" {
+		t.Fatalf("the app's environment has APP_GREETING=%q APP_MODE=%q; want hello and test", env["APP_GREETING"], env["APP_MODE"])
+	}
+	l.writeConfig(t, lane("bonjour"))
+	l.signal(t, syscall.SIGHUP)
+	l.waitReplaced(t, "default", old, 1)
+	waitFor(t, "a worker with the new exec_env", 20*time.Second, func() bool {
+		return l.appEnv(t)["APP_GREETING"] == "bonjour"
+	})
 }

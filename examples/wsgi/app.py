@@ -81,7 +81,7 @@ def app(environ, start_response):
         return answer(os.environ.get("LANES_LANE", "") + "\n")
     if path == "/env":
         env = {k: v for k, v in os.environ.items()
-               if k.startswith(("LISTEN_", "LANES_")) or k in ("PORT", "NOTIFY_SOCKET")}
+               if k.startswith(("LISTEN_", "LANES_", "APP_")) or k in ("PORT", "NOTIFY_SOCKET")}
         return answer(json.dumps(env, sort_keys=True) + "\n", ctype="application/json")
     if path == "/garbage":
         # Not HTTP at all, straight onto the connection, which then closes.

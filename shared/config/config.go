@@ -243,8 +243,12 @@ type Lane struct {
 	// resolved (PATH, or the config file's directory). Exclusive with
 	// Command.
 	Exec []string
-	// ExecDir is the exec program's working directory: the config file's.
-	ExecDir     string
+	// ExecDir is the exec program's working directory: exec_dir, or the
+	// config file's directory.
+	ExecDir string
+	// ExecEnv is exec_env: variables the program gets beside lanesd's
+	// environment, "KEY=value", sorted by key.
+	ExecEnv     []string
 	ExecSocket  string        // ExecSocketFD (default) or ExecSocketPort
 	HealthPath  string        // "" or a path starting with "/"
 	Ready       string        // "" (at once, or once health_path answers) or ReadyNotify

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -149,7 +150,7 @@ var (
 	laneSchema = &hcl.BodySchema{
 		Attributes: attrSchemas("min_workers", "max_workers", "concurrency", "max_queue", "queue_timeout",
 			"request_timeout", "idle_timeout", "max_requests", "max_requests_jitter", "max_rss", "map", "command",
-			"exec", "exec_socket", "health_path", "ready", "stop_signal", "stop_timeout"),
+			"exec", "exec_socket", "exec_dir", "exec_env", "health_path", "ready", "stop_signal", "stop_timeout"),
 	}
 	autoMapSchema = &hcl.BodySchema{
 		Attributes: append([]hcl.AttributeSchema{
@@ -639,7 +640,7 @@ func (d *decoder) exec(a hcl.Attributes, l *Lane) {
 			}
 		}
 	}
-	for _, name := range []string{"exec_socket", "health_path", "ready", "stop_signal", "stop_timeout"} {
+	for _, name := range []string{"exec_socket", "exec_dir", "exec_env", "health_path", "ready", "stop_signal", "stop_timeout"} {
 		if at, set := a[name]; set && a["exec"] == nil {
 			d.errorf(at.NameRange, "Exec setting without exec", "%s applies to exec workers only: add exec = [\"program\", ...] to this lane, or remove it.", name)
 		}
@@ -668,6 +669,83 @@ func (d *decoder) exec(a hcl.Attributes, l *Lane) {
 		}
 	}
 	d.duration(a, "stop_timeout", &l.StopTimeout, false)
+	d.execDir(a, l)
+	d.execEnv(a, l)
+}
+
+// execDir decodes exec_dir, the program's working directory: relative to
+// the config file's directory, and a directory that exists.
+func (d *decoder) execDir(a hcl.Attributes, l *Lane) {
+	var dir string
+	at, set := d.str(a, "exec_dir", &dir)
+	if !set {
+		return
+	}
+	if dir == "" {
+		d.errorf(at.Expr.Range(), "Invalid exec_dir", "exec_dir must not be empty: remove it to run the program in the config file's directory.")
+		return
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(d.dir, dir)
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		d.errorf(at.Expr.Range(), "Invalid exec_dir", "%s (exec_dir is taken from the config file's directory, %s).", err, d.dir)
+	} else if !fi.IsDir() {
+		d.errorf(at.Expr.Range(), "Invalid exec_dir", "%s is not a directory.", dir)
+	} else {
+		l.ExecDir = dir
+	}
+}
+
+// execEnv decodes exec_env, an object of variables for the program. The
+// variables lanes sets itself are refused: the program would be misled
+// about its socket or its lane.
+func (d *decoder) execEnv(a hcl.Attributes, l *Lane) {
+	at := a["exec_env"]
+	if at == nil {
+		return
+	}
+	pairs, diags := hcl.ExprMap(at.Expr)
+	if diags.HasErrors() {
+		d.errorf(at.Expr.Range(), "Invalid exec_env", "exec_env is an object of variables, such as { DJANGO_SETTINGS_MODULE = \"site.settings\" }.")
+		return
+	}
+	env := map[string]string{}
+	for _, kv := range pairs {
+		var k, v string
+		if ok, _ := d.value(kv.Key, "each name in exec_env", &k); !ok {
+			continue
+		}
+		if ok, null := d.value(kv.Value, "exec_env."+k, &v); !ok {
+			if null {
+				d.errorf(kv.Value.Range(), "Invalid value", "exec_env.%s must not be null.", k)
+			}
+			continue
+		}
+		switch {
+		case k == "" || strings.ContainsAny(k, "=\x00"):
+			d.errorf(kv.Key.Range(), "Invalid exec_env", "%q is not a variable name.", k)
+		case strings.Contains(v, "\x00"):
+			d.errorf(kv.Value.Range(), "Invalid exec_env", "exec_env.%s holds a NUL byte.", k)
+		case reservedEnv(k):
+			d.errorf(kv.Key.Range(), "Invalid exec_env",
+				"%s is set by lanes for each worker (its socket, its lane, its readiness); it cannot be set in exec_env.", k)
+		default:
+			if _, dup := env[k]; dup {
+				d.errorf(kv.Key.Range(), "Invalid exec_env", "%s is set twice.", k)
+			}
+			env[k] = v
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		l.ExecEnv = append(l.ExecEnv, k+"="+env[k])
+	}
+}
+
+// reservedEnv says lanes sets the variable k for an exec worker itself.
+func reservedEnv(k string) bool {
+	return strings.HasPrefix(k, "LANES_") || strings.HasPrefix(k, "LISTEN_") || k == "NOTIFY_SOCKET" || k == "PORT" ||
+		strings.HasPrefix(k, "WATCHDOG_")
 }
 
 func (d *decoder) autoMap(b *hcl.Block) *AutoMap {

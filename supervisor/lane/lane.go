@@ -280,7 +280,7 @@ func (l *Lane) spawnLocked(replaces *Worker) *Worker {
 // execSpecLocked is how an exec worker of this lane starts: the program
 // with lanesd's environment less what would mislead it (lanesd's own
 // socket activation, sd_notify socket, PORT and LANES_ variables), plus
-// LANES_LANE; package proc adds the socket's variables.
+// exec_env and LANES_LANE; package proc adds the socket's variables.
 func (l *Lane) execSpecLocked(name string) proc.ExecSpec {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		k, _, _ := strings.Cut(kv, "=")
@@ -292,7 +292,7 @@ func (l *Lane) execSpecLocked(name string) proc.ExecSpec {
 		Shim:        l.env.Shim,
 		Command:     c.Exec,
 		Dir:         c.ExecDir,
-		Env:         append(env, shared.WorkerEnv{Lane: l.name}.Encode()...),
+		Env:         append(append(env, c.ExecEnv...), shared.WorkerEnv{Lane: l.name}.Encode()...),
 		Port:        c.ExecSocket == config.ExecSocketPort,
 		HealthPath:  c.HealthPath,
 		Notify:      c.Ready == config.ReadyNotify,

@@ -312,7 +312,7 @@ func (l *Lane) Reconfigure(cfg config.Lane, env Env) []string {
 	old := l.cfg
 	var changes []string
 	workersChanged := !slices.Equal(old.Command, cfg.Command) || old.Concurrency != cfg.Concurrency ||
-		!slices.Equal(old.Exec, cfg.Exec) || old.ExecDir != cfg.ExecDir || old.ExecSocket != cfg.ExecSocket ||
+		!slices.Equal(old.Exec, cfg.Exec) || old.ExecDir != cfg.ExecDir || !slices.Equal(old.ExecEnv, cfg.ExecEnv) || old.ExecSocket != cfg.ExecSocket ||
 		old.HealthPath != cfg.HealthPath || old.Ready != cfg.Ready || old.StopSignal != cfg.StopSignal || old.StopTimeout != cfg.StopTimeout ||
 		old.MaxRSS != cfg.MaxRSS || old.MaxRequests != cfg.MaxRequests || old.MaxRequestsJitter != cfg.MaxRequestsJitter ||
 		!slices.Equal(l.env.WorkerEnv, env.WorkerEnv) || !slices.Equal(l.env.Builtin, env.Builtin) || !slices.Equal(l.env.Shim, env.Shim)

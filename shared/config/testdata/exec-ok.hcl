@@ -5,6 +5,11 @@ lane "default" {
   ready        = "notify"
   stop_signal  = "term"
   stop_timeout = "3s"
+  exec_dir     = "."
+  exec_env     = {
+    PYTHONUNBUFFERED       = "1"
+    DJANGO_SETTINGS_MODULE = "site.settings"
+  }
 }
 lane "php" {
   exec        = ["/bin/sh", "-c", "exec php -S 127.0.0.1:$PORT"]
