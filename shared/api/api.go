@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -294,4 +295,36 @@ type Event struct {
 	Method string    `json:"method,omitempty"`
 	Path   string    `json:"path,omitempty"`
 	Detail string    `json:"detail,omitempty"`
+}
+
+// Lane returns the lane named name, or nil when s has none.
+func (s *Status) Lane(name string) *Lane {
+	for i := range s.Lanes {
+		if s.Lanes[i].Name == name {
+			return &s.Lanes[i]
+		}
+	}
+	return nil
+}
+
+// Theme returns the theme named name, or nil when s has none.
+func (s *Status) Theme(name string) *Theme {
+	for i := range s.Themes {
+		if s.Themes[i].Name == name {
+			return &s.Themes[i]
+		}
+	}
+	return nil
+}
+
+// PIDs returns the pids of the lane's workers in any of states, or of
+// every worker when no state is given.
+func (l *Lane) PIDs(states ...string) []int {
+	var out []int
+	for _, w := range l.Workers {
+		if len(states) == 0 || slices.Contains(states, w.State) {
+			out = append(out, w.PID)
+		}
+	}
+	return out
 }

@@ -48,25 +48,53 @@ const maxAnswer = 64 << 20
 // answer into out (if not nil). A non-2xx answer is a *ServerError; a
 // lanesd that cannot be reached is an error that says so.
 func (c *Client) Call(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	req, err := c.newRequest(ctx, method, path, body)
 	if err != nil {
 		return err
 	}
-	if in != nil {
+	req.Header.Set("Accept", "application/json")
+	raw, err := c.do(req, method, path)
+	if err != nil {
+		return err
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// newRequest is method path with body (JSON, nil for none) and the token.
+func (c *Client) newRequest(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Accept", "application/json")
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
+	return req, nil
+}
+
+// do sends req and returns the body of a 2xx answer (copied to Raw); a
+// non-2xx answer is a *ServerError.
+func (c *Client) do(req *http.Request, method, path string) ([]byte, error) {
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
@@ -77,34 +105,29 @@ func (c *Client) Call(ctx context.Context, method, path string, in, out any) err
 		if errors.As(err, &ue) {
 			err = ue.Err // url.Error repeats the method and URL
 		}
-		return fmt.Errorf("cannot reach the lanes admin API at %s: %w", c.Base, err)
+		return nil, fmt.Errorf("cannot reach the lanes admin API at %s: %w", c.Base, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		se := &ServerError{Code: resp.StatusCode, Status: resp.Status}
 		if json.Unmarshal(raw, &se.Body) != nil {
 			se.Body = ErrorBody{}
 		}
-		return se
+		return nil, se
 	}
 	if c.Raw != nil {
 		if _, err := c.Raw.Write(raw); err != nil {
-			return err
+			return nil, err
 		}
 		if !bytes.HasSuffix(raw, []byte("\n")) {
 			_, _ = io.WriteString(c.Raw, "\n")
 		}
 	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
-		}
-	}
-	return nil
+	return raw, nil
 }
 
 // Status is GET /api/status.
@@ -159,4 +182,14 @@ func (c *Client) Requests(ctx context.Context) ([]InflightRequest, error) {
 func (c *Client) Events(ctx context.Context, since uint64) ([]Event, error) {
 	var es []Event
 	return es, c.Call(ctx, http.MethodGet, "/api/events?since="+strconv.FormatUint(since, 10), nil, &es)
+}
+
+// Metrics is GET /metrics: the Prometheus text exposition, as it came.
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, "/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	raw, err := c.do(req, http.MethodGet, "/metrics")
+	return string(raw), err
 }

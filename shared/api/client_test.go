@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -50,5 +52,96 @@ func TestClient(t *testing.T) {
 	srv.Close()
 	if _, err := c.Status(ctx); err == nil || !strings.Contains(err.Error(), "cannot reach the lanes admin API") {
 		t.Fatalf("lanesd gone: %v", err)
+	}
+}
+
+func TestClientMetricsAndCalls(t *testing.T) {
+	var got []string // method, path and body of each call
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = append(got, r.Method+" "+r.URL.Path+" "+string(b))
+		switch r.URL.Path {
+		case "/metrics":
+			if r.Header.Get("Authorization") != "Bearer tok" {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+			io.WriteString(w, "lanes_up 1\nlanes_served_total{lane=\"default\"} 3\n")
+		case "/api/lanes/a b/resize":
+			io.WriteString(w, `{"lane":"a b","min_workers":2,"max_workers":4}`)
+		case "/api/map":
+			if r.Method == http.MethodDelete {
+				io.WriteString(w, `{"method":"GET","pattern":"/x","removed":true}`)
+				return
+			}
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":"no lane \"nope\""}`)
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	c := &Client{Base: srv.URL, Token: "tok"}
+	m, err := c.Metrics(ctx)
+	if err != nil || !strings.Contains(m, `lanes_served_total{lane="default"} 3`) {
+		t.Fatalf("Metrics: %q %v", m, err)
+	}
+	two := 2
+	if r, err := c.Resize(ctx, "a b", ResizeRequest{MinWorkers: &two}); err != nil || r.Lane != "a b" || r.MinWorkers != 2 || r.MaxWorkers != 4 {
+		t.Fatalf("Resize: %+v %v", r, err)
+	}
+	if r, err := c.Unmap(ctx, UnmapRequest{Method: "GET", Pattern: "/x"}); err != nil || !r.Removed {
+		t.Fatalf("Unmap: %+v %v", r, err)
+	}
+	_, err = c.Map(ctx, MapRequest{Lane: "nope", Method: "GET", Pattern: "/x"})
+	var se *ServerError
+	if !errors.As(err, &se) || se.Code != http.StatusNotFound || se.Body.Error != `no lane "nope"` {
+		t.Fatalf("Map to an unknown lane: %v", err)
+	}
+	want := []string{
+		"GET /metrics ",
+		`POST /api/lanes/a b/resize {"min_workers":2}`,
+		`DELETE /api/map {"method":"GET","pattern":"/x"}`,
+		`POST /api/map {"lane":"nope","method":"GET","pattern":"/x"}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	c.Token = ""
+	if _, err := c.Metrics(ctx); !errors.As(err, &se) || se.Code != http.StatusUnauthorized {
+		t.Errorf("Metrics without the token: %v", err)
+	}
+}
+
+func TestStatusLookups(t *testing.T) {
+	st := &Status{
+		Lanes: []Lane{
+			{Name: "default", Workers: []Worker{{PID: 1, State: "ready"}, {PID: 2, State: "starting"}, {PID: 3, State: "ready"}}},
+			{Name: "slow"},
+		},
+		Themes: []Theme{{Name: "site", State: "fresh"}},
+	}
+	ln := st.Lane("default")
+	if ln == nil {
+		t.Fatal(`Lane("default") = nil`)
+	}
+	if got := ln.PIDs("ready"); !slices.Equal(got, []int{1, 3}) {
+		t.Errorf(`PIDs("ready") = %v`, got)
+	}
+	if got := ln.PIDs(); !slices.Equal(got, []int{1, 2, 3}) {
+		t.Errorf("PIDs() = %v", got)
+	}
+	if got := ln.PIDs("dead"); got != nil {
+		t.Errorf(`PIDs("dead") = %v`, got)
+	}
+	ln.Served = 9 // a pointer into st
+	if st.Lanes[0].Served != 9 {
+		t.Error("Lane returns a copy, want the lane in the status")
+	}
+	if st.Lane("nope") != nil || st.Theme("nope") != nil {
+		t.Error("lookup of a missing name is not nil")
+	}
+	if th := st.Theme("site"); th == nil || th.State != "fresh" {
+		t.Errorf(`Theme("site") = %+v`, th)
 	}
 }
