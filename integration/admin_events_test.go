@@ -1,51 +1,23 @@
 package integration
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
-type inflightDoc struct {
-	Lane      string  `json:"lane"`
-	Worker    int     `json:"worker"`
-	Method    string  `json:"method"`
-	Path      string  `json:"path"`
-	Client    string  `json:"client"`
-	Elapsed   float64 `json:"elapsed"`
-	TimeoutIn float64 `json:"timeout_in"`
-}
-
-type eventDoc struct {
-	ID     uint64 `json:"id"`
-	Kind   string `json:"kind"`
-	Lane   string `json:"lane"`
-	PID    int    `json:"pid"`
-	Method string `json:"method"`
-	Path   string `json:"path"`
-	Detail string `json:"detail"`
-}
-
-func (l *lanesd) events(t *testing.T, since uint64) []eventDoc {
-	t.Helper()
-	r := l.mustAdmin(t, http.MethodGet, fmt.Sprintf("/api/events?since=%d", since), nil)
-	var es []eventDoc
-	if err := json.Unmarshal(r.body, &es); err != nil {
-		t.Fatalf("GET /api/events: %v: %s", err, r.body)
-	}
-	return es
-}
-
-func findEvent(es []eventDoc, kind, lane, path string) (eventDoc, bool) {
+func findEvent(es []api.Event, kind, lane, path string) (api.Event, bool) {
 	for _, e := range es {
 		if e.Kind == kind && e.Lane == lane && (path == "" || e.Path == path) {
 			return e, true
 		}
 	}
-	return eventDoc{}, false
+	return api.Event{}, false
 }
 
 // TestAdminRequestsAndEvents: GET /api/requests shows a hung request with
@@ -76,11 +48,9 @@ auto_map {
 `)
 	done := make(chan result, 1)
 	go func() { done <- l.get("/demo/hang") }()
-	var got []inflightDoc
+	var got []api.InflightRequest
 	waitFor(t, "the hung request in /api/requests", 10*time.Second, func() bool {
-		r := l.adminCall(http.MethodGet, "/api/requests", nil)
-		got = nil
-		_ = json.Unmarshal(r.body, &got)
+		got, _ = l.API.Requests(context.Background())
 		return len(got) == 1 && got[0].Elapsed >= 0.5
 	})
 	h := got[0]
@@ -93,7 +63,7 @@ auto_map {
 		t.Fatalf("/demo/hang: %v, want 504", r)
 	}
 
-	var es []eventDoc
+	var es []api.Event
 	waitFor(t, "the kill and the learning in /api/events", 10*time.Second, func() bool {
 		es = l.events(t, 0)
 		_, kill := findEvent(es, "kill", "default", "/demo/hang")
@@ -105,9 +75,9 @@ auto_map {
 	}
 	last := es[len(es)-1].ID
 
-	l.mustAdmin(t, http.MethodPost, "/api/lanes/slow/resize", map[string]int{"min_workers": 2, "max_workers": 3})
-	l.mustAdmin(t, http.MethodPost, "/api/lanes/slow/drain", nil)
-	l.mustAdmin(t, http.MethodPost, "/api/reload", nil)
+	l.resize(t, "slow", api.ResizeRequest{MinWorkers: new(2), MaxWorkers: new(3)})
+	l.drain(t, "slow")
+	l.reload(t)
 	waitFor(t, "resize, drain (start and end) and reload events after id "+fmt.Sprint(last), 20*time.Second, func() bool {
 		es = l.events(t, last)
 		n := 0

@@ -1,16 +1,11 @@
 package integration
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestAdminToken: with admin.token_file set, every admin call needs the
@@ -38,7 +33,7 @@ lane "reports" {
   map         = ["GET /report/*"]
 }
 `)
-	status := "http://" + l.admin + "/api/status"
+	status := "http://" + l.Admin + "/api/status"
 	for _, tc := range []struct {
 		name, auth string
 		want       int
@@ -58,36 +53,18 @@ lane "reports" {
 			continue
 		}
 		if tc.want == 401 {
-			var e struct {
-				Error *string `json:"error"`
-			}
-			if err := json.Unmarshal(r.body, &e); err != nil || e.Error == nil || *e.Error == "" {
-				t.Errorf("%s: 401 body %q is not {\"error\": \"...\"}", tc.name, r.body)
-			}
-			if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-				t.Errorf("%s: 401 Content-Type %q", tc.name, ct)
-			}
+			checkErrorBody(t, tc.name, r)
 		}
 	}
 	// The dashboard's shell is served without the token, and holds neither
 	// the token nor any status data: the page asks for the token itself.
-	if r := do(l.client, http.MethodGet, "http://"+l.admin+"/", nil, nil); r.err != nil || r.status != 200 {
+	if r := do(l.client, http.MethodGet, "http://"+l.Admin+"/", nil, nil); r.err != nil || r.status != 200 {
 		t.Errorf("dashboard shell without token: want 200, got %s", r)
 	} else if strings.Contains(string(r.body), token) || strings.Contains(string(r.body), "reports") {
 		t.Errorf("dashboard shell leaks the token or status data:\n%s", r.body)
 	}
 
-	lanectl := func(args ...string) (int, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, lanectlBin, args...)
-		cmd.Env = append(os.Environ(), "LANES_ADMIN=", "LANES_TOKEN=")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		cmd.Run()
-		return cmd.ProcessState.ExitCode(), out.String()
-	}
-	code, out := lanectl("-admin", "http://"+l.admin, "-token", token, "status")
+	code, out := l.lanectl(t, "-token", token, "status")
 	if code != 0 {
 		t.Errorf("lanectl status with the token: exit %d: %s", code, out)
 	}
@@ -96,7 +73,7 @@ lane "reports" {
 			t.Errorf("lanectl status does not list lane %q:\n%s", name, out)
 		}
 	}
-	code, out = lanectl("-admin", "http://"+l.admin, "status")
+	code, out = l.lanectl(t, "status")
 	if code == 0 {
 		t.Errorf("lanectl status without the token: exit 0; want a failure:\n%s", out)
 	}

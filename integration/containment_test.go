@@ -16,12 +16,12 @@ import (
 func replaced(t *testing.T, l *lanesd, lane string, before []int, want int, timeout time.Duration) (gone, added []int) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("lane %s to replace a worker of %v and be back to %d ready", lane, before, want), timeout, func() bool {
-		st, err := l.tryStatus("")
+		st, err := l.tryStatus()
 		if err != nil {
 			return false
 		}
-		ls := st.lane(t, lane)
-		ready, all := ls.pids("ready"), ls.pids()
+		ls := laneOf(t, st, lane)
+		ready, all := ls.PIDs("ready"), ls.PIDs()
 		gone, added = nil, nil
 		for _, p := range before {
 			if !contains(all, p) {
@@ -195,7 +195,7 @@ func TestCrashCostsOnlyItsRequest(t *testing.T) {
 	for round := 1; round <= 5; round++ {
 		// POST: a GET whose worker dies before answering is retried once
 		// on another worker (TestRetryIdempotentOnce); a POST never is.
-		r := do(l.client, http.MethodPost, l.url("/demo/crash"), nil, nil)
+		r := do(l.client, http.MethodPost, l.URL("/demo/crash"), nil, nil)
 		if r.err != nil || r.status != http.StatusBadGateway {
 			t.Fatalf("round %d: GET /demo/crash: want 502, got %s", round, r)
 		}
@@ -205,8 +205,8 @@ func TestCrashCostsOnlyItsRequest(t *testing.T) {
 			}
 		}
 		waitFor(t, "the lane to have 2 ready workers again", 30*time.Second, func() bool {
-			st, err := l.tryStatus("")
-			return err == nil && len(st.lane(t, "default").pids("ready")) == 2
+			st, err := l.tryStatus()
+			return err == nil && len(laneOf(t, st, "default").PIDs("ready")) == 2
 		})
 	}
 }
@@ -224,7 +224,7 @@ func TestCrashLoop(t *testing.T) {
 			t.Errorf("crash #%d: want 502, got %s", i+1, r)
 		}
 		waitFor(t, "the crashed worker to leave the lane", 10*time.Second, func() bool {
-			for _, p := range l.lane(t, "default").pids() {
+			for _, p := range l.lane(t, "default").PIDs() {
 				if p > 0 && !alive(p) {
 					return false
 				}
@@ -247,8 +247,8 @@ func TestCrashLoop(t *testing.T) {
 
 	// The lane recovers: workers come back after the backoff and serve.
 	waitFor(t, "the lane to have 2 ready workers again", 30*time.Second, func() bool {
-		st, err := l.tryStatus("")
-		return err == nil && len(st.lane(t, "default").pids("ready")) == 2
+		st, err := l.tryStatus()
+		return err == nil && len(laneOf(t, st, "default").PIDs("ready")) == 2
 	})
 	l.mustGet(t, "/", 200)
 

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -95,7 +94,7 @@ auto_map {
 	if ls := learned(l.mappings(t)); len(ls) != 0 {
 		t.Fatalf("fast requests that only queued were learned: %v", mappingKeys(ls))
 	}
-	if am := l.extStatus(t).AutoMap; am == nil || am.Learned != 0 || am.Entries != 0 {
+	if am := l.status(t).AutoMap; am == nil || am.Learned != 0 || am.Entries != 0 {
 		t.Errorf("status auto_map after queued requests: %+v, want nothing learned", am)
 	}
 	l.wantLane(t, "/demo/sleep/q?ms=1", "default")
@@ -116,7 +115,7 @@ auto_map {
 	l.wantLane(t, "/demo/sleep/report?ms=1&other=query", "slow")
 	l.wantLane(t, "/demo/sleep/report/x?ms=1", "default") // exact path only
 	l.wantLane(t, "/demo/sleep/q?ms=1", "default")
-	if n := l.logCount("auto_map: learned mapping"); n != 1 {
+	if n := l.Log.Count("auto_map: learned mapping"); n != 1 {
 		t.Errorf("the log has %d \"learned mapping\" lines, want 1", n)
 	}
 
@@ -128,7 +127,7 @@ auto_map {
 		m, ok := findMapping(l.mappings(t), "GET", "/demo/hang")
 		return ok && m.Source == "auto_map" && m.Lane == "slow"
 	})
-	if am := l.extStatus(t).AutoMap; am == nil || am.Learned != 2 || am.Entries != 2 {
+	if am := l.status(t).AutoMap; am == nil || am.Learned != 2 || am.Entries != 2 {
 		t.Errorf("status auto_map: %+v, want 2 learned, 2 entries", am)
 	}
 
@@ -137,25 +136,24 @@ auto_map {
 		t.Errorf("lanectl unmap of a learned mapping: exit %d:\n%s", code, out)
 	}
 	l.wantLane(t, "/demo/sleep/report?ms=1", "default")
-	if am := l.extStatus(t).AutoMap; am == nil || am.Entries != 1 {
+	if am := l.status(t).AutoMap; am == nil || am.Entries != 1 {
 		t.Errorf("status auto_map after unmapping a learned mapping: %+v, want 1 entry", am)
 	}
 
 	// Learned mappings survive a reload that keeps auto_map, and go with
 	// one that removes it.
-	l.mustAdmin(t, http.MethodPost, "/api/reload", nil)
+	l.reload(t)
 	if m, ok := findMapping(l.mappings(t), "GET", "/demo/hang"); !ok || m.Source != "auto_map" {
 		t.Errorf("learned mapping after a reload: %+v (found %v)", m, ok)
 	}
 	l.writeConfig(t, lanes)
-	r := l.mustAdmin(t, http.MethodPost, "/api/reload", nil)
-	if !strings.Contains(string(r.body), "dropped learned mapping GET /demo/hang") {
-		t.Errorf("reload without auto_map does not say it dropped the learned mapping: %s", r.body)
+	if res := l.reload(t); !strings.Contains(strings.Join(res.Changed, "\n"), "dropped learned mapping GET /demo/hang") {
+		t.Errorf("reload without auto_map does not say it dropped the learned mapping: %q", res.Changed)
 	}
 	if ls := learned(l.mappings(t)); len(ls) != 0 {
 		t.Errorf("learned mappings after auto_map was removed: %v", mappingKeys(ls))
 	}
-	if am := l.extStatus(t).AutoMap; am != nil {
+	if am := l.status(t).AutoMap; am != nil {
 		t.Errorf("status auto_map after it was removed: %+v", am)
 	}
 }
@@ -196,8 +194,8 @@ auto_map {
 		}
 	}
 	waitFor(t, "3 learned mappings", 5*time.Second, func() bool { return len(learned(l.mappings(t))) == 3 })
-	if n := strings.Count(l.log.String(), "learned mapping: pattern=\"GET /demo/sleep/stays-slow\""); n != 1 {
-		t.Errorf("4 concurrent slow requests of one path logged %d \"learned mapping\" lines, want 1:\n%s", n, grepLines(l.log.String(), "learned mapping"))
+	if n := strings.Count(l.Log.String(), "learned mapping: pattern=\"GET /demo/sleep/stays-slow\""); n != 1 {
+		t.Errorf("4 concurrent slow requests of one path logged %d \"learned mapping\" lines, want 1:\n%s", n, grepLines(l.Log.String(), "learned mapping"))
 	}
 	// Learning that follows learning is compiled a few ms later (paced).
 	waitFor(t, "turns-fast to go to the slow lane", 2*time.Second, func() bool {
@@ -233,13 +231,13 @@ auto_map {
 		t.Errorf("mapping that stays slow was forgotten (found %v: %+v)", ok, m)
 	}
 	l.wantLane(t, "/demo/sleep/turns-fast?ms=1", "default")
-	log := l.log.String()
+	log := l.Log.String()
 	for _, s := range []string{"forgot learned mapping", "not slow for 2s", "not hit for 2s"} {
 		if !strings.Contains(log, s) {
 			t.Errorf("the log does not say %q", s)
 		}
 	}
-	if am := l.extStatus(t).AutoMap; am == nil || am.Forgotten < 2 {
+	if am := l.status(t).AutoMap; am == nil || am.Forgotten < 2 {
 		t.Errorf("status auto_map: %+v, want forgotten ≥ 2", am)
 	}
 	t.Logf("turns-fast answered by %v", fastLanes)
@@ -258,14 +256,13 @@ auto_map {
 	if n := len(learned(ms)); n > 5 || n == 0 {
 		t.Errorf("after a flood of 30 slow URLs, %d learned mappings, want 1..5: %v", n, mappingKeys(learned(ms)))
 	}
-	am := l.extStatus(t).AutoMap
+	am := l.status(t).AutoMap
 	if am == nil || am.Entries > 5 || am.Evicted < 25 || am.Learned < 33 {
 		t.Errorf("status auto_map after the flood: %+v; want entries ≤ 5, evicted ≥ 25, learned ≥ 33", am)
 	}
-	r := l.mustAdmin(t, http.MethodGet, "/metrics", nil)
-	if m := regexp.MustCompile(`(?m)^lanes_automap_evicted_total (\d+)`).FindSubmatch(r.body); m == nil {
+	if m := regexp.MustCompile(`(?m)^lanes_automap_evicted_total (\d+)`).FindStringSubmatch(l.metricsText(t)); m == nil {
 		t.Errorf("/metrics has no lanes_automap_evicted_total")
-	} else if n, _ := strconv.Atoi(string(m[1])); uint64(n) != am.Evicted {
+	} else if n, _ := strconv.Atoi(m[1]); uint64(n) != am.Evicted {
 		t.Errorf("lanes_automap_evicted_total %d, status says %d", n, am.Evicted)
 	}
 }

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -19,8 +18,8 @@ func (l *lanesd) waitReplaced(t *testing.T, lane string, old []int, want int) []
 	var now []int
 	waitFor(t, "every worker of lane "+lane+" to be replaced", 20*time.Second, func() bool {
 		ls := l.lane(t, lane)
-		now = ls.pids("ready")
-		return len(ls.Workers) == want && len(now) == want && disjoint(now, old) && !l.laneDoc(t, lane).Draining
+		now = ls.PIDs("ready")
+		return len(ls.Workers) == want && len(now) == want && disjoint(now, old) && !l.lane(t, lane).Draining
 	})
 	return now
 }
@@ -31,11 +30,11 @@ func (l *lanesd) sawDraining(t *testing.T, lane string, old []int) bool {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		d := l.laneDoc(t, lane)
+		d := l.lane(t, lane)
 		if d.Draining && d.State == "draining" {
 			return true
 		}
-		if disjoint(l.lane(t, lane).pids(), old) {
+		if disjoint(l.lane(t, lane).PIDs(), old) {
 			return false
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -71,14 +70,8 @@ func TestControlDrain(t *testing.T) {
 	ld := l.startLoad(6, "/demo/sleep?ms=100", "/demo/sleep/other?ms=100", "/")
 	waitFor(t, "load to run", 5*time.Second, func() bool { return ld.sentSoFar() > 20 })
 
-	r := l.mustAdmin(t, http.MethodPost, "/api/lanes/default/drain", nil)
-	var res struct {
-		Lane    string `json:"lane"`
-		Workers int    `json:"workers"`
-		Started bool   `json:"started"`
-	}
-	if err := json.Unmarshal(r.body, &res); err != nil || res.Lane != "default" || res.Workers != 2 || !res.Started {
-		t.Errorf("drain answer %s: want lane default, 2 workers, started", r.body)
+	if res := l.drain(t, "default"); res.Lane != "default" || res.Workers != 2 || !res.Started {
+		t.Errorf("drain answer %+v: want lane default, 2 workers, started", res)
 	}
 	if !l.sawDraining(t, "default", oldDef) {
 		t.Errorf("status never showed lane default draining")
@@ -96,7 +89,7 @@ func TestControlDrain(t *testing.T) {
 	if now := l.workerPIDs(t, "default"); !sameSet(now, newDef) {
 		t.Errorf("draining other replaced workers of default: %v -> %v", newDef, now)
 	}
-	if d := l.laneDoc(t, "default"); d.Drains != 1 || d.State != "ok" {
+	if d := l.lane(t, "default"); d.Drains != 1 || d.State != "ok" {
 		t.Errorf("lane default after its drain: drains %d, state %q", d.Drains, d.State)
 	}
 	for _, pid := range append(oldDef, oldOther...) {
@@ -170,7 +163,7 @@ lane "default" {
 	if ls := l.lane(t, "default"); ls.Respawns < 2 {
 		t.Errorf("respawns %d after recycling, want ≥ 2", ls.Respawns)
 	}
-	if !strings.Contains(l.log.String(), "reason=max_requests") {
+	if !strings.Contains(l.Log.String(), "reason=max_requests") {
 		t.Errorf("the log does not say why workers were replaced")
 	}
 }
@@ -223,8 +216,8 @@ lane "default" {
 	if code, out := l.lanectl(t, "drain", "default"); code != 0 {
 		t.Fatalf("lanectl drain: exit %d:\n%s", code, out)
 	}
-	waitFor(t, "the drain to give up", 20*time.Second, func() bool { return !l.laneDoc(t, "default").Draining })
-	if !strings.Contains(l.log.String(), "drain stopped") {
+	waitFor(t, "the drain to give up", 20*time.Second, func() bool { return !l.lane(t, "default").Draining })
+	if !strings.Contains(l.Log.String(), "drain stopped") {
 		t.Errorf("the log does not say the drain gave up")
 	}
 	if now := l.workerPIDs(t, "default"); !sameSet(now, old) {

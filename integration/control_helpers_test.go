@@ -4,38 +4,29 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 // Helpers for the runtime-control tests (control_*_test.go): the admin
 // API's mapping calls, lanectl as a binary, rewriting the config file for
 // reloads, and a constant load whose every answer is checked.
 
-// mappingDoc is one entry of GET /api/map, decoded loosely enough to see
-// that every field of the contract is there.
-type mappingDoc struct {
-	Lane    string     `json:"lane"`
-	Method  string     `json:"method"`
-	Pattern string     `json:"pattern"`
-	Dynamic bool       `json:"dynamic"`
-	Source  string     `json:"source"`
-	Hits    uint64     `json:"hits"`
-	Added   time.Time  `json:"added"`
-	LastHit *time.Time `json:"last_hit"`
-}
-
-// adminCall makes one admin API call; body, when not nil, is sent as is
-// (a string) or as JSON (anything else).
+// adminCall makes one admin API call as raw HTTP, for the tests of how
+// the API answers what api.Client never sends (bodies that are not JSON,
+// wrong methods) and of its error answers' form; body, when not nil, is
+// sent as is (a string) or as JSON (anything else).
 func (l *lanesd) adminCall(method, path string, body any) result {
 	var b []byte
 	switch v := body.(type) {
@@ -52,44 +43,111 @@ func (l *lanesd) adminCall(method, path string, body any) result {
 	if b != nil {
 		hdr.Set("Content-Type", "application/json")
 	}
-	return do(l.client, method, "http://"+l.admin+path, b, hdr)
+	return do(l.client, method, "http://"+l.Admin+path, b, hdr)
 }
 
-// mustAdmin is adminCall failing the test unless the answer is 200.
-func (l *lanesd) mustAdmin(t *testing.T, method, path string, body any) result {
+// mappings is GET /api/map.
+func (l *lanesd) mappings(t *testing.T) []api.Mapping {
 	t.Helper()
-	r := l.adminCall(method, path, body)
-	if r.err != nil || r.status != 200 {
-		t.Fatalf("%s %s %v: want 200, got %s", method, path, body, r)
-	}
-	return r
-}
-
-// rawMappings is GET /api/map's body, for checking that a refused call
-// changed nothing (hits aside: it is compared without them).
-func (l *lanesd) mappings(t *testing.T) []mappingDoc {
-	t.Helper()
-	r := l.mustAdmin(t, http.MethodGet, "/api/map", nil)
-	var ms []mappingDoc
-	if err := json.Unmarshal(r.body, &ms); err != nil {
-		t.Fatalf("GET /api/map: %v: %s", err, r.body)
+	ms, err := l.API.Mappings(context.Background())
+	if err != nil {
+		t.Fatalf("GET /api/map: %v", err)
 	}
 	return ms
 }
 
+// mapTo is POST /api/map, failing the test unless it is accepted.
+func (l *lanesd) mapTo(t *testing.T, lane, method, pattern string) {
+	t.Helper()
+	if _, err := l.API.Map(context.Background(), api.MapRequest{Lane: lane, Method: method, Pattern: pattern}); err != nil {
+		t.Fatalf("POST /api/map %s %s %s: %v", lane, method, pattern, err)
+	}
+}
+
+// unmap is DELETE /api/map, failing the test unless it is accepted.
+func (l *lanesd) unmap(t *testing.T, method, pattern string) {
+	t.Helper()
+	if _, err := l.API.Unmap(context.Background(), api.UnmapRequest{Method: method, Pattern: pattern}); err != nil {
+		t.Fatalf("DELETE /api/map %s %s: %v", method, pattern, err)
+	}
+}
+
+// reload is POST /api/reload, failing the test unless it is accepted.
+func (l *lanesd) reload(t *testing.T) api.ReloadResult {
+	t.Helper()
+	res, err := l.API.Reload(context.Background())
+	if err != nil {
+		t.Fatalf("POST /api/reload: %v", err)
+	}
+	return res
+}
+
+// drain is POST /api/lanes/NAME/drain, failing the test unless it is
+// accepted.
+func (l *lanesd) drain(t *testing.T, lane string) api.DrainResult {
+	t.Helper()
+	res, err := l.API.Drain(context.Background(), lane)
+	if err != nil {
+		t.Fatalf("POST /api/lanes/%s/drain: %v", lane, err)
+	}
+	return res
+}
+
+// resize is POST /api/lanes/NAME/resize, failing the test unless it is
+// accepted.
+func (l *lanesd) resize(t *testing.T, lane string, r api.ResizeRequest) api.ResizeResult {
+	t.Helper()
+	res, err := l.API.Resize(context.Background(), lane, r)
+	if err != nil {
+		t.Fatalf("POST /api/lanes/%s/resize: %v", lane, err)
+	}
+	return res
+}
+
+// events is GET /api/events?since=ID.
+func (l *lanesd) events(t *testing.T, since uint64) []api.Event {
+	t.Helper()
+	es, err := l.API.Events(context.Background(), since)
+	if err != nil {
+		t.Fatalf("GET /api/events: %v", err)
+	}
+	return es
+}
+
+// metricsText is GET /metrics.
+func (l *lanesd) metricsText(t *testing.T) string {
+	t.Helper()
+	m, err := l.API.Metrics(context.Background())
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	return m
+}
+
+// refusal returns the admin API's refusal in err, failing the test if err
+// is not one.
+func refusal(t *testing.T, what string, err error) *api.ServerError {
+	t.Helper()
+	var se *api.ServerError
+	if !errors.As(err, &se) {
+		t.Fatalf("%s: want a refusal, got %v", what, err)
+	}
+	return se
+}
+
 // findMapping returns the mapping of method and pattern, if any.
-func findMapping(ms []mappingDoc, method, pattern string) (mappingDoc, bool) {
+func findMapping(ms []api.Mapping, method, pattern string) (api.Mapping, bool) {
 	for _, m := range ms {
 		if m.Method == method && m.Pattern == pattern {
 			return m, true
 		}
 	}
-	return mappingDoc{}, false
+	return api.Mapping{}, false
 }
 
 // mappingKeys is ms without their statistics, sorted: what a refused call
 // must leave as it was.
-func mappingKeys(ms []mappingDoc) []string {
+func mappingKeys(ms []api.Mapping) []string {
 	out := make([]string, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, fmt.Sprintf("%s %s -> %s (%s, dynamic=%v)", m.Method, m.Pattern, m.Lane, m.Source, m.Dynamic))
@@ -99,10 +157,10 @@ func mappingKeys(ms []mappingDoc) []string {
 }
 
 // learned returns the mappings auto_map learned.
-func learned(ms []mappingDoc) []mappingDoc {
-	var out []mappingDoc
+func learned(ms []api.Mapping) []api.Mapping {
+	var out []api.Mapping
 	for _, m := range ms {
-		if m.Source == "auto_map" {
+		if m.Source == api.SourceAutoMap {
 			out = append(out, m)
 		}
 	}
@@ -116,10 +174,8 @@ func checkErrorBody(t *testing.T, what string, r result) {
 		t.Errorf("%s: want a 4xx, got %s", what, r)
 		return
 	}
-	var e struct {
-		Error *string `json:"error"`
-	}
-	if err := json.Unmarshal(r.body, &e); err != nil || e.Error == nil || *e.Error == "" {
+	var e api.ErrorBody
+	if err := json.Unmarshal(r.body, &e); err != nil || e.Error == "" {
 		t.Errorf("%s: %d body %q is not {\"error\": \"...\"}", what, r.status, r.body)
 	}
 	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
@@ -133,7 +189,7 @@ func (l *lanesd) lanectl(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, lanectlBin, append([]string{"-admin", "http://" + l.admin}, args...)...)
+	cmd := exec.CommandContext(ctx, lanectlBin, append([]string{"-admin", "http://" + l.Admin}, args...)...)
 	cmd.Env = append(os.Environ(), "LANES_ADMIN=", "LANES_TOKEN=")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -148,19 +204,16 @@ func (l *lanesd) lanectl(t *testing.T, args ...string) (int, string) {
 // does), for a reload.
 func (l *lanesd) writeConfig(t *testing.T, hcl string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(l.dir, "lanes.hcl"), []byte(fullConfig(hcl)), 0o600); err != nil {
+	if err := l.WriteConfig(fullConfig(hcl)); err != nil {
 		t.Fatal(err)
 	}
 }
-
-// logCount counts occurrences of s in l's log so far.
-func (l *lanesd) logCount(s string) int { return strings.Count(l.log.String(), s) }
 
 // waitLog waits until l's log holds every one of subs.
 func (l *lanesd) waitLog(t *testing.T, timeout time.Duration, subs ...string) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("the log to show %q", subs), timeout, func() bool {
-		s := l.log.String()
+		s := l.Log.String()
 		for _, sub := range subs {
 			if !strings.Contains(s, sub) {
 				return false
@@ -205,7 +258,7 @@ func (l *lanesd) startCheckedLoad(n int, check func(path string, r result) strin
 					return
 				default:
 				}
-				r := do(c, http.MethodGet, l.url(path), nil, nil)
+				r := do(c, http.MethodGet, l.URL(path), nil, nil)
 				ld.sent.Add(1)
 				ld.mu.Lock()
 				if r.err != nil || r.status < 200 || r.status > 299 {
@@ -257,51 +310,6 @@ func (ld *load) finish(t *testing.T, min int64) {
 	if n < min {
 		t.Errorf("load sent only %d requests, want ≥ %d", n, min)
 	}
-}
-
-// laneDoc is the part of a lane's status the control tests read beyond
-// laneStatus.
-type laneDoc struct {
-	Name           string         `json:"name"`
-	State          string         `json:"state"`
-	Concurrency    int            `json:"concurrency"`
-	Draining       bool           `json:"draining"`
-	Drains         uint64         `json:"drains"`
-	WorkersByState map[string]int `json:"workers_by_state"`
-}
-
-type autoMapDoc struct {
-	Entries   int    `json:"entries"`
-	Learned   uint64 `json:"learned"`
-	Forgotten uint64 `json:"forgotten"`
-	Evicted   uint64 `json:"evicted"`
-}
-
-// extStatus is /api/status with the fields statusDoc does not decode.
-type extStatus struct {
-	Lanes   []laneDoc   `json:"lanes"`
-	AutoMap *autoMapDoc `json:"auto_map"`
-}
-
-func (l *lanesd) extStatus(t *testing.T) extStatus {
-	t.Helper()
-	r := l.mustAdmin(t, http.MethodGet, "/api/status", nil)
-	var st extStatus
-	if err := json.Unmarshal(r.body, &st); err != nil {
-		t.Fatalf("GET /api/status: %v", err)
-	}
-	return st
-}
-
-func (l *lanesd) laneDoc(t *testing.T, name string) laneDoc {
-	t.Helper()
-	for _, ld := range l.extStatus(t).Lanes {
-		if ld.Name == name {
-			return ld
-		}
-	}
-	t.Fatalf("no lane %q in status", name)
-	return laneDoc{}
 }
 
 // disjoint reports whether a and b share no element.

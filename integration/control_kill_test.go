@@ -66,7 +66,7 @@ lane "default" {
 	}
 	var rec string
 	waitFor(t, "the kill's log record", 10*time.Second, func() bool {
-		rec = logRecord(l.log.String(), "worker killed", fmt.Sprintf("pid=%d", pid))
+		rec = logRecord(l.Log.String(), "worker killed", fmt.Sprintf("pid=%d", pid))
 		return rec != ""
 	})
 	// One line: the request, where its handler hung, and the file that
@@ -130,7 +130,11 @@ auto_map {
 	l.mustGet(t, "/demo/sleep/learn-me?ms=300", 200)
 	waitFor(t, "the slow request to be learned", 5*time.Second, func() bool { return len(learned(l.mappings(t))) == 1 })
 
-	r := l.mustAdmin(t, http.MethodGet, "/metrics", nil)
+	// Raw HTTP: the Content-Type is part of what is checked.
+	r := l.adminCall(http.MethodGet, "/metrics", nil)
+	if r.err != nil || r.status != 200 {
+		t.Fatalf("GET /metrics: want 200, got %s", r)
+	}
 	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		t.Errorf("/metrics Content-Type %q, want text/plain (the text exposition format)", ct)
 	}
@@ -217,9 +221,9 @@ auto_map {
 	}
 	// Metrics are read at scrape time: the next scrape has the next request.
 	l.mustGet(t, "/", 200)
-	r = l.mustAdmin(t, http.MethodGet, "/metrics", nil)
-	if !regexp.MustCompile(`(?m)^lanes_requests_total\{code="200",lane="default"\} 4$`).Match(r.body) {
-		t.Errorf("after a fourth 200, /metrics does not count 4:\n%s", grepLines(string(r.body), "lanes_requests_total"))
+	m := l.metricsText(t)
+	if !regexp.MustCompile(`(?m)^lanes_requests_total\{code="200",lane="default"\} 4$`).MatchString(m) {
+		t.Errorf("after a fourth 200, /metrics does not count 4:\n%s", grepLines(m, "lanes_requests_total"))
 	}
 }
 

@@ -1,12 +1,15 @@
 package integration
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 const mapConfig = `
@@ -57,9 +60,10 @@ func TestControlMapAPI(t *testing.T) {
 	l.wantLane(t, "/demo/sleep/a?ms=1", "static")
 
 	before := time.Now().Add(-time.Second)
-	r := l.mustAdmin(t, http.MethodPost, "/api/map", map[string]string{"lane": "rt", "method": "GET", "pattern": "/demo/echo"})
-	if !strings.Contains(string(r.body), `"rt"`) {
-		t.Errorf("POST /api/map answer does not name the lane: %s", r.body)
+	if m, err := l.API.Map(context.Background(), api.MapRequest{Lane: "rt", Method: "GET", Pattern: "/demo/echo"}); err != nil {
+		t.Fatalf("POST /api/map: %v", err)
+	} else if m.Lane != "rt" {
+		t.Errorf("POST /api/map answer does not name the lane: %+v", m)
 	}
 	if m, ok := findMapping(l.mappings(t), "GET", "/demo/echo"); !ok || m.Hits != 0 || m.LastHit != nil {
 		t.Errorf("a mapping never hit: %+v (found %v); want hits 0, last_hit null", m, ok)
@@ -94,20 +98,20 @@ func TestControlMapAPI(t *testing.T) {
 
 	// A runtime mapping of a static mapping's pattern wins over it; removing
 	// it gives the static one its requests back.
-	l.mustAdmin(t, http.MethodPost, "/api/map", map[string]string{"lane": "rt", "method": "GET", "pattern": "/demo/sleep/*"})
+	l.mapTo(t, "rt", "GET", "/demo/sleep/*")
 	l.wantLane(t, "/demo/sleep/a?ms=1", "rt")
-	l.mustAdmin(t, http.MethodDelete, "/api/map", map[string]string{"method": "GET", "pattern": "/demo/sleep/*"})
+	l.unmap(t, "GET", "/demo/sleep/*")
 	l.wantLane(t, "/demo/sleep/a?ms=1", "static")
 
-	l.mustAdmin(t, http.MethodDelete, "/api/map", map[string]string{"method": "GET", "pattern": "/demo/echo"})
+	l.unmap(t, "GET", "/demo/echo")
 	l.wantLane(t, "/demo/echo", "default")
 	if _, ok := findMapping(l.mappings(t), "GET", "/demo/echo"); ok {
 		t.Errorf("GET /demo/echo still listed after DELETE")
 	}
 
 	// "*" as method matches any; a glob pattern maps a whole subtree.
-	l.mustAdmin(t, http.MethodPost, "/api/map", map[string]string{"lane": "gone", "method": "*", "pattern": "/demo/ec*"})
-	if r := do(l.client, http.MethodPost, l.url("/demo/echo"), []byte("x"), nil); r.err != nil || r.header.Get("X-Lane") != "gone" {
+	l.mapTo(t, "gone", "*", "/demo/ec*")
+	if r := do(l.client, http.MethodPost, l.URL("/demo/echo"), []byte("x"), nil); r.err != nil || r.header.Get("X-Lane") != "gone" {
 		t.Errorf("POST /demo/echo with \"* /demo/ec*\" mapped to lane gone: %s, lane %q", r, r.header.Get("X-Lane"))
 	}
 	l.wantLane(t, "/demo/echo", "gone")
@@ -119,7 +123,7 @@ func TestControlMapAPI(t *testing.T) {
 func TestControlMapErrors(t *testing.T) {
 	t.Parallel()
 	l := startLanesd(t, mapConfig)
-	l.mustAdmin(t, http.MethodPost, "/api/map", map[string]string{"lane": "rt", "method": "GET", "pattern": "/demo/echo"})
+	l.mapTo(t, "rt", "GET", "/demo/echo")
 	want := mappingKeys(l.mappings(t))
 
 	for _, tc := range []struct {
@@ -223,8 +227,8 @@ func TestControlMapLanectl(t *testing.T) {
 func TestControlMapSurvivesReload(t *testing.T) {
 	t.Parallel()
 	l := startLanesd(t, mapConfig)
-	l.mustAdmin(t, http.MethodPost, "/api/map", map[string]string{"lane": "rt", "method": "GET", "pattern": "/demo/echo"})
-	l.mustAdmin(t, http.MethodPost, "/api/map", map[string]string{"lane": "gone", "method": "GET", "pattern": "/demo/sleep"})
+	l.mapTo(t, "rt", "GET", "/demo/echo")
+	l.mapTo(t, "gone", "GET", "/demo/sleep")
 	l.wantLane(t, "/demo/sleep?ms=1", "gone")
 
 	l.writeConfig(t, strings.Replace(mapConfig, `lane "gone" {`, `lane "other" {`, 1))
@@ -245,7 +249,7 @@ func TestControlMapSurvivesReload(t *testing.T) {
 	if m, ok := findMapping(ms, "GET", "/demo/sleep"); ok {
 		t.Errorf("runtime mapping of the removed lane still listed after reload: %+v", m)
 	}
-	if !strings.Contains(l.log.String(), "dropped runtime mapping GET /demo/sleep") {
+	if !strings.Contains(l.Log.String(), "dropped runtime mapping GET /demo/sleep") {
 		t.Errorf("the log does not say the runtime mapping of lane gone was dropped")
 	}
 	l.wantLane(t, "/demo/echo", "rt")

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 const reloadBase = `
@@ -45,20 +47,14 @@ lane "extra" {
 
 var reloadDiagRE = regexp.MustCompile(`lanes\.hcl:\d+,\d+`)
 
-type reloadAnswer struct {
-	Config      string   `json:"config"`
-	Changed     []string `json:"changed"`
-	Error       string   `json:"error"`
-	Diagnostics []string `json:"diagnostics"`
-}
-
-func decodeReload(t *testing.T, r result) reloadAnswer {
+// refusalBody decodes the body of a refused admin call.
+func refusalBody(t *testing.T, r result) api.ErrorBody {
 	t.Helper()
-	var a reloadAnswer
-	if err := json.Unmarshal(r.body, &a); err != nil {
-		t.Fatalf("reload answer %s: %v", r, err)
+	var e api.ErrorBody
+	if err := json.Unmarshal(r.body, &e); err != nil {
+		t.Fatalf("refusal %s: %v", r, err)
 	}
-	return a
+	return e
 }
 
 // TestControlReload: under constant load, with no request failing,
@@ -80,7 +76,7 @@ func TestControlReload(t *testing.T) {
 	l.signal(t, syscall.SIGHUP)
 	l.waitLog(t, 10*time.Second, "reloaded")
 	l.waitReplaced(t, "default", oldDef, 2)
-	if d := l.laneDoc(t, "default"); d.Concurrency != 2 {
+	if d := l.lane(t, "default"); d.Concurrency != 2 {
 		t.Errorf("lane default concurrency after reload: %d, want 2", d.Concurrency)
 	}
 	if now := l.workerPIDs(t, "other"); !sameSet(now, oldOther) {
@@ -89,15 +85,15 @@ func TestControlReload(t *testing.T) {
 
 	// A new lane.
 	l.writeConfig(t, fmt.Sprintf(reloadBase, 2, otherLane+extraLane))
-	a := decodeReload(t, l.mustAdmin(t, http.MethodPost, "/api/reload", nil))
+	a := l.reload(t)
 	if !slices.Contains(a.Changed, "lane extra: added") {
 		t.Errorf("POST /api/reload answer does not say lane extra was added: %q", a.Changed)
 	}
-	if ls := l.lane(t, "extra"); len(ls.pids("ready")) != 1 {
+	if ls := l.lane(t, "extra"); len(ls.PIDs("ready")) != 1 {
 		t.Errorf("lane extra after reload: %+v", ls.Workers)
 	}
 	l.wantLane(t, "/demo/sleep/extra?ms=1", "extra")
-	l.mustAdmin(t, http.MethodPost, "/api/map", map[string]string{"lane": "extra", "method": "GET", "pattern": "/demo/echo"})
+	l.mapTo(t, "extra", "GET", "/demo/echo")
 	l.wantLane(t, "/demo/echo", "extra")
 
 	// A removed lane: its requests go to default, its workers stop once
@@ -197,7 +193,7 @@ func TestControlReloadRemovesAndReorders(t *testing.T) {
 
 	// Removal: a's requests go to default, its worker stops.
 	l.writeConfig(t, laneConfig("default", "b", "c"))
-	if a := decodeReload(t, l.mustAdmin(t, http.MethodPost, "/api/reload", nil)); !slices.Contains(a.Changed, "lane a: removed; draining") {
+	if a := l.reload(t); !slices.Contains(a.Changed, "lane a: removed; draining") {
 		t.Errorf("reload removing lane a: %q", a.Changed)
 	}
 	for _, pid := range oldA {
@@ -208,7 +204,7 @@ func TestControlReloadRemovesAndReorders(t *testing.T) {
 	for i, order := range [][]string{{"c", "default", "b"}, {"b", "c", "default"}, {"default", "b", "c"}, {"c", "b", "default"}} {
 		sent := ld.sentSoFar()
 		l.writeConfig(t, laneConfig(order...))
-		l.mustAdmin(t, http.MethodPost, "/api/reload", nil)
+		l.reload(t)
 		waitFor(t, fmt.Sprintf("load after reorder %d", i), 5*time.Second, func() bool { return ld.sentSoFar() > sent+20 })
 	}
 	l.wantLane(t, "/demo/lane/a", "default")
@@ -245,20 +241,20 @@ auto_map {
 		{"unknown lane", unknownLane, "nope"},
 	} {
 		l.writeConfig(t, tc.hcl)
-		refused := l.logCount("reload refused")
-		diags := len(reloadDiagRE.FindAllString(l.log.String(), -1))
+		refused := l.Log.Count("reload refused")
+		diags := len(reloadDiagRE.FindAllString(l.Log.String(), -1))
 		l.signal(t, syscall.SIGHUP)
-		waitFor(t, tc.name+": SIGHUP to be refused", 10*time.Second, func() bool { return l.logCount("reload refused") > refused })
-		if !l.running() {
+		waitFor(t, tc.name+": SIGHUP to be refused", 10*time.Second, func() bool { return l.Log.Count("reload refused") > refused })
+		if !l.Running() {
 			t.Fatalf("%s: lanesd exited after SIGHUP", tc.name)
 		}
-		if len(reloadDiagRE.FindAllString(l.log.String(), -1)) <= diags || !strings.Contains(l.log.String(), tc.says) {
+		if len(reloadDiagRE.FindAllString(l.Log.String(), -1)) <= diags || !strings.Contains(l.Log.String(), tc.says) {
 			t.Errorf("%s: the log has no FILE:LINE,COL diagnostic", tc.name)
 		}
 
 		r := l.adminCall(http.MethodPost, "/api/reload", nil)
 		checkErrorBody(t, tc.name+": POST /api/reload", r)
-		a := decodeReload(t, r)
+		a := refusalBody(t, r)
 		if len(a.Diagnostics) == 0 || !reloadDiagRE.MatchString(a.Diagnostics[0]) || !strings.Contains(strings.Join(a.Diagnostics, "\n"), tc.says) {
 			t.Errorf("%s: POST /api/reload diagnostics %q; want FILE:LINE,COL ones naming %q", tc.name, a.Diagnostics, tc.says)
 		}
@@ -272,7 +268,7 @@ auto_map {
 
 	// A change of listen is refused whole, even with other changes in it.
 	l.writeConfig(t, fmt.Sprintf(reloadBase, 2, otherLane+extraLane))
-	path := filepath.Join(l.dir, "lanes.hcl")
+	path := filepath.Join(l.Dir, "lanes.hcl")
 	b, _ := os.ReadFile(path)
 	b = []byte(strings.Replace(string(b), `listen = "127.0.0.1:0"`, `listen = "localhost:0"`, 1))
 	if err := os.WriteFile(path, b, 0o600); err != nil {
@@ -280,7 +276,7 @@ auto_map {
 	}
 	r := l.adminCall(http.MethodPost, "/api/reload", nil)
 	checkErrorBody(t, "listen change", r)
-	if a := decodeReload(t, r); !strings.Contains(a.Error, "listen") {
+	if a := refusalBody(t, r); !strings.Contains(a.Error, "listen") {
 		t.Errorf("listen change refused without saying why: %q", a.Error)
 	}
 	if code, out := l.lanectl(t, "reload"); code == 0 || !strings.Contains(out, "listen") {
@@ -294,7 +290,7 @@ auto_map {
 	if got := mappingKeys(l.mappings(t)); !slices.Equal(got, maps) {
 		t.Errorf("refused reloads changed the mappings: %v -> %v", maps, got)
 	}
-	if d := l.laneDoc(t, "default"); d.Concurrency != 1 {
+	if d := l.lane(t, "default"); d.Concurrency != 1 {
 		t.Errorf("refused reloads changed default's concurrency to %d", d.Concurrency)
 	}
 	for _, ls := range l.status(t).Lanes {
@@ -307,7 +303,7 @@ auto_map {
 
 	// And the good config still reloads afterwards.
 	l.writeConfig(t, good)
-	l.mustAdmin(t, http.MethodPost, "/api/reload", nil)
+	l.reload(t)
 }
 
 // TestControlReloadRaisesConcurrency: a reload that raises a lane's
@@ -326,7 +322,7 @@ func TestControlReloadRaisesConcurrency(t *testing.T) {
 	l.waitReplaced(t, "default", old, 2)
 	time.Sleep(300 * time.Millisecond)
 	ld.finish(t, 50)
-	if s := l.log.String(); strings.Contains(s, "no free connections") {
+	if s := l.Log.String(); strings.Contains(s, "no free connections") {
 		t.Errorf("an old worker was given more requests than its connections:\n%s", grepLines(s, "no free connections"))
 	}
 }
@@ -348,7 +344,7 @@ lane "broken" {
 `))
 	r := l.adminCall(http.MethodPost, "/api/reload", nil)
 	checkErrorBody(t, "reload with a lane that cannot start", r)
-	if a := decodeReload(t, r); !strings.Contains(a.Error, "broken") {
+	if a := refusalBody(t, r); !strings.Contains(a.Error, "broken") {
 		t.Errorf("refusal does not name the lane: %q", a.Error)
 	}
 	for _, ls := range l.status(t).Lanes {
@@ -362,9 +358,9 @@ lane "broken" {
 	if got := mappingKeys(l.mappings(t)); !slices.Equal(got, maps) {
 		t.Errorf("a refused reload changed the mappings: %v -> %v", maps, got)
 	}
-	if d := l.laneDoc(t, "default"); d.Concurrency != 1 {
+	if d := l.lane(t, "default"); d.Concurrency != 1 {
 		t.Errorf("a refused reload changed default's concurrency to %d", d.Concurrency)
 	}
-	waitFor(t, "no process but the workers", 5*time.Second, func() bool { return sameSet(descendants(l.pid), pids) })
+	waitFor(t, "no process but the workers", 5*time.Second, func() bool { return sameSet(descendants(l.PID), pids) })
 	l.wantLane(t, "/demo/sleep/broken?ms=1", "default")
 }

@@ -1,26 +1,27 @@
 package integration
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
-// activeWorkers counts a lane's starting and ready workers.
-func (ls laneStatus) active() int { return len(ls.pids("starting", "ready")) }
+// active counts a lane's starting and ready workers.
+func active(ls *api.Lane) int { return len(ls.PIDs("starting", "ready")) }
 
 // waitSize waits until lane has min..max as its sizes and want ready
 // workers (and no starting one).
 func (l *lanesd) waitSize(t *testing.T, lane string, lo, hi, want int) {
 	t.Helper()
-	var last laneStatus
+	var last *api.Lane
 	waitFor(t, fmt.Sprintf("lane %s to be %d..%d with %d ready workers", lane, lo, hi, want), 15*time.Second, func() bool {
 		last = l.lane(t, lane)
-		return last.MinWorkers == lo && last.MaxWorkers == hi && len(last.pids("ready")) == want && len(last.pids("starting")) == 0 &&
+		return last.MinWorkers == lo && last.MaxWorkers == hi && len(last.PIDs("ready")) == want && len(last.PIDs("starting")) == 0 &&
 			len(last.Workers) == want
 	})
 }
@@ -59,7 +60,7 @@ lane "default" {
 		select {
 		case rs = <-done:
 		case <-time.After(20 * time.Millisecond):
-			peak = max(peak, l.lane(t, "default").active())
+			peak = max(peak, active(l.lane(t, "default")))
 		}
 	}
 	for _, r := range rs {
@@ -71,11 +72,11 @@ lane "default" {
 		t.Errorf("during the burst the lane had at most %d workers; want it to grow, within max_workers 4", peak)
 	}
 	t.Logf("peak %d workers", peak)
-	if !strings.Contains(l.log.String(), "growing") {
+	if !strings.Contains(l.Log.String(), "growing") {
 		t.Errorf("the debug log does not show the decision to grow")
 	}
 	l.waitSize(t, "default", 1, 4, 1)
-	if !strings.Contains(l.log.String(), "shrinking: worker idle") {
+	if !strings.Contains(l.Log.String(), "shrinking: worker idle") {
 		t.Errorf("the debug log does not show the decision to shrink")
 	}
 }
@@ -113,16 +114,16 @@ lane "other" {
 		{syscall.SIGTTOU, 1, 1, 1}, // never below 1
 	}
 	for i, s := range steps {
-		handled := l.logCount("resized by signal")
+		handled := l.Log.Count("resized by signal")
 		l.signal(t, s.sig)
 		// Wait until lanesd has handled the signal (even one that changes
 		// nothing, as the last), then for the workers.
-		waitFor(t, fmt.Sprintf("step %d handled", i), 10*time.Second, func() bool { return l.logCount("resized by signal") > handled })
+		waitFor(t, fmt.Sprintf("step %d handled", i), 10*time.Second, func() bool { return l.Log.Count("resized by signal") > handled })
 		l.waitSize(t, "default", s.lo, s.hi, s.active)
 		l.mustGet(t, "/", 200)
 	}
-	if ls := l.lane(t, "other"); ls.MinWorkers != 1 || len(ls.pids("ready")) != 1 {
-		t.Errorf("SIGTTIN/SIGTTOU changed lane other: %d..%d, %d ready", ls.MinWorkers, ls.MaxWorkers, len(ls.pids("ready")))
+	if ls := l.lane(t, "other"); ls.MinWorkers != 1 || len(ls.PIDs("ready")) != 1 {
+		t.Errorf("SIGTTIN/SIGTTOU changed lane other: %d..%d, %d ready", ls.MinWorkers, ls.MaxWorkers, len(ls.PIDs("ready")))
 	}
 }
 
@@ -172,14 +173,8 @@ lane "pool" {
 }
 `)
 	l.waitSize(t, "pool", 2, 2, 2)
-	r := l.mustAdmin(t, http.MethodPost, "/api/lanes/pool/resize", `{"min_workers": 4}`)
-	var res struct {
-		Lane       string `json:"lane"`
-		MinWorkers int    `json:"min_workers"`
-		MaxWorkers int    `json:"max_workers"`
-	}
-	if err := json.Unmarshal(r.body, &res); err != nil || res.Lane != "pool" || res.MinWorkers != 4 || res.MaxWorkers != 4 {
-		t.Errorf("resize answer %s: want lane pool, 4..4", r.body)
+	if res := l.resize(t, "pool", api.ResizeRequest{MinWorkers: new(4)}); res.Lane != "pool" || res.MinWorkers != 4 || res.MaxWorkers != 4 {
+		t.Errorf("resize answer %+v: want lane pool, 4..4", res)
 	}
 	l.waitSize(t, "pool", 4, 4, 4)
 
@@ -201,9 +196,9 @@ lane "pool" {
 	done := make(chan []result, 1)
 	go func() { done <- l.parallelGets(paths) }()
 	waitFor(t, "4 requests in flight on pool", 5*time.Second, func() bool { return l.lane(t, "pool").Inflight == 4 })
-	l.mustAdmin(t, http.MethodPost, "/api/lanes/pool/resize", `{"min_workers": 1, "max_workers": 1}`)
+	l.resize(t, "pool", api.ResizeRequest{MinWorkers: new(1), MaxWorkers: new(1)})
 	ls := l.lane(t, "pool")
-	if n := len(ls.pids("retiring")); n != 3 {
+	if n := len(ls.PIDs("retiring")); n != 3 {
 		t.Errorf("right after shrinking 4 busy workers to 1: %d retiring, want 3 (%+v)", n, ls.Workers)
 	}
 	for _, r := range <-done {
@@ -256,12 +251,12 @@ lane "pool" {
 		}
 	}
 	after := l.lane(t, "pool")
-	if after.MinWorkers != before.MinWorkers || after.MaxWorkers != before.MaxWorkers || fmt.Sprint(after.pids()) != fmt.Sprint(before.pids()) {
-		t.Errorf("refused resizes changed lane pool: %d..%d %v -> %d..%d %v", before.MinWorkers, before.MaxWorkers, before.pids(),
-			after.MinWorkers, after.MaxWorkers, after.pids())
+	if after.MinWorkers != before.MinWorkers || after.MaxWorkers != before.MaxWorkers || fmt.Sprint(after.PIDs()) != fmt.Sprint(before.PIDs()) {
+		t.Errorf("refused resizes changed lane pool: %d..%d %v -> %d..%d %v", before.MinWorkers, before.MaxWorkers, before.PIDs(),
+			after.MinWorkers, after.MaxWorkers, after.PIDs())
 	}
-	if ls := l.lane(t, "default"); ls.MinWorkers != 1 || len(ls.pids()) != 1 {
-		t.Errorf("refused resizes changed lane default: %d..%d %v", ls.MinWorkers, ls.MaxWorkers, ls.pids())
+	if ls := l.lane(t, "default"); ls.MinWorkers != 1 || len(ls.PIDs()) != 1 {
+		t.Errorf("refused resizes changed lane default: %d..%d %v", ls.MinWorkers, ls.MaxWorkers, ls.PIDs())
 	}
 }
 

@@ -40,7 +40,7 @@ auto_map {
 `
 	dir := t.TempDir()
 	l := startLanesdIn(t, dir, newTmp(t), hcl)
-	l.mustAdmin(t, http.MethodPost, "/api/map", map[string]string{"lane": "rt", "method": "GET", "pattern": "/demo/echo"})
+	l.mapTo(t, "rt", "GET", "/demo/echo")
 	l.wantLane(t, "/demo/echo", "rt")
 
 	r := l.adminCall(http.MethodPost, "/api/map", map[string]string{"lane": "rt", "method": "get", "pattern": "/x"})
@@ -57,12 +57,12 @@ auto_map {
 
 	l.signal(t, syscall.SIGTERM)
 	if code := l.wait(t, 20*time.Second); code != 0 {
-		t.Fatalf("lanesd exit %d after SIGTERM; log:\n%s", code, l.log)
+		t.Fatalf("lanesd exit %d after SIGTERM; log:\n%s", code, l.Log)
 	}
 	file := filepath.Join(dir, "state", "mappings.json")
 	fi, err := os.Stat(file)
 	if err != nil {
-		t.Fatalf("no state file after a stop: %v; log:\n%s", err, l.log)
+		t.Fatalf("no state file after a stop: %v; log:\n%s", err, l.Log)
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("state file mode %v, want 0600", fi.Mode().Perm())
@@ -79,7 +79,7 @@ auto_map {
 	l2.wantLane(t, "/demo/echo", "rt")
 	l2.wantLane(t, "/demo/sleep/report?ms=1", "slow")
 	l2.wantLane(t, "/demo/sleep/other?ms=1", "default")
-	if !strings.Contains(l2.log.String(), "loaded runtime and learned mappings") {
-		t.Errorf("the second lanesd did not log what it loaded; log:\n%s", l2.log)
+	if !strings.Contains(l2.Log.String(), "loaded runtime and learned mappings") {
+		t.Errorf("the second lanesd did not log what it loaded; log:\n%s", l2.Log)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 // The direct upstream mode (app { direct = true }, issue 16): the front
@@ -23,35 +25,6 @@ import (
 
 func directConfig(upstream, lanes string) string {
 	return fmt.Sprintf("app {\n  upstream = %q\n  direct   = true\n}\n%s", upstream, lanes)
-}
-
-// directStatus is what /api/status says of a direct lane.
-type directStatus struct {
-	Lanes []struct {
-		Name     string            `json:"name"`
-		Direct   bool              `json:"direct"`
-		Slots    int               `json:"slots"`
-		Inflight int               `json:"inflight"`
-		Workers  []json.RawMessage `json:"workers"`
-		Timeouts uint64            `json:"timeouts"`
-		Killed   uint64            `json:"killed"`
-		Rejected uint64            `json:"rejected"`
-		Served   uint64            `json:"served"`
-	} `json:"lanes"`
-}
-
-func (l *lanesd) directStatus(t *testing.T) directStatus {
-	t.Helper()
-	resp, err := l.client.Get("http://" + l.admin + "/api/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st directStatus
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
 
 // exchange is what a client and the upstream saw of one request.
@@ -89,7 +62,7 @@ func exchanges(t *testing.T, l *lanesd) map[string]exchange {
 		out[name] = e
 	}
 	send := func(name, method, path string, body io.Reader, hdr http.Header, chunked bool) {
-		req, _ := http.NewRequest(method, l.url(path), body)
+		req, _ := http.NewRequest(method, l.URL(path), body)
 		req.Host = "app.example" // the same for both lanesds
 		for k, v := range hdr {
 			req.Header[k] = v
@@ -126,10 +99,10 @@ func exchanges(t *testing.T, l *lanesd) map[string]exchange {
 	send("until close", "GET", "/close", nil, nil, false)
 	raw := "GET /echo?raw=1 HTTP/1.1\r\nHost: App.Example\r\nConnection: close, X-Hop\r\nX-Hop: secret\r\n" +
 		"Keep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: h2c\r\nProxy-Authorization: Basic Zm9v\r\nX-End: kept\r\n\r\n"
-	resp, body, err := readResponse(l.front, raw, 10*time.Second)
+	resp, body, err := readResponse(l.Front, raw, 10*time.Second)
 	record("raw hop-by-hop", resp, body, err)
 	raw10 := "GET /echo?v=10 HTTP/1.0\r\nHost: app.example\r\n\r\n"
-	resp, body, err = readResponse(l.front, raw10, 10*time.Second)
+	resp, body, err = readResponse(l.Front, raw10, 10*time.Second)
 	record("raw HTTP/1.0", resp, body, err)
 	if resp != nil && resp.Proto != "HTTP/1.0" && resp.Proto != "HTTP/1.1" {
 		t.Errorf("HTTP/1.0 request answered with %s", resp.Proto)
@@ -239,10 +212,10 @@ lane "default" {
 }
 `))
 	l.mustGet(t, "/cookies", 200)
-	if d := descendants(l.pid); len(d) != 0 {
+	if d := descendants(l.PID); len(d) != 0 {
 		t.Errorf("lanesd in direct mode has child processes %v; want none", d)
 	}
-	st := l.directStatus(t)
+	st := l.status(t)
 	if len(st.Lanes) != 1 {
 		t.Fatalf("lanes: %+v", st.Lanes)
 	}
@@ -252,17 +225,9 @@ lane "default" {
 			ls.Direct, ls.Slots, len(ls.Workers), ls.Served)
 	}
 	// Resize changes the slots; drain has nothing to replace.
-	resp, err := l.client.Post("http://"+l.admin+"/api/lanes/default/resize", "application/json", strings.NewReader(`{"max_workers":5}`))
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("resize: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	resp, err = l.client.Post("http://"+l.admin+"/api/lanes/default/drain", "application/json", nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("drain: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	if s := l.directStatus(t).Lanes[0].Slots; s != 20 {
+	l.resize(t, "default", api.ResizeRequest{MaxWorkers: new(5)})
+	l.drain(t, "default")
+	if s := l.status(t).Lanes[0].Slots; s != 20 {
 		t.Errorf("slots after resize to max_workers 5: %d, want 20", s)
 	}
 	l.mustGet(t, "/cookies", 200)
@@ -305,7 +270,7 @@ lane "fast" {
 		go func() { hung <- l.get("/hang") }()
 	}
 	waitFor(t, "both /hang requests in flight", 5*time.Second, func() bool {
-		for _, ls := range l.directStatus(t).Lanes {
+		for _, ls := range l.status(t).Lanes {
 			if ls.Name == "default" {
 				return ls.Inflight == 2
 			}
@@ -336,7 +301,7 @@ lane "fast" {
 	case <-time.After(5 * time.Second):
 		t.Error("the upstream's hung handlers never saw their connections closed")
 	}
-	for _, ls := range l.directStatus(t).Lanes {
+	for _, ls := range l.status(t).Lanes {
 		if ls.Name == "default" && (ls.Timeouts != 2 || ls.Killed != 0 || ls.Inflight != 0) {
 			t.Errorf("default lane after the timeouts: timeouts=%d killed=%d inflight=%d; want 2, 0, 0", ls.Timeouts, ls.Killed, ls.Inflight)
 		}
@@ -454,7 +419,7 @@ lane "default" {
 	body := bytes.Repeat([]byte("x"), 4<<20)
 	for i := range 4 {
 		path := fmt.Sprintf("/upload/%d", i)
-		r := do(l.client, http.MethodPost, l.url(path), body, nil)
+		r := do(l.client, http.MethodPost, l.URL(path), body, nil)
 		if r.err == nil && r.status != http.StatusBadGateway {
 			t.Errorf("POST %s: want 502 for an upstream that reset mid-body, got %v", path, r)
 		}

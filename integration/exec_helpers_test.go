@@ -175,11 +175,11 @@ func (l *lanesd) readyPIDs(t *testing.T, lane string, n int, timeout time.Durati
 	t.Helper()
 	var pids []int
 	waitFor(t, fmt.Sprintf("%d ready workers in lane %s", n, lane), timeout, func() bool {
-		st, err := l.tryStatus("")
+		st, err := l.tryStatus()
 		if err != nil {
 			return false
 		}
-		pids = st.lane(t, lane).pids("ready")
+		pids = laneOf(t, st, lane).PIDs("ready")
 		return len(pids) == n
 	})
 	return pids

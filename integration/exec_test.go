@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 // The exec lanes (issue 12): workers that are processes of any program,
@@ -76,8 +78,8 @@ lane "other" {
 	// The tree: lanesd → shim → app, the app leading its group.
 	for _, p := range pids {
 		shim := ppid(p)
-		if ppid(shim) != l.pid {
-			t.Errorf("app %d: parent %d, whose parent is %d; want a shim whose parent is lanesd %d", p, shim, ppid(shim), l.pid)
+		if ppid(shim) != l.PID {
+			t.Errorf("app %d: parent %d, whose parent is %d; want a shim whose parent is lanesd %d", p, shim, ppid(shim), l.PID)
 		}
 		if e := exe(shim); e != lanesdBin {
 			t.Errorf("app %d's parent %d runs %q; want the shim, lanesd itself (%s)", p, shim, e, lanesdBin)
@@ -97,7 +99,7 @@ lane "other" {
 
 	// The app's own lines, under the worker's name.
 	l.waitLog(t, 5*time.Second, fmt.Sprintf("app.py: pid %d serving on fd 3 (lanes)", pid), `"GET /env HTTP/1.1" 200`)
-	for _, line := range strings.Split(l.log.String(), "\n") {
+	for _, line := range strings.Split(l.Log.String(), "\n") {
 		if strings.Contains(line, fmt.Sprintf("app.py: pid %d serving", pid)) && !strings.Contains(line, "lane=default") {
 			t.Errorf("the app's line does not name its lane and worker: %s", line)
 		}
@@ -279,14 +281,14 @@ func TestExecNoOrphans(t *testing.T) {
 			var all []int
 			waitFor(t, fmt.Sprintf("%d app processes", apps), 20*time.Second, func() bool {
 				all = nil
-				for _, p := range descendants(l.pid) {
+				for _, p := range descendants(l.PID) {
 					if exe(p) != lanesdBin { // not a shim
 						all = append(all, p)
 					}
 				}
 				return len(all) >= apps
 			})
-			kids := descendants(l.pid)
+			kids := descendants(l.PID)
 			inflight := make(chan result, 1)
 			if sig == syscall.SIGTERM { // a graceful stop finishes it first
 				go func() { inflight <- l.get("/sleep?ms=800") }()
@@ -350,7 +352,7 @@ lane "default" {
 	}{{http.MethodGet, 200}, {http.MethodPost, http.StatusBadGateway}} {
 		before := l.readyPIDs(t, "default", 2, 15*time.Second)
 		res := make(chan result, 1)
-		go func() { res <- do(l.client, c.method, l.url("/sleep?ms=1000"), nil, nil) }()
+		go func() { res <- do(l.client, c.method, l.URL("/sleep?ms=1000"), nil, nil) }()
 		victim := busyApp()
 		if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -410,7 +412,7 @@ lane "default" {
 	old := l.readyPIDs(t, "default", 2, 15*time.Second)
 	ld := l.startLoad(4, "/fast", "/sleep?ms=50")
 	waitFor(t, "load to run", 5*time.Second, func() bool { return ld.sentSoFar() > 20 })
-	l.mustAdmin(t, http.MethodPost, "/api/lanes/default/drain", nil)
+	l.drain(t, "default")
 	mid := l.waitReplaced(t, "default", old, 2)
 	l.signal(t, syscall.SIGUSR2)
 	now := l.waitReplaced(t, "default", mid, 2)
@@ -452,9 +454,9 @@ lane "stubborn" {
 		t.Errorf("the program %d starts with %v ignored; want none", def[0], ign)
 	}
 
-	l.mustAdmin(t, http.MethodPost, "/api/lanes/default/drain", nil)
+	l.drain(t, "default")
 	start := time.Now()
-	l.mustAdmin(t, http.MethodPost, "/api/lanes/stubborn/drain", nil)
+	l.drain(t, "stubborn")
 	waitGone(t, "the drained program (stop_signal SIGINT, stop_timeout 3s)", def, 2*time.Second)
 	l.waitLog(t, 5*time.Second, "stop-signal-INT")
 	waitGone(t, "the program ignoring SIGTERM", stub, 10*time.Second)
@@ -489,7 +491,7 @@ lane "default" {
 	}
 	most := 0
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && most < 3; {
-		most = max(most, len(l.lane(t, "default").pids("ready")))
+		most = max(most, len(l.lane(t, "default").PIDs("ready")))
 		time.Sleep(50 * time.Millisecond)
 	}
 	wg.Wait()
@@ -502,7 +504,7 @@ lane "default" {
 		t.Fatalf("lane default had at most %d ready workers with 4 requests of 1 s waiting; want it to grow", most)
 	}
 	var extra []int
-	for _, p := range descendants(l.pid) {
+	for _, p := range descendants(l.PID) {
 		if exe(p) != lanesdBin && !contains(first, p) {
 			extra = append(extra, p)
 		}
@@ -529,7 +531,7 @@ lane "default" {
 	first := l.readyPIDs(t, "default", 1, 15*time.Second)[0]
 	var rss []string
 	recycled := func() bool {
-		ps := l.lane(t, "default").pids("ready")
+		ps := l.lane(t, "default").PIDs("ready")
 		return len(ps) == 1 && ps[0] != first
 	}
 	for i := 0; i < 6 && !recycled(); i++ {
@@ -579,17 +581,17 @@ lane "broken" {
   map           = ["GET /broken/*"]
 }
 `, stdlibExec(t)))
-	var ls laneStatus
+	var ls *api.Lane
 	waitFor(t, "lane broken to show a crash loop with back-off", 15*time.Second, func() bool {
-		st, err := l.tryStatus("")
+		st, err := l.tryStatus()
 		if err != nil {
 			t.Errorf("admin API during the crash loop: %v", err)
 			return false
 		}
-		ls = st.lane(t, "broken")
+		ls = laneOf(t, st, "broken")
 		return ls.CrashLoop && ls.BackoffMS > 0
 	})
-	if d := l.laneDoc(t, "broken"); d.State != "crash_loop" {
+	if d := l.lane(t, "broken"); d.State != "crash_loop" {
 		t.Errorf("lane broken: state %q; want crash_loop", d.State)
 	}
 	if !strings.Contains(ls.LastExit, "3") {
@@ -674,15 +676,15 @@ lane "default" {
 	}
 	// The worker is replaced once it has had a second to exit by itself
 	// (then its end counts as a crash, not a kill).
-	var ls laneStatus
+	var ls *api.Lane
 	waitFor(t, "the worker that wrote garbage to be killed and replaced", 10*time.Second, func() bool {
 		ls = l.lane(t, "default")
 		return ls.Killed >= 1
 	})
 	// How many apps saw the request: a retry on another worker kills two.
-	t.Logf("GET /garbage reached %d app(s) (their log lines); killed %d", l.logCount(`"GET /garbage HTTP/1.1"`), ls.Killed)
+	t.Logf("GET /garbage reached %d app(s) (their log lines); killed %d", l.Log.Count(`"GET /garbage HTTP/1.1"`), ls.Killed)
 	waitFor(t, "lane default back to 2 ready workers", 15*time.Second, func() bool {
-		return len(l.lane(t, "default").pids("ready")) == 2
+		return len(l.lane(t, "default").PIDs("ready")) == 2
 	})
 
 	r = l.mustGet(t, "/chunked", 200)
@@ -690,7 +692,7 @@ lane "default" {
 		t.Errorf("GET /chunked: body %q, want %q", r.body, want)
 	}
 
-	pidsBefore := l.lane(t, "default").pids("ready")
+	pidsBefore := l.lane(t, "default").PIDs("ready")
 	r = l.get("/cut")
 	if r.err == nil && r.status == 200 {
 		t.Errorf("GET /cut: a response cut mid-body reached the client whole: %s", r)
@@ -699,7 +701,7 @@ lane "default" {
 	// The app dies mid-body: its end is a crash (or, had it lived on, a
 	// kill); either way a new worker takes its place.
 	waitFor(t, "the worker that cut its response to be replaced", 10*time.Second, func() bool {
-		ready := l.lane(t, "default").pids("ready")
+		ready := l.lane(t, "default").PIDs("ready")
 		gone := 0
 		for _, p := range pidsBefore {
 			if !contains(ready, p) {
@@ -709,7 +711,7 @@ lane "default" {
 		return len(ready) == 2 && gone > 0
 	})
 	l.mustGet(t, "/fast", 200)
-	t.Logf("workers %v at start, %v now", before, l.lane(t, "default").pids())
+	t.Logf("workers %v at start, %v now", before, l.lane(t, "default").PIDs())
 }
 
 // TestExecPortMode: exec_socket = "port" gives the app PORT instead of a

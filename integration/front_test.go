@@ -32,7 +32,7 @@ lane "default" {
 
 	t.Run("header too large", func(t *testing.T) {
 		raw := "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 16<<10) + "\r\n\r\n"
-		resp, body, err := readResponse(l.front, raw, 10*time.Second)
+		resp, body, err := readResponse(l.Front, raw, 10*time.Second)
 		if err != nil {
 			t.Fatalf("16KB header: %v", err)
 		}
@@ -40,7 +40,7 @@ lane "default" {
 			t.Errorf("16KB header: want 431, got %s %q", resp.Status, body)
 		}
 		// A header under the limit is fine.
-		r := do(l.client, http.MethodGet, l.url("/"), nil, http.Header{"X-Big": {strings.Repeat("a", 4<<10)}})
+		r := do(l.client, http.MethodGet, l.URL("/"), nil, http.Header{"X-Big": {strings.Repeat("a", 4<<10)}})
 		if r.err != nil || r.status != 200 {
 			t.Errorf("4KB header: %s", r)
 		}
@@ -52,7 +52,7 @@ lane "default" {
 		// server never reads would make the kernel reset the connection,
 		// losing the answer).
 		raw := "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 2097152\r\n\r\n"
-		resp, body, err := readResponse(l.front, raw, 10*time.Second)
+		resp, body, err := readResponse(l.Front, raw, 10*time.Second)
 		if err != nil {
 			t.Fatalf("2MB body: %v", err)
 		}
@@ -60,7 +60,7 @@ lane "default" {
 			t.Errorf("2MB body: want 413, got %s %q", resp.Status, body)
 		}
 		// A body under the limit passes.
-		r := do(l.client, http.MethodPost, l.url("/demo/echo"), bytes.Repeat([]byte("x"), 512<<10), nil)
+		r := do(l.client, http.MethodPost, l.URL("/demo/echo"), bytes.Repeat([]byte("x"), 512<<10), nil)
 		if r.err != nil || r.status == http.StatusRequestEntityTooLarge || r.status >= 500 {
 			t.Errorf("512KB body: %s", r)
 		}
@@ -72,7 +72,7 @@ lane "default" {
 			"GET\r\nHost: x\r\n\r\n",
 			"GET / HTTP/1.1 extra words\r\nHost: x\r\n\r\n",
 		} {
-			resp, body, err := readResponse(l.front, raw, 10*time.Second)
+			resp, body, err := readResponse(l.Front, raw, 10*time.Second)
 			if err != nil {
 				t.Errorf("%q: %v", raw, err)
 				continue
@@ -89,7 +89,7 @@ lane "default" {
 		closed := make(chan time.Duration, slow)
 		var slowWG sync.WaitGroup
 		for range slow {
-			c, err := net.DialTimeout("tcp", l.front, 5*time.Second)
+			c, err := net.DialTimeout("tcp", l.Front, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -131,7 +131,7 @@ lane "default" {
 				sem <- struct{}{}
 				defer func() { <-sem }()
 				c := newClient(20 * time.Second)
-				results[i] = do(c, http.MethodGet, l.url("/"), nil, nil)
+				results[i] = do(c, http.MethodGet, l.URL("/"), nil, nil)
 				c.CloseIdleConnections()
 			})
 		}

@@ -3,6 +3,8 @@ package integration
 import (
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 // TestHardeningFDExhaustion (issue 7, HIGH 1): under a low descriptor limit,
@@ -23,11 +25,11 @@ lane "default" {
 `)
 	l.mustGet(t, "/", 200)
 
-	front := openIdle(t, l.front, 1000)
-	adm := openIdle(t, l.admin, 400)
+	front := openIdle(t, l.Front, 1000)
+	adm := openIdle(t, l.Admin, 400)
 	time.Sleep(2 * time.Second) // accept loops run into EMFILE and back off
-	if !l.running() {
-		t.Fatalf("lanesd exited under 1,400 idle connections: %v", l.err)
+	if !l.Running() {
+		t.Fatalf("lanesd exited under 1,400 idle connections: %v", l.Err())
 	}
 	for _, c := range append(front, adm...) {
 		c.Close()
@@ -40,10 +42,10 @@ lane "default" {
 		r = l.get("/")
 		return r.err == nil && r.status == 200
 	})
-	if !l.running() {
-		t.Fatalf("lanesd exited: %v", l.err)
+	if !l.Running() {
+		t.Fatalf("lanesd exited: %v", l.Err())
 	}
-	var fs *frontStatus
+	var fs *api.Front
 	waitFor(t, "/api/status to answer", 20*time.Second, func() bool {
 		fs, _ = l.tryFront()
 		return fs != nil

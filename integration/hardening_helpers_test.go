@@ -1,15 +1,13 @@
 package integration
 
 import (
-	"encoding/json"
-	"errors"
-	"io"
 	"net"
-	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 // startLanesdShell is startLanesd with lanesd started through
@@ -26,40 +24,13 @@ func startLanesdShell(t *testing.T, prefix, hcl string) *lanesd {
 	return l
 }
 
-// frontStatus is the front block of /api/status.
-type frontStatus struct {
-	AcceptErrors uint64 `json:"accept_errors"`
-	Truncated    uint64 `json:"truncated"`
-	Retries      uint64 `json:"retries"`
-}
-
 // tryFront fetches the front block of /api/status.
-func (l *lanesd) tryFront() (*frontStatus, error) {
-	resp, err := l.client.Get("http://" + l.admin + "/api/status")
+func (l *lanesd) tryFront() (*api.Front, error) {
+	st, err := l.tryStatus()
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var doc struct {
-		Front frontStatus `json:"front"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, errors.New("GET /api/status: " + resp.Status)
-	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, err
-	}
-	return &doc.Front, nil
-}
-
-func (l *lanesd) frontStatus(t *testing.T) frontStatus {
-	t.Helper()
-	fs, err := l.tryFront()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return *fs
+	return &st.Front, nil
 }
 
 // openIdle opens n TCP connections to addr that send nothing.
@@ -80,7 +51,7 @@ func openIdle(t *testing.T, addr string, n int) []net.Conn {
 // one of parts.
 func (l *lanesd) accessLines(parts ...string) []string {
 	var out []string
-	for _, line := range strings.Split(l.log.String(), "\n") {
+	for _, line := range strings.Split(l.Log.String(), "\n") {
 		if !strings.Contains(line, "access: request") {
 			continue
 		}

@@ -49,7 +49,7 @@ lane "default" {
 					return
 				case <-tick.C:
 				}
-				r := do(c, http.MethodGet, l.url("/demo/sleep?ms=5"), nil, nil)
+				r := do(c, http.MethodGet, l.URL("/demo/sleep?ms=5"), nil, nil)
 				sent.Add(1)
 				if r.err != nil || r.status != 200 {
 					failed.Add(1)
@@ -76,7 +76,7 @@ lane "default" {
 	time.Sleep(time.Second)
 	close(stop)
 	wg.Wait()
-	fs := l.frontStatus(t)
+	fs := l.status(t).Front
 	t.Logf("%d workers SIGKILLed: %d GETs sent, %d failed, %d retried", kills, sent.Load(), failed.Load(), fs.Retries)
 	if failed.Load() != 0 {
 		t.Errorf("%d of %d GETs failed while workers were killed: %q", failed.Load(), sent.Load(), fails)
@@ -108,11 +108,11 @@ lane "default" {
 }
 `)
 	l.mustGet(t, "/", 200)
-	before := procKB(l.pid, "VmRSS")
+	before := procKB(l.PID, "VmRSS")
 	const n = 32
 	var conns []net.Conn
 	for range n {
-		c, err := net.Dial("tcp", l.front)
+		c, err := net.Dial("tcp", l.Front)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,8 +136,8 @@ lane "default" {
 		}
 	}
 	took := time.Since(start)
-	after := procKB(l.pid, "VmRSS")
-	hwm := procKB(l.pid, "VmHWM")
+	after := procKB(l.PID, "VmRSS")
+	hwm := procKB(l.PID, "VmHWM")
 	t.Logf("%d readers of 20 MB that never read: 20 ordinary requests in %v; front RSS %d -> %d kB (peak %d kB), growth %d MB",
 		n, took.Round(time.Millisecond), before, after, hwm, (after-before)>>10)
 	if took > 2*time.Second {
@@ -187,7 +187,7 @@ lane "default" {
 `, up.URL))
 	l.mustGet(t, "/", 200)
 	workers := l.workerPIDs(t, "default")
-	base := map[int]int64{l.pid: procKB(l.pid, "VmRSS")}
+	base := map[int]int64{l.PID: procKB(l.PID, "VmRSS")}
 	for _, p := range workers {
 		base[p] = procKB(p, "VmRSS")
 	}
@@ -198,7 +198,7 @@ lane "default" {
 	for i := range res {
 		wg.Go(func() {
 			c := newClient(120 * time.Second)
-			res[i] = do(c, http.MethodPost, l.url("/upload"), body, nil)
+			res[i] = do(c, http.MethodPost, l.URL("/upload"), body, nil)
 		})
 	}
 	wg.Wait()
@@ -210,7 +210,7 @@ lane "default" {
 	for pid, b := range base {
 		hwm := procKB(pid, "VmHWM")
 		what := "worker"
-		if pid == l.pid {
+		if pid == l.PID {
 			what = "front"
 		}
 		t.Logf("%s %d: RSS at start %d kB, peak %d kB, growth %d MB", what, pid, b, hwm, (hwm-b)>>10)

@@ -79,7 +79,7 @@ lane "default" {
 	body := bytes.Repeat([]byte("x"), 4<<20)
 	for i := range 4 {
 		path := fmt.Sprintf("/upload/%d", i)
-		r := do(l.client, http.MethodPost, l.url(path), body, nil)
+		r := do(l.client, http.MethodPost, l.URL(path), body, nil)
 		if r.err == nil && r.status < 500 {
 			t.Errorf("POST %s: want a 5xx for an upstream that reset mid-body, got %v", path, r)
 		}
@@ -120,7 +120,7 @@ lane "default" {
 	go func() { slow <- l.get("/slow") }()
 	waitFor(t, "/slow to reach the origin", 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return seen["/slow"] == 1 })
 
-	c, err := net.Dial("tcp", l.front)
+	c, err := net.Dial("tcp", l.Front)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 // cutOrigin is a raw TCP origin that answers every request with a chunked
@@ -92,14 +94,14 @@ lane "hello" {
 
 	// The control case: a whole chunked body ends with 0\r\n\r\n and the
 	// connection stays open.
-	got, closed := rawExchange(t, l.front, "/whole")
+	got, closed := rawExchange(t, l.Front, "/whole")
 	if !strings.HasSuffix(got, "0\r\n\r\n") || closed {
 		t.Fatalf("whole chunked response: closed=%v %q", closed, got)
 	}
 
 	var want uint64
 	for _, path := range []string{"/between", "/inside", "/hello/chunked-cut", "/hello/chunked-cut?at=inside"} {
-		got, closed := rawExchange(t, l.front, path)
+		got, closed := rawExchange(t, l.Front, path)
 		want++
 		if !strings.HasPrefix(got, "HTTP/1.1 200") || !strings.Contains(got, "hello") {
 			t.Errorf("GET %s: want the 200 and the first chunk, got %q", path, got)
@@ -111,7 +113,7 @@ lane "hello" {
 			t.Errorf("GET %s: the front kept the connection of a cut-short response open", path)
 		}
 	}
-	var fs *frontStatus
+	var fs *api.Front
 	waitFor(t, "front.truncated to count every cut", 10*time.Second, func() bool {
 		fs, _ = l.tryFront()
 		return fs != nil && fs.Truncated >= want

@@ -7,7 +7,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,13 +16,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/internal/lanestest"
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 // Paths of the binaries TestMain builds.
@@ -62,48 +63,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// logBuffer collects a process's stderr and wakes readers on every write.
-type logBuffer struct {
-	mu    sync.Mutex
-	b     bytes.Buffer
-	wrote chan struct{}
-}
-
-func newLogBuffer() *logBuffer { return &logBuffer{wrote: make(chan struct{}, 1)} }
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	l.b.Write(p)
-	l.mu.Unlock()
-	select {
-	case l.wrote <- struct{}{}:
-	default:
-	}
-	return len(p), nil
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// lanesd is one running supervisor process.
+// lanesd is one running supervisor process, with the test it belongs to.
 type lanesd struct {
+	*lanestest.Lanesd
 	t      *testing.T
-	cmd    *exec.Cmd
-	pid    int
-	front  string // host:port of the front listener
-	admin  string // host:port of the admin listener
-	dir    string // where the config file is
 	tmp    string // the process's TMPDIR (its run directory lives here)
-	log    *logBuffer
-	done   chan struct{} // closed once the process has been reaped
-	err    error         // cmd.Wait's result; read after done
 	client *http.Client
 }
-
-var listeningRE = regexp.MustCompile(`lanesd: listening: front=(\S+) admin=(\S+)`)
 
 // newTmp returns a fresh short directory for a lanesd's TMPDIR.
 func newTmp(t *testing.T) string {
@@ -117,9 +83,9 @@ func newTmp(t *testing.T) string {
 }
 
 // startLanesd runs lanesd with hcl as its config and waits until it
-// listens. The harness adds listen = "127.0.0.1:0", an admin block on
-// 127.0.0.1:0 (unless hcl has one) and shutdown_timeout = "5s" (unless hcl
-// sets it).
+// listens and its admin API answers. The harness adds listen =
+// "127.0.0.1:0", an admin block on 127.0.0.1:0 (unless hcl has one) and
+// shutdown_timeout = "5s" (unless hcl sets it).
 func startLanesd(t *testing.T, hcl string) *lanesd {
 	t.Helper()
 	return startLanesdIn(t, t.TempDir(), newTmp(t), hcl)
@@ -129,7 +95,7 @@ func startLanesd(t *testing.T, hcl string) *lanesd {
 // the config names relative to itself) and tmp as the process's TMPDIR.
 func startLanesdIn(t *testing.T, dir, tmp, hcl string) *lanesd {
 	t.Helper()
-	l, err := launch(t, dir, tmp, hcl)
+	l, err := launchCmd(t, dir, tmp, hcl, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,69 +103,34 @@ func startLanesdIn(t *testing.T, dir, tmp, hcl string) *lanesd {
 }
 
 func fullConfig(hcl string) string {
-	var b strings.Builder
-	b.WriteString("listen = \"127.0.0.1:0\"\n")
 	if !strings.Contains(hcl, "shutdown_timeout") {
-		b.WriteString("shutdown_timeout = \"5s\"\n")
+		hcl = "shutdown_timeout = \"5s\"\n" + hcl
 	}
-	if !regexp.MustCompile(`(?m)^\s*admin\s*\{`).MatchString(hcl) {
-		b.WriteString("admin {\n  listen = \"127.0.0.1:0\"\n}\n")
-	}
-	b.WriteString(hcl)
-	return b.String()
+	return lanestest.Ephemeral(hcl)
 }
 
-func launch(t *testing.T, dir, tmp, hcl string) (*lanesd, error) {
-	t.Helper()
-	return launchCmd(t, dir, tmp, hcl, func(path string) *exec.Cmd {
-		cmd := exec.Command(lanesdBin, "-config", path)
-		// A process group of its own, as a shell gives a job: a test can
-		// send a signal to the whole group, as a terminal's Ctrl-C does.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		return cmd
-	})
-}
-
-// launchCmd writes hcl to dir and runs the command that command returns for
-// the config's path, as lanesd, until lanesd logs that it listens.
+// launchCmd writes hcl to dir and runs lanesd on it, through the command
+// that command returns for the config's path when command is not nil,
+// until it is ready.
 func launchCmd(t *testing.T, dir, tmp, hcl string, command func(path string) *exec.Cmd) (*lanesd, error) {
 	t.Helper()
-	path := filepath.Join(dir, "lanes.hcl")
-	if err := os.WriteFile(path, []byte(fullConfig(hcl)), 0o600); err != nil {
+	client := newClient(30 * time.Second)
+	ll, err := lanestest.Launch(lanestest.Options{
+		Bin:     lanesdBin,
+		Dir:     dir,
+		Env:     []string{"TMPDIR=" + tmp},
+		Command: command,
+		HTTP:    client,
+		Proc:    lanestest.ProcOptions{Signal: syscall.SIGTERM, Grace: 10 * time.Second},
+	}, fullConfig(hcl))
+	if err != nil {
 		return nil, err
 	}
-	l := &lanesd{t: t, dir: dir, tmp: tmp, log: newLogBuffer(), done: make(chan struct{})}
-	l.cmd = command(path)
-	l.cmd.Dir = dir
-	l.cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	l.cmd.Stdout = l.log
-	l.cmd.Stderr = l.log
-	l.cmd.WaitDelay = 5 * time.Second
-	if err := l.cmd.Start(); err != nil {
-		return nil, err
-	}
-	l.pid = l.cmd.Process.Pid
-	go func() {
-		l.err = l.cmd.Wait()
-		close(l.done)
-	}()
+	l := &lanesd{Lanesd: ll, t: t, tmp: tmp, client: client}
 	t.Cleanup(l.cleanup)
-
-	deadline := time.After(60 * time.Second)
-	for {
-		if m := listeningRE.FindStringSubmatch(l.log.String()); m != nil {
-			l.front, l.admin = m[1], m[2]
-			break
-		}
-		select {
-		case <-l.log.wrote:
-		case <-l.done:
-			return nil, fmt.Errorf("lanesd exited before listening (%v); its log:\n%s", l.err, l.log)
-		case <-deadline:
-			return nil, fmt.Errorf("lanesd did not log its listening line within 60s; its log:\n%s", l.log)
-		}
+	if err := ll.WaitReady(); err != nil {
+		return nil, err
 	}
-	l.client = newClient(30 * time.Second)
 	return l, nil
 }
 
@@ -219,47 +150,29 @@ func newClient(timeout time.Duration) *http.Client {
 // process it started outlives it, and prints its log if the test failed.
 func (l *lanesd) cleanup() {
 	t := l.t
-	kids := descendants(l.pid)
-	if l.running() {
-		_ = l.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-l.done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("lanesd %d did not stop within 10s of SIGTERM; killing it", l.pid)
-			_ = l.cmd.Process.Kill()
-			<-l.done
-		}
+	kids := descendants(l.PID)
+	if l.Running() && l.Stop() {
+		t.Errorf("lanesd %d did not stop within 10s of SIGTERM; killed it", l.PID)
 	}
-	if l.client != nil {
-		l.client.CloseIdleConnections()
-	}
+	l.client.CloseIdleConnections()
 	deadline := time.Now().Add(5 * time.Second)
 	for _, pid := range kids {
 		for alive(pid) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if alive(pid) {
-			t.Errorf("process %d, started by lanesd %d, outlived it; killing it", pid, l.pid)
+			t.Errorf("process %d, started by lanesd %d, outlived it; killing it", pid, l.PID)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 	if t.Failed() {
-		t.Logf("lanesd %d log:\n%s", l.pid, l.log)
-	}
-}
-
-func (l *lanesd) running() bool {
-	select {
-	case <-l.done:
-		return false
-	default:
-		return true
+		t.Logf("lanesd %d log:\n%s", l.PID, l.Log)
 	}
 }
 
 func (l *lanesd) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	if err := l.cmd.Process.Signal(sig); err != nil {
+	if err := l.Signal(sig); err != nil {
 		t.Fatalf("signal %v to lanesd: %v", sig, err)
 	}
 }
@@ -267,88 +180,21 @@ func (l *lanesd) signal(t *testing.T, sig syscall.Signal) {
 // wait waits for lanesd to exit and returns its exit code.
 func (l *lanesd) wait(t *testing.T, timeout time.Duration) int {
 	t.Helper()
-	select {
-	case <-l.done:
-	case <-time.After(timeout):
-		t.Fatalf("lanesd %d still running %v later", l.pid, timeout)
+	code, err := l.Wait(timeout)
+	if err != nil {
+		t.Fatalf("lanesd %d still running %v later", l.PID, timeout)
 	}
-	return l.cmd.ProcessState.ExitCode()
+	return code
 }
-
-func (l *lanesd) url(path string) string { return "http://" + l.front + path }
 
 // --- admin status ---
 
-type statusDoc struct {
-	PID   int          `json:"pid"`
-	Lanes []laneStatus `json:"lanes"`
-}
+// tryStatus is GET /api/status.
+func (l *lanesd) tryStatus() (*api.Status, error) { return l.API.Status(context.Background()) }
 
-type laneStatus struct {
-	Name       string         `json:"name"`
-	MinWorkers int            `json:"min_workers"`
-	MaxWorkers int            `json:"max_workers"`
-	Workers    []workerStatus `json:"workers"`
-	Queued     int            `json:"queued"`
-	Inflight   int            `json:"inflight"`
-	Served     uint64         `json:"served"`
-	Rejected   uint64         `json:"rejected"`
-	Timeouts   uint64         `json:"timeouts"`
-	Killed     uint64         `json:"killed"`
-	Respawns   uint64         `json:"respawns"`
-	Latency    struct {
-		Count int     `json:"count"`
-		P50   float64 `json:"p50"`
-		P90   float64 `json:"p90"`
-		P99   float64 `json:"p99"`
-		Max   float64 `json:"max"`
-	} `json:"latency_ms"`
-	CrashLoop bool   `json:"crash_loop"`
-	Crashes   int    `json:"consecutive_crashes"`
-	BackoffMS int64  `json:"backoff_ms"`
-	LastExit  string `json:"last_exit"`
-}
-
-type workerStatus struct {
-	PID      int     `json:"pid"`
-	State    string  `json:"state"`
-	Inflight int     `json:"inflight"`
-	Served   uint64  `json:"served"`
-	RSS      int64   `json:"rss"`
-	Uptime   float64 `json:"uptime_s"`
-}
-
-// tryStatus fetches /api/status with the bearer token tok (may be empty).
-func (l *lanesd) tryStatus(tok string) (*statusDoc, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+l.admin+"/api/status", nil)
-	if err != nil {
-		return nil, err
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := l.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /api/status: %s: %s", resp.Status, body)
-	}
-	var st statusDoc
-	if err := json.Unmarshal(body, &st); err != nil {
-		return nil, fmt.Errorf("GET /api/status: %w: %s", err, body)
-	}
-	return &st, nil
-}
-
-func (l *lanesd) status(t *testing.T) *statusDoc {
+func (l *lanesd) status(t *testing.T) *api.Status {
 	t.Helper()
-	st, err := l.tryStatus("")
+	st, err := l.tryStatus()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,38 +202,25 @@ func (l *lanesd) status(t *testing.T) *statusDoc {
 }
 
 // lane returns the named lane's status.
-func (l *lanesd) lane(t *testing.T, name string) laneStatus {
+func (l *lanesd) lane(t *testing.T, name string) *api.Lane {
 	t.Helper()
-	return l.status(t).lane(t, name)
+	return laneOf(t, l.status(t), name)
 }
 
-func (s *statusDoc) lane(t *testing.T, name string) laneStatus {
+// laneOf returns the named lane of st, failing the test if it has none.
+func laneOf(t *testing.T, st *api.Status, name string) *api.Lane {
 	t.Helper()
-	for _, ls := range s.Lanes {
-		if ls.Name == name {
-			return ls
-		}
+	ls := st.Lane(name)
+	if ls == nil {
+		t.Fatalf("no lane %q in status", name)
 	}
-	t.Fatalf("no lane %q in status", name)
-	return laneStatus{}
-}
-
-// pids returns the pids of the lane's workers in the given states (all
-// workers when no state is given).
-func (ls laneStatus) pids(states ...string) []int {
-	var out []int
-	for _, w := range ls.Workers {
-		if len(states) == 0 || contains(states, w.State) {
-			out = append(out, w.PID)
-		}
-	}
-	return out
+	return ls
 }
 
 // workerPIDs returns the pids of lane's ready workers.
 func (l *lanesd) workerPIDs(t *testing.T, lane string) []int {
 	t.Helper()
-	return l.lane(t, lane).pids("ready")
+	return l.lane(t, lane).PIDs("ready")
 }
 
 func contains[T comparable](s []T, v T) bool {
@@ -541,7 +374,7 @@ func do(c *http.Client, method, url string, body []byte, hdr http.Header) result
 }
 
 // get is do(GET) on the front listener.
-func (l *lanesd) get(path string) result { return do(l.client, http.MethodGet, l.url(path), nil, nil) }
+func (l *lanesd) get(path string) result { return do(l.client, http.MethodGet, l.URL(path), nil, nil) }
 
 // mustGet GETs path from the front and fails the test unless the answer
 // has the wanted status.

@@ -166,7 +166,7 @@ func TestProxy(t *testing.T) {
 			"Authorization":   {"Bearer app-token"},
 			"X-Forwarded-For": {"203.0.113.7"},
 		}
-		r := do(l.client, http.MethodGet, l.url(uri), nil, hdr)
+		r := do(l.client, http.MethodGet, l.URL(uri), nil, hdr)
 		if r.err != nil || r.status != 200 {
 			t.Fatalf("GET %s: %s", uri, r)
 		}
@@ -207,7 +207,7 @@ func TestProxy(t *testing.T) {
 			"Proxy-Authorization: Basic Zm9vOmJhcg==\r\n" +
 			"X-End: kept\r\n" +
 			"\r\n"
-		resp, body, err := readResponse(l.front, raw, 10*time.Second)
+		resp, body, err := readResponse(l.Front, raw, 10*time.Second)
 		if err != nil {
 			t.Fatalf("raw request: %v", err)
 		}
@@ -242,7 +242,7 @@ func TestProxy(t *testing.T) {
 		body := make([]byte, 1<<20)
 		io.ReadFull(pattern(int64(len(body))), body)
 		sum := sha256.Sum256(body)
-		r := do(l.client, http.MethodPost, l.url("/echo?upload=1"), body, http.Header{"Content-Type": {"application/octet-stream"}})
+		r := do(l.client, http.MethodPost, l.URL("/echo?upload=1"), body, http.Header{"Content-Type": {"application/octet-stream"}})
 		if r.err != nil || r.status != 200 {
 			t.Fatalf("POST: %s", r)
 		}
@@ -257,7 +257,7 @@ func TestProxy(t *testing.T) {
 	})
 
 	t.Run("HEAD", func(t *testing.T) {
-		req, _ := http.NewRequest(http.MethodHead, l.url("/bytes?n=12345"), nil)
+		req, _ := http.NewRequest(http.MethodHead, l.URL("/bytes?n=12345"), nil)
 		resp, err := l.client.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -287,7 +287,7 @@ func TestProxyStreams100MB(t *testing.T) {
 	l := startLanesd(t, proxyConfig(up.URL)+"log {\n  access_log = false\n}\n")
 	want := patternSHA(n)
 
-	procs := append([]int{l.pid}, allPIDs(t, l)...)
+	procs := append([]int{l.PID}, allPIDs(t, l)...)
 	base := map[int]int64{}
 	hwm := map[int]int64{}
 	for _, p := range procs {
@@ -311,7 +311,7 @@ func TestProxyStreams100MB(t *testing.T) {
 	})
 
 	start := time.Now()
-	resp, err := l.client.Get(l.url("/bytes?n=" + strconv.Itoa(n)))
+	resp, err := l.client.Get(l.URL("/bytes?n=" + strconv.Itoa(n)))
 	if err != nil {
 		stop.Store(true)
 		wg.Wait()
@@ -337,7 +337,7 @@ func TestProxyStreams100MB(t *testing.T) {
 	const limitKB = 60 << 10
 	for _, p := range procs {
 		who := "worker"
-		if p == l.pid {
+		if p == l.PID {
 			who = "lanesd"
 		}
 		growth := max(peak[p]-base[p], procKB(p, "VmHWM")-hwm[p])

@@ -39,11 +39,11 @@ lane "default" {
 	checkRetryAfter(t, r)
 
 	// The admin listener is not behind the lane.
-	st, err := l.tryStatus("")
+	st, err := l.tryStatus()
 	if err != nil {
 		t.Fatalf("admin while the lane is saturated: %v", err)
 	}
-	if ls := st.lane(t, "default"); ls.Rejected < 1 {
+	if ls := laneOf(t, st, "default"); ls.Rejected < 1 {
 		t.Errorf("status: rejected=%d; want ≥ 1", ls.Rejected)
 	}
 

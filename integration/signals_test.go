@@ -37,7 +37,7 @@ func allPIDs(t *testing.T, l *lanesd) []int {
 	t.Helper()
 	var pids []int
 	for _, ls := range l.status(t).Lanes {
-		pids = append(pids, ls.pids()...)
+		pids = append(pids, ls.PIDs()...)
 	}
 	return pids
 }
@@ -56,7 +56,7 @@ lane "default" {
 }
 `)
 	pids := allPIDs(t, l)
-	kids := descendants(l.pid)
+	kids := descendants(l.PID)
 	inflight := make(chan result, 1)
 	go func() { inflight <- l.get("/demo/sleep?ms=1500") }()
 	waitFor(t, "the request to be in flight", 5*time.Second, func() bool { return l.lane(t, "default").Inflight == 1 })
@@ -67,7 +67,7 @@ lane "default" {
 	// New connections are refused while the request still runs.
 	var refusedAt time.Time
 	for time.Since(signalled) < 5*time.Second {
-		c, err := net.DialTimeout("tcp", l.front, time.Second)
+		c, err := net.DialTimeout("tcp", l.Front, time.Second)
 		if err != nil {
 			refusedAt = time.Now()
 			break
@@ -118,9 +118,9 @@ lane "default" {
 `)
 	// A POST: a GET whose worker died would be retried on another.
 	inflight := make(chan result, 1)
-	go func() { inflight <- do(l.client, http.MethodPost, l.url("/demo/sleep?ms=1000"), nil, nil) }()
+	go func() { inflight <- do(l.client, http.MethodPost, l.URL("/demo/sleep?ms=1000"), nil, nil) }()
 	waitFor(t, "the request to be in flight", 5*time.Second, func() bool { return l.lane(t, "default").Inflight == 1 })
-	if err := syscall.Kill(-l.pid, syscall.SIGTERM); err != nil {
+	if err := syscall.Kill(-l.PID, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if r := <-inflight; r.err != nil || r.status != 200 {
@@ -129,8 +129,8 @@ lane "default" {
 	if code := l.wait(t, 15*time.Second); code != 0 {
 		t.Errorf("lanesd exit status %d after SIGTERM to the group; want 0", code)
 	}
-	if strings.Contains(l.log.String(), "signal: terminated") {
-		t.Errorf("a worker died of the group's SIGTERM:\n%s", l.log)
+	if strings.Contains(l.Log.String(), "signal: terminated") {
+		t.Errorf("a worker died of the group's SIGTERM:\n%s", l.Log)
 	}
 }
 
@@ -149,9 +149,9 @@ lane "default" {
 `)
 	// A POST: a GET whose worker died would be retried on another.
 	inflight := make(chan result, 1)
-	go func() { inflight <- do(l.client, http.MethodPost, l.url("/demo/sleep?ms=1000"), nil, nil) }()
+	go func() { inflight <- do(l.client, http.MethodPost, l.URL("/demo/sleep?ms=1000"), nil, nil) }()
 	waitFor(t, "the request to be in flight", 5*time.Second, func() bool { return l.lane(t, "default").Inflight == 1 })
-	for _, pid := range append([]int{l.pid}, descendants(l.pid)...) {
+	for _, pid := range append([]int{l.PID}, descendants(l.PID)...) {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 	}
 	if r := <-inflight; r.err != nil || r.status != 200 {
@@ -181,16 +181,16 @@ lane "other" {
 	tmp := newTmp(t)
 	l := startLanesdIn(t, t.TempDir(), tmp, hcl)
 	pids := allPIDs(t, l)
-	kids := descendants(l.pid)
+	kids := descendants(l.PID)
 	if len(pids) < 5 {
 		t.Fatalf("want ≥ 5 workers, got %v", pids)
 	}
 	for _, p := range pids {
 		if !contains(kids, p) {
-			t.Errorf("worker %d is not a child of lanesd %d (children: %v)", p, l.pid, kids)
+			t.Errorf("worker %d is not a child of lanesd %d (children: %v)", p, l.PID, kids)
 		}
 	}
-	dead := l.pid
+	dead := l.PID
 	if _, ok := runDirs(t, tmp)[dead]; !ok {
 		t.Fatalf("no run directory owned by %d in %s", dead, tmp)
 	}
@@ -217,8 +217,8 @@ lane "other" {
 	if d, ok := runDirs(t, tmp)[dead]; ok {
 		t.Errorf("stale run directory %s of the killed lanesd %d not removed by the next lanesd", d, dead)
 	}
-	if _, ok := runDirs(t, tmp)[l2.pid]; !ok {
-		t.Errorf("the running lanesd %d has no run directory in %s", l2.pid, tmp)
+	if _, ok := runDirs(t, tmp)[l2.PID]; !ok {
+		t.Errorf("the running lanesd %d has no run directory in %s", l2.PID, tmp)
 	}
 }
 
@@ -232,7 +232,7 @@ app {
 }
 `)
 	pids := allPIDs(t, l)
-	kids := descendants(l.pid)
+	kids := descendants(l.PID)
 	inflight := make(chan result, 1)
 	go func() { inflight <- l.get("/demo/sleep?ms=10000") }()
 	waitFor(t, "the request to be in flight", 5*time.Second, func() bool { return l.lane(t, "default").Inflight == 1 })
@@ -262,17 +262,17 @@ app {
 `)
 	l.signal(t, syscall.SIGHUP)
 	waitFor(t, "lanesd to log about SIGHUP", 5*time.Second, func() bool {
-		s := strings.ToLower(l.log.String())
+		s := strings.ToLower(l.Log.String())
 		return strings.Contains(s, "sighup") || strings.Contains(s, "reload")
 	})
 	time.Sleep(200 * time.Millisecond)
-	if !l.running() {
-		t.Fatalf("lanesd exited after SIGHUP: %v", l.err)
+	if !l.Running() {
+		t.Fatalf("lanesd exited after SIGHUP: %v", l.Err())
 	}
 	for range 5 {
 		l.mustGet(t, "/", 200)
 	}
-	if _, err := l.tryStatus(""); err != nil {
+	if _, err := l.tryStatus(); err != nil {
 		t.Errorf("admin after SIGHUP: %v", err)
 	}
 }

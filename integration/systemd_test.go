@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/internal/lanestest"
 )
 
 // notifySocket is a NOTIFY_SOCKET as systemd makes it: a unixgram socket
@@ -110,12 +112,12 @@ lane "default" {
 	ready := n.await(t, "READY=1", 10*time.Second, noEarly)
 	// READY=1 means serving: the listening line is logged, and the front
 	// and admin named in STATUS= answer.
-	if !listeningRE.MatchString(l.log.String()) {
+	if !lanestest.ListeningRE.MatchString(l.Log.String()) {
 		t.Errorf("READY=1 before the listening line")
 	}
 	m := statusAddrRE.FindStringSubmatch(field(ready, "STATUS"))
-	if m == nil || m[1] != l.front || m[2] != l.admin || m[3] != "1" || m[4] != "2" {
-		t.Fatalf("READY=1 with STATUS %q; want the front %s, the admin %s, 1 lane, 2 workers", field(ready, "STATUS"), l.front, l.admin)
+	if m == nil || m[1] != l.Front || m[2] != l.Admin || m[3] != "1" || m[4] != "2" {
+		t.Fatalf("READY=1 with STATUS %q; want the front %s, the admin %s, 1 lane, 2 workers", field(ready, "STATUS"), l.Front, l.Admin)
 	}
 	l.mustGet(t, "/", http.StatusOK)
 	if field(ready, "MONOTONIC_USEC") == "" {
@@ -215,13 +217,13 @@ func TestSystemdSocketActivation(t *testing.T) {
 	front, admin := listen(), listen()
 
 	l := activated(t, front, admin)
-	if l.front != front.Addr().String() || l.admin != admin.Addr().String() {
-		t.Fatalf("listening on front %s, admin %s; want the passed sockets %s, %s", l.front, l.admin, front.Addr(), admin.Addr())
+	if l.Front != front.Addr().String() || l.Admin != admin.Addr().String() {
+		t.Fatalf("listening on front %s, admin %s; want the passed sockets %s, %s", l.Front, l.Admin, front.Addr(), admin.Addr())
 	}
 	l.waitLog(t, time.Second, "listener from systemd socket activation: listener=front", "listener from systemd socket activation: listener=admin")
 	l.mustGet(t, "/", http.StatusOK)
-	if st := l.status(t); st.PID != l.pid {
-		t.Errorf("admin status from pid %d, want lanesd %d", st.PID, l.pid)
+	if st := l.status(t); st.PID != l.PID {
+		t.Errorf("admin status from pid %d, want lanesd %d", st.PID, l.PID)
 	}
 	for _, pid := range l.workerPIDs(t, "default") {
 		env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
@@ -277,9 +279,9 @@ func TestVersion(t *testing.T) {
 		}
 	}
 	l := startLanesd(t, "app {\n  demo = true\n}\n")
-	r := do(l.client, http.MethodGet, "http://"+l.admin+"/metrics", nil, nil)
+	m := l.metricsText(t)
 	want := `lanes_build_info{goversion="` + goversion + `",revision="` + revision + `",version="` + version + `"} 1`
-	if r.status != http.StatusOK || !strings.Contains(string(r.body), "\n"+want+"\n") {
-		t.Errorf("/metrics: %d; want the line %s in:\n%s", r.status, want, grepLines(string(r.body), "lanes_build_info"))
+	if !strings.Contains(m, "\n"+want+"\n") {
+		t.Errorf("/metrics: want the line %s in:\n%s", want, grepLines(m, "lanes_build_info"))
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 // kill -9 of lanesd leaves no fetchd behind holding the cache_dir: a new
@@ -21,14 +23,14 @@ func TestThemeLanesdKilled(t *testing.T) {
 	if r := a.get("/page"); !themed(r) {
 		t.Fatalf("first lanesd: want themed, got %s", r)
 	}
-	old := a.themeStatus(t).Fetchd.PID
+	old := a.status(t).Fetchd.PID
 	a.signal(t, syscall.SIGKILL)
 	a.wait(t, 5*time.Second)
 	o.set(originDown)
 
 	b := startLanesdIn(t, dir, newTmp(t), conf)
 	waitFor(t, "the second lanesd's fetchd", 10*time.Second, func() bool {
-		f := b.themeStatus(t).Fetchd
+		f := b.status(t).Fetchd
 		return f.State == "ready" && f.PID > 0
 	})
 	if alive(old) {
@@ -37,7 +39,7 @@ func TestThemeLanesdKilled(t *testing.T) {
 	if r := b.get("/page"); !themed(r) {
 		t.Errorf("new lanesd, origin down: want themed from disk, got %s", r)
 	}
-	if strings.Contains(b.log.String(), "fetchd exited; restarting") {
+	if strings.Contains(b.Log.String(), "fetchd exited; restarting") {
 		t.Errorf("the new lanesd's fetchd had to be restarted")
 	}
 }
@@ -60,14 +62,14 @@ func TestThemeCorruptCache(t *testing.T) {
 	}
 	l := startLanesdIn(t, dir, newTmp(t), themeConf{upstream: up.URL, themeURL: o.url(), cacheDir: cache}.hcl())
 	waitFor(t, "a themed page", 10*time.Second, func() bool { return themed(l.get("/page")) })
-	if !strings.Contains(l.log.String(), "moved it aside") {
+	if !strings.Contains(l.Log.String(), "moved it aside") {
 		t.Errorf("no warning that the corrupt cache_dir was moved aside")
 	}
 	aside, _ := filepath.Glob(cache + ".corrupt-*")
 	if len(aside) != 1 {
 		t.Errorf("want the corrupt cache_dir moved aside once, found %v", aside)
 	}
-	if f := l.themeStatus(t).Fetchd; f.Restarts != 0 || f.State != "ready" || f.CacheEntries != 1 {
+	if f := l.status(t).Fetchd; f.Restarts != 0 || f.State != "ready" || f.CacheEntries != 1 {
 		t.Errorf("fetchd after a corrupt cache_dir: %+v", f)
 	}
 }
@@ -83,7 +85,7 @@ func TestThemeFetchdWedged(t *testing.T) {
 	if r := l.get("/page"); !themed(r) {
 		t.Fatalf("first request: want themed, got %s", r)
 	}
-	pid := l.themeStatus(t).Fetchd.PID
+	pid := l.status(t).Fetchd.PID
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -91,9 +93,9 @@ func TestThemeFetchdWedged(t *testing.T) {
 
 	stop := make(chan struct{})
 	wait := l.load(8, "/page", stop)
-	var now fetchdDoc
+	var now api.Fetchd
 	waitFor(t, "the wedged fetchd to be replaced", 25*time.Second, func() bool {
-		now = l.themeStatus(t).Fetchd
+		now = l.status(t).Fetchd
 		return now.PID > 0 && now.PID != pid && now.State == "ready"
 	})
 	close(stop)
@@ -136,7 +138,7 @@ func TestThemeMaxStale(t *testing.T) {
 	if th := l.theme(t); th.State != "expired" || th.AgeS < 2 {
 		t.Errorf("theme status past max_stale: %+v", th)
 	}
-	if !strings.Contains(l.log.String(), "older than max_stale") {
+	if !strings.Contains(l.Log.String(), "older than max_stale") {
 		t.Errorf("no warning that the copy passed max_stale")
 	}
 	// The origin back: themed again.

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 // A theme with no copy anywhere is fetched once however many requests ask
@@ -191,7 +193,7 @@ func TestThemeNoCacheOriginDown(t *testing.T) {
 	l := startLanesd(t, o.conf(t, themeConf{
 		fetchTimeout: "5s",
 	}).hcl())
-	if !strings.Contains(l.log.String(), "Theme not available") {
+	if !strings.Contains(l.Log.String(), "Theme not available") {
 		t.Errorf("no warning at start about the theme that cannot be had")
 	}
 
@@ -224,7 +226,7 @@ func TestThemeNoCacheOriginDown(t *testing.T) {
 	if th.State != "unthemed" || th.Failures == 0 || th.LastError == "" || th.UnthemedServes == 0 {
 		t.Errorf("status: %+v; want state unthemed, failures, last_error and unthemed_serves", th)
 	}
-	if c := strings.Count(l.log.String(), "no copy of the theme; serving unthemed"); c != 1 {
+	if c := strings.Count(l.Log.String(), "no copy of the theme; serving unthemed"); c != 1 {
 		t.Errorf("the unthemed warning was logged %d times, want once", c)
 	}
 }
@@ -243,7 +245,7 @@ func TestThemeRejectKeepsLastGood(t *testing.T) {
 	good := l.theme(t).Version
 	o.bump() // what the origin would serve now, if it served
 
-	check := func(what string, counted func(themeDoc) uint64) {
+	check := func(what string, counted func(*api.Theme) uint64) {
 		t.Helper()
 		waitFor(t, what+" to be counted", 10*time.Second, func() bool {
 			if r := l.get("/page"); !themed(r) || !strings.Contains(string(r.body), themeMarker+" v1") {
@@ -257,9 +259,9 @@ func TestThemeRejectKeepsLastGood(t *testing.T) {
 		}
 	}
 	o.set(origin500)
-	check("500", func(th themeDoc) uint64 { return th.Failures })
+	check("500", func(th *api.Theme) uint64 { return th.Failures })
 	o.set(originNoSelect)
-	check("a page without the selectors", func(th themeDoc) uint64 { return th.Rejected })
+	check("a page without the selectors", func(th *api.Theme) uint64 { return th.Rejected })
 	if !strings.Contains(l.theme(t).LastError, "matches nothing") {
 		t.Errorf("last_error %q does not say why the page was rejected", l.theme(t).LastError)
 	}
@@ -325,7 +327,7 @@ func TestThemeFetchdKilledUnderLoad(t *testing.T) {
 	if r := l.get("/page"); !themed(r) {
 		t.Fatalf("first request: want themed, got %s", r)
 	}
-	st := l.themeStatus(t)
+	st := l.status(t)
 	pid, version := st.Fetchd.PID, l.theme(t).Version
 	if pid <= 0 || st.Fetchd.State != "ready" {
 		t.Fatalf("fetchd status: %+v", st.Fetchd)
@@ -338,9 +340,9 @@ func TestThemeFetchdKilledUnderLoad(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	var now fetchdDoc
+	var now api.Fetchd
 	waitFor(t, "a new fetchd", 15*time.Second, func() bool {
-		now = l.themeStatus(t).Fetchd
+		now = l.status(t).Fetchd
 		return now.PID > 0 && now.PID != pid && now.State == "ready" && now.Restarts >= 1
 	})
 	time.Sleep(500 * time.Millisecond) // load on the new fetchd too
@@ -360,7 +362,7 @@ func TestThemeFetchdKilledUnderLoad(t *testing.T) {
 	}
 	// The status of a just-restarted fetchd may not reach it yet.
 	waitFor(t, "the new fetchd's cache in the status", 5*time.Second, func() bool {
-		now = l.themeStatus(t).Fetchd
+		now = l.status(t).Fetchd
 		return now.CacheEntries >= 1 && now.CacheBytes > 0
 	})
 	if r := l.get("/page"); !themed(r) {
@@ -454,7 +456,7 @@ func TestThemeMissSlowOrigin(t *testing.T) {
 	if n := o.hits.Load() - base; n != 1 {
 		t.Errorf("%d origin fetches, want 1", n)
 	}
-	if strings.Contains(l.log.String(), "fetchd unreachable") {
+	if strings.Contains(l.Log.String(), "fetchd unreachable") {
 		t.Errorf("a fetchd busy with a slow fetch was logged as unreachable")
 	}
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lanes-dev/lanes/shared/api"
 )
 
 // What the theme tests' pages hold, to tell a themed page from an
@@ -223,77 +226,34 @@ lane "default" {
 
 // --- status ---
 
-type fetchdDoc struct {
-	Enabled      bool   `json:"enabled"`
-	PID          int    `json:"pid"`
-	State        string `json:"state"`
-	Restarts     uint64 `json:"restarts"`
-	CacheEntries int    `json:"cache_entries"`
-	CacheBytes   int64  `json:"cache_bytes"`
-	LastError    string `json:"last_error"`
-}
-
-type themeDoc struct {
-	Name           string     `json:"name"`
-	URL            string     `json:"url"`
-	State          string     `json:"state"`
-	AgeS           float64    `json:"age_s"`
-	Version        string     `json:"version"`
-	LastFetch      *time.Time `json:"last_fetch"`
-	LastError      string     `json:"last_error"`
-	Fetches        uint64     `json:"fetches"`
-	NotModified    uint64     `json:"not_modified"`
-	Failures       uint64     `json:"failures"`
-	Rejected       uint64     `json:"rejected"`
-	StaleServes    uint64     `json:"stale_serves"`
-	UnthemedServes uint64     `json:"unthemed_serves"`
-}
-
-type themeStatusDoc struct {
-	Fetchd fetchdDoc  `json:"fetchd"`
-	Themes []themeDoc `json:"themes"`
-	raw    map[string]json.RawMessage
-}
-
-func (l *lanesd) themeStatus(t *testing.T) themeStatusDoc {
+// rawStatus is /api/status undecoded, to see that every field of the
+// contract is there.
+func (l *lanesd) rawStatus(t *testing.T) map[string]json.RawMessage {
 	t.Helper()
-	r := do(l.client, http.MethodGet, "http://"+l.admin+"/api/status", nil, nil)
-	if r.err != nil || r.status != http.StatusOK {
-		t.Fatalf("GET /api/status: %s", r)
+	var raw map[string]json.RawMessage
+	if err := l.API.Call(context.Background(), http.MethodGet, "/api/status", nil, &raw); err != nil {
+		t.Fatalf("GET /api/status: %v", err)
 	}
-	var st themeStatusDoc
-	if err := json.Unmarshal(r.body, &st); err != nil {
-		t.Fatalf("GET /api/status: %v: %s", err, r.body)
-	}
-	if err := json.Unmarshal(r.body, &st.raw); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return raw
 }
 
 // theme returns the site theme's status.
-func (l *lanesd) theme(t *testing.T) themeDoc {
+func (l *lanesd) theme(t *testing.T) *api.Theme {
 	t.Helper()
-	st := l.themeStatus(t)
-	for _, th := range st.Themes {
-		if th.Name == "site" {
-			return th
-		}
+	st := l.status(t)
+	th := st.Theme("site")
+	if th == nil {
+		t.Fatalf("no theme \"site\" in /api/status: %+v", st)
 	}
-	t.Fatalf("no theme \"site\" in /api/status: %+v", st)
-	return themeDoc{}
+	return th
 }
 
 // metrics returns /metrics's samples whose name starts with prefix, keyed
 // by the sample's name and labels as written.
 func (l *lanesd) metrics(t *testing.T, prefix string) map[string]float64 {
 	t.Helper()
-	r := do(l.client, http.MethodGet, "http://"+l.admin+"/metrics", nil, nil)
-	if r.err != nil || r.status != http.StatusOK {
-		t.Fatalf("GET /metrics: %s", r)
-	}
 	out := map[string]float64{}
-	sc := bufio.NewScanner(strings.NewReader(string(r.body)))
+	sc := bufio.NewScanner(strings.NewReader(l.metricsText(t)))
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.HasPrefix(line, prefix) {

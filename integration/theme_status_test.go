@@ -47,19 +47,19 @@ func TestThemeResponseAndStatus(t *testing.T) {
 	if p.status != http.StatusOK || p.header.Get("X-Theme") != "" || strings.Contains(string(p.body), themeMarker) {
 		t.Errorf("GET /plain: want it untouched, got %s (X-Theme %q)", p, p.header.Get("X-Theme"))
 	}
-	h := do(l.client, http.MethodHead, l.url("/page"), nil, nil)
+	h := do(l.client, http.MethodHead, l.URL("/page"), nil, nil)
 	if h.err != nil || h.status != http.StatusOK || h.header.Get("X-Theme") != "" || h.header.Get("ETag") != contentETag {
 		t.Errorf("HEAD /page: want the upstream's answer untouched, got %s %v", h, h.header)
 	}
 
-	st := l.themeStatus(t)
+	st, raw := l.status(t), l.rawStatus(t)
 	var f map[string]json.RawMessage
-	if err := json.Unmarshal(st.raw["fetchd"], &f); err != nil {
+	if err := json.Unmarshal(raw["fetchd"], &f); err != nil {
 		t.Fatalf("/api/status fetchd: %v", err)
 	}
 	for _, k := range []string{"pid", "state", "restarts", "cache_entries", "cache_bytes"} {
 		if _, ok := f[k]; !ok {
-			t.Errorf("/api/status fetchd has no %q: %s", k, st.raw["fetchd"])
+			t.Errorf("/api/status fetchd has no %q: %s", k, raw["fetchd"])
 		}
 	}
 	if st.Fetchd.PID <= 0 || !alive(st.Fetchd.PID) || st.Fetchd.State != "ready" ||
@@ -67,13 +67,13 @@ func TestThemeResponseAndStatus(t *testing.T) {
 		t.Errorf("/api/status fetchd: %+v (theme page is %d bytes)", st.Fetchd, len(themePage(1)))
 	}
 	var ths []map[string]json.RawMessage
-	if err := json.Unmarshal(st.raw["themes"], &ths); err != nil || len(ths) != 1 {
-		t.Fatalf("/api/status themes: %v: %s", err, st.raw["themes"])
+	if err := json.Unmarshal(raw["themes"], &ths); err != nil || len(ths) != 1 {
+		t.Fatalf("/api/status themes: %v: %s", err, raw["themes"])
 	}
 	for _, k := range []string{"name", "url", "state", "age_s", "version", "last_fetch",
 		"fetches", "not_modified", "failures", "rejected", "stale_serves", "unthemed_serves"} {
 		if _, ok := ths[0][k]; !ok {
-			t.Errorf("/api/status theme has no %q: %s", k, st.raw["themes"])
+			t.Errorf("/api/status theme has no %q: %s", k, raw["themes"])
 		}
 	}
 	th := l.theme(t)
@@ -135,10 +135,10 @@ func TestThemeTwoLanesdOneCacheDir(t *testing.T) {
 		t.Errorf("-check on a cache_dir in use: exit %d, want 0 and a warning that says so:\n%s", code, out)
 	}
 	time.Sleep(4 * time.Second) // long enough for a crash loop to show
-	if !strings.Contains(b.log.String(), "in use by another lanesd") {
+	if !strings.Contains(b.Log.String(), "in use by another lanesd") {
 		t.Errorf("the second lanesd did not say its cache_dir is in use")
 	}
-	if n := strings.Count(b.log.String(), "fetchd exited; restarting") + strings.Count(b.log.String(), "fetchd failed to start"); n > 0 {
+	if n := strings.Count(b.Log.String(), "fetchd exited; restarting") + strings.Count(b.Log.String(), "fetchd failed to start"); n > 0 {
 		t.Errorf("the second lanesd restarted fetchd %d times on a cache_dir in use", n)
 	}
 	if r := b.get("/page"); !unthemed(r) {
@@ -146,7 +146,7 @@ func TestThemeTwoLanesdOneCacheDir(t *testing.T) {
 	} else if x := r.header.Get("X-Theme"); x != "unthemed" {
 		t.Errorf("second lanesd: X-Theme %q, want unthemed", x)
 	}
-	if st := b.themeStatus(t); !strings.Contains(st.Fetchd.LastError, "in use") {
+	if st := b.status(t); !strings.Contains(st.Fetchd.LastError, "in use") {
 		t.Errorf("second lanesd's /api/status fetchd: %+v; want the cause in last_error", st.Fetchd)
 	}
 	if r := a.get("/page"); !themed(r) {
@@ -155,7 +155,7 @@ func TestThemeTwoLanesdOneCacheDir(t *testing.T) {
 	if a.theme(t).State != "fresh" {
 		t.Errorf("first lanesd's theme: %+v", a.theme(t))
 	}
-	if strings.Contains(b.log.String(), "<nil>") {
+	if strings.Contains(b.Log.String(), "<nil>") {
 		t.Errorf("the second lanesd's warnings name no place as <nil>")
 	}
 
@@ -163,7 +163,7 @@ func TestThemeTwoLanesdOneCacheDir(t *testing.T) {
 	a.signal(t, syscall.SIGTERM)
 	a.wait(t, 15*time.Second)
 	waitFor(t, "the second lanesd's fetchd", 15*time.Second, func() bool {
-		f := b.themeStatus(t).Fetchd
+		f := b.status(t).Fetchd
 		return f.State == "ready" && f.PID > 0
 	})
 	waitFor(t, "the second lanesd to theme", 5*time.Second, func() bool { return themed(b.get("/page")) })
