@@ -109,48 +109,6 @@ func get(t *testing.T, s *Supervisor, path string) (int, string, *fasthttp.Respo
 	return resp.StatusCode(), string(resp.Body()), h
 }
 
-func TestCustomWorkerServesThroughLanes(t *testing.T) {
-	s := start(t, `
-lane "default" {
-  min_workers = 2
-  command = [CMD]
-}
-lane "other" {
-  min_workers = 1
-  command = [CMD]
-  map = ["GET /hello/other*"]
-}`)
-	code, body, h := get(t, s, "/hello/x")
-	if code != 200 || !strings.Contains(body, "lane default") {
-		t.Fatalf("default lane: %d %q", code, body)
-	}
-	if got := string(h.Peek("X-Lane")); got != "default" {
-		t.Errorf("X-Lane = %q", got)
-	}
-	if st := string(h.Peek("Server-Timing")); !strings.Contains(st, "queue;dur=") || !strings.Contains(st, "total;dur=") {
-		t.Errorf("Server-Timing = %q", st)
-	}
-	code, body, _ = get(t, s, "/hello/other/1")
-	if code != 200 || !strings.Contains(body, "lane other") {
-		t.Fatalf("other lane: %d %q", code, body)
-	}
-	// A panicking handler is recovered in the worker: 500, and the worker
-	// goes on serving.
-	code, _, _ = get(t, s, "/hello/panic")
-	if code != 500 {
-		t.Fatalf("panic: %d", code)
-	}
-	var wg sync.WaitGroup
-	for range 20 {
-		wg.Go(func() {
-			if code, _, _ := get(t, s, "/hello/sleep?d=20ms"); code != 200 {
-				t.Errorf("concurrent: %d", code)
-			}
-		})
-	}
-	wg.Wait()
-}
-
 // syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -167,26 +125,4 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
-}
-
-// A custom worker's own log lines reach the supervisor's log at their
-// level, under the lane's name: hclog ones, and the standard log package's.
-func TestWorkerLogsReachSupervisorLog(t *testing.T) {
-	var out syncBuffer
-	s := startLogging(t, `
-lane "default" {
-  min_workers = 1
-  command = [CMD]
-}`, hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: &out}))
-	if code, _, _ := get(t, s, "/hello/log"); code != 200 {
-		t.Fatalf("GET /hello/log: %d", code)
-	}
-	waitFor(t, "the worker's log line", 5*time.Second, func() bool {
-		return strings.Contains(out.String(), "hello-worker: /hello/log asked to log")
-	})
-	for _, line := range strings.Split(out.String(), "\n") {
-		if strings.Contains(line, "asked to log") && (!strings.Contains(line, "[INFO]") || !strings.Contains(line, "lane=default")) {
-			t.Errorf("worker log line not at INFO under its lane: %q", line)
-		}
-	}
 }
