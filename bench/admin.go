@@ -18,8 +18,7 @@ var adminClient = &http.Client{Timeout: 10 * time.Second}
 // l's admin listener and decodes a 2xx answer into out (nil: discard),
 // through the admin API's one client.
 func (l *server) adminCall(method, path string, body, out any) error {
-	c := &api.Client{Base: "http://" + l.admin, HTTP: adminClient}
-	if err := c.Call(context.Background(), method, path, body, out); err != nil {
+	if err := l.lanesd.API.Call(context.Background(), method, path, body, out); err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	return nil
@@ -27,25 +26,18 @@ func (l *server) adminCall(method, path string, body, out any) error {
 
 // status is GET /api/status.
 func (l *server) status() (*api.Status, error) {
-	var st api.Status
-	return &st, l.adminCall("GET", "/api/status", nil, &st)
-}
-
-// lane returns the lane named name in st, or nil.
-func laneStatus(st *api.Status, name string) *api.Lane {
-	for i := range st.Lanes {
-		if st.Lanes[i].Name == name {
-			return &st.Lanes[i]
-		}
+	st, err := l.lanesd.API.Status(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("GET /api/status: %w", err)
 	}
-	return nil
+	return st, nil
 }
 
 // workerPIDs returns the pids of lane name's workers in every state but
 // dead.
 func workerPIDs(st *api.Status, name string) []int {
 	var pids []int
-	if ln := laneStatus(st, name); ln != nil {
+	if ln := st.Lane(name); ln != nil {
 		for _, w := range ln.Workers {
 			if w.State != "dead" {
 				pids = append(pids, w.PID)
@@ -57,6 +49,9 @@ func workerPIDs(st *api.Status, name string) []int {
 
 // mappings is GET /api/map.
 func (l *server) mappings() ([]api.Mapping, error) {
-	var ms []api.Mapping
-	return ms, l.adminCall("GET", "/api/map", nil, &ms)
+	ms, err := l.lanesd.API.Mappings(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("GET /api/map: %w", err)
+	}
+	return ms, nil
 }

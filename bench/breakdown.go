@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lanes-dev/lanes/internal/lanestest"
 	"github.com/valyala/fasthttp"
 )
 
@@ -37,7 +38,7 @@ func (b *bench) accessLog(ctx context.Context) (func(io.Writer), error) {
 	if err != nil {
 		return nil, err
 	}
-	defer origin.stop()
+	defer origin.Stop()
 	var rows [2]tpRow
 	var servers [2]*server
 	for i, on := range []bool{false, true} {
@@ -50,7 +51,7 @@ func (b *bench) accessLog(ctx context.Context) (func(io.Writer), error) {
 		if err != nil {
 			return nil, err
 		}
-		defer l.stop()
+		defer l.Stop()
 		rows[i].name, servers[i] = name, l
 	}
 	for round := 1; round <= b.opt.tpRounds && ctx.Err() == nil; round++ {
@@ -124,7 +125,7 @@ func (b *bench) breakdown(ctx context.Context) (func(io.Writer), error) {
 	if err != nil {
 		return nil, err
 	}
-	defer origin.stop()
+	defer origin.Stop()
 	strace, straceErr := exec.LookPath("strace")
 	var targets []*bdTarget
 
@@ -133,16 +134,16 @@ func (b *bench) breakdown(ctx context.Context) (func(io.Writer), error) {
 	if err != nil {
 		return nil, err
 	}
-	defer l.stop()
+	defer l.Stop()
 	st, err := l.status()
 	if err != nil {
 		return nil, err
 	}
 	lt := &bdTarget{name: fmt.Sprintf("lanes (%d workers × concurrency %d)", b.opt.proxyWorkers, b.opt.proxyConc)}
-	front := &bdProc{role: "lanes front", pids: []int{l.cmd.Process.Pid}}
+	front := &bdProc{role: "lanes front", pids: []int{l.PID}}
 	workers := &bdProc{role: fmt.Sprintf("lanes workers (%d)", len(workerPIDs(st, "default"))), pids: workerPIDs(st, "default"),
 		allocs: -1}
-	lt.procs = []*bdProc{front, workers, {role: "origin (reference)", pids: []int{origin.cmd.Process.Pid}, allocs: -1, allocWhy: "n/a (not instrumented)"}}
+	lt.procs = []*bdProc{front, workers, {role: "origin (reference)", pids: []int{origin.PID}, allocs: -1, allocWhy: "n/a (not instrumented)"}}
 	allocs0, allocOK := lanesMallocs(l)
 	if !allocOK {
 		front.allocs, front.allocWhy = -1, "n/a (lanesd's /metrics has no go_memstats_mallocs_total)"
@@ -161,7 +162,7 @@ func (b *bench) breakdown(ctx context.Context) (func(io.Writer), error) {
 		b.bdStrace(ctx, l.addr, strace, straceErr, lt)
 	}
 	l.log.mark()
-	l.stop()
+	l.Stop()
 	targets = append(targets, lt)
 
 	// nginx
@@ -171,13 +172,13 @@ func (b *bench) breakdown(ctx context.Context) (func(io.Writer), error) {
 	} else if n, err := b.startNginx(b.nginx, origin.addr); err != nil {
 		nt.err = err
 	} else {
-		defer n.stop()
+		defer n.Stop()
 		nt.name = nginxVersion(b.nginx) + " (workers auto)"
-		master := n.cmd.Process.Pid
+		master := n.PID
 		nt.procs = []*bdProc{
 			{role: "nginx workers", pids: childPIDs(master), allocs: -1, allocWhy: "n/a (C: pool allocations, not exposed)"},
 			{role: "nginx master", pids: []int{master}, allocs: -1, allocWhy: "n/a"},
-			{role: "origin (reference)", pids: []int{origin.cmd.Process.Pid}, allocs: -1, allocWhy: "n/a (not instrumented)"},
+			{role: "origin (reference)", pids: []int{origin.PID}, allocs: -1, allocWhy: "n/a (not instrumented)"},
 		}
 		b.progress("breakdown, nginx: %d requests", b.opt.breakdownReq)
 		if nt.err = b.bdMeasure(ctx, n.addr, nt); nt.err == nil {
@@ -201,7 +202,7 @@ func (b *bench) workerAllocs(ctx context.Context, l *server, pids []int) (float6
 		}
 		var sum uint64
 		seen := 0
-		if ln := laneStatus(st, "default"); ln != nil {
+		if ln := st.Lane("default"); ln != nil {
 			for _, w := range ln.Workers {
 				if slices.Contains(pids, w.PID) {
 					sum += w.Allocs
@@ -304,7 +305,7 @@ func (b *bench) bdStrace(ctx context.Context, addr, strace string, lookErr error
 	type run struct {
 		p   *bdProc
 		cmd *exec.Cmd
-		ch  *child
+		ch  *lanestest.Proc
 		out bytes.Buffer
 	}
 	var runs []*run
@@ -328,7 +329,7 @@ func (b *bench) bdStrace(ctx context.Context, addr, strace string, lookErr error
 		r.cmd.Process.Signal(syscall.SIGINT)
 	}
 	for _, r := range runs {
-		<-r.ch.done
+		<-r.ch.Done()
 		calls, err := parseStraceC(r.out.String())
 		if err != nil {
 			r.p.sysWhy = "n/a (" + err.Error() + ")"

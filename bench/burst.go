@@ -52,7 +52,7 @@ func (b *bench) burst(ctx context.Context) (func(io.Writer), error) {
 		if err != nil {
 			return nil, err
 		}
-		defer l.stop()
+		defer l.Stop()
 		s.l = l
 	}
 	n := b.opt.burstFactor * burstMin
@@ -108,7 +108,7 @@ func waitIdle(ctx context.Context, l *server, min int, limit time.Duration) (tim
 		if err != nil {
 			return 0, err
 		}
-		ln := laneStatus(st, "default")
+		ln := st.Lane("default")
 		if ln != nil && ln.Queued == 0 && ln.Inflight == 0 && len(workerPIDs(st, "default")) == min {
 			return time.Since(start), nil
 		}

@@ -63,12 +63,12 @@ func (b *bench) download(ctx context.Context) (func(io.Writer), error) {
 	if err != nil {
 		return nil, err
 	}
-	defer origin.stop()
+	defer origin.Stop()
 	l, err := b.startReady("lanesd (download)", b.proxyLanesConfig(origin.addr), lanesdOpts{}, "/", len(originBody))
 	if err != nil {
 		return nil, err
 	}
-	defer l.stop()
+	defer l.Stop()
 	rows := []*dlRow{
 		{name: "direct to origin", addr: origin.addr, log: origin.log},
 		{name: fmt.Sprintf("lanes (%d workers × concurrency %d)", b.opt.proxyWorkers, b.opt.proxyConc), addr: l.addr, log: l.log},
@@ -85,7 +85,7 @@ func (b *bench) download(ctx context.Context) (func(io.Writer), error) {
 		nginxRow.name = nginxVersion(b.nginx) + " (workers auto, upstream keepalive 64)"
 		n, err := b.startNginx(b.nginx, origin.addr)
 		if err == nil {
-			defer n.stop()
+			defer n.Stop()
 			err = probe(n.addr, "/", len(originBody))
 		}
 		if err != nil {
@@ -111,7 +111,7 @@ func (b *bench) download(ctx context.Context) (func(io.Writer), error) {
 			procs[i].role = "lanes " + procs[i].role
 		}
 		if ng != nil {
-			for _, pid := range childPIDs(ng.cmd.Process.Pid) {
+			for _, pid := range childPIDs(ng.PID) {
 				m, err := readMem(pid)
 				if err != nil {
 					return nil, err

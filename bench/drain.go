@@ -51,7 +51,7 @@ func (b *bench) drainReload(ctx context.Context) (func(io.Writer), error) {
 	if err != nil {
 		return nil, err
 	}
-	defer l.stop()
+	defer l.Stop()
 	b.progress("drain and reload under %.0f req/s: %s before, drain, %s, reload, %s after", b.opt.ctlRate, b.opt.ctlPhase, b.opt.ctlPhase, b.opt.ctlPhase)
 	r := &ctlResult{}
 	loopCtx, stopLoad := context.WithCancel(ctx)
@@ -119,7 +119,7 @@ func (b *bench) ctlSequence(ctx context.Context, l *server, r *ctlResult, from t
 		return err
 	}
 	start = time.Now()
-	if err := l.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := l.Signal(syscall.SIGHUP); err != nil {
 		return err
 	}
 	_, err = waitReplaced(ctx, l, newPIDs, func(li *laneInfo) bool { return li.concurrency == 2 })
@@ -158,7 +158,7 @@ func waitReplaced(ctx context.Context, l *server, old []int, done func(*laneInfo
 		if err != nil {
 			return nil, err
 		}
-		if ln := laneStatus(st, "default"); ln != nil {
+		if ln := st.Lane("default"); ln != nil {
 			li := &laneInfo{concurrency: ln.Concurrency, draining: ln.Draining}
 			pids := workerPIDs(st, "default")
 			ready := 0

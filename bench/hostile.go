@@ -41,7 +41,7 @@ func memSnapshot(l *server) ([]procMem, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := []procMem{{role: "front", pid: l.cmd.Process.Pid}}
+	out := []procMem{{role: "front", pid: l.PID}}
 	for _, pid := range workerPIDs(st, "default") {
 		out = append(out, procMem{role: "worker", pid: pid})
 	}
@@ -78,12 +78,12 @@ func (b *bench) slowReaders(ctx context.Context) (func(io.Writer), error) {
 	if err != nil {
 		return nil, err
 	}
-	defer origin.stop()
+	defer origin.Stop()
 	l, err := b.startReady("lanesd (slow readers)", hostileConfig(origin.addr, ""), lanesdOpts{}, "/", len(originBody))
 	if err != nil {
 		return nil, err
 	}
-	defer l.stop()
+	defer l.Stop()
 	before, err := memSnapshot(l)
 	if err != nil {
 		return nil, err
@@ -129,11 +129,11 @@ func (b *bench) slowReaders(ctx context.Context) (func(io.Writer), error) {
 			strconv.Itoa(res.failed), strconv.Itoa(res.unfinished), res.lat.pctString(50), res.lat.pctString(99))
 		t.write(w, "   ")
 		fmt.Fprintln(w)
-		if ln := laneStatus(st, "default"); ln != nil {
+		if ln := st.Lane("default"); ln != nil {
 			fmt.Fprintf(w, "   lane default when the ordinary requests began: %d in flight, %d queued (of %d slots)\n",
 				ln.Inflight, ln.Queued, hostileWorkers*hostileConcurrency)
 		}
-		if ln := laneStatus(st2, "default"); ln != nil {
+		if ln := st2.Lane("default"); ln != nil {
 			fmt.Fprintf(w, "   and when they ended: %d in flight, %d queued, %d timeouts, %d killed\n", ln.Inflight, ln.Queued, ln.Timeouts, ln.Killed)
 		}
 		fmt.Fprintf(w, "   target: ordinary requests all answered 200: %d of %d → %s\n", res.ok, res.sent, verdict(res.sent > 0 && res.ok == res.sent))
@@ -153,14 +153,14 @@ func (b *bench) uploads(ctx context.Context) (func(io.Writer), error) {
 	if err != nil {
 		return nil, err
 	}
-	defer origin.stop()
+	defer origin.Stop()
 	size := int64(b.opt.uploadMB) << 20
 	front := fmt.Sprintf("\nfront {\n  max_body_size = \"%dMB\"\n}\n", b.opt.uploadMB+1)
 	l, err := b.startReady("lanesd (uploads)", hostileConfig(origin.addr, front), lanesdOpts{}, "/", len(originBody))
 	if err != nil {
 		return nil, err
 	}
-	defer l.stop()
+	defer l.Stop()
 	before, err := memSnapshot(l)
 	if err != nil {
 		return nil, err

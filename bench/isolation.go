@@ -104,7 +104,7 @@ func (b *bench) isoRun(ctx context.Context, s isoSetup, warmup, measure time.Dur
 	for _, f := range before {
 		f(l)
 	}
-	l.stop()
+	l.Stop()
 	r := isoResult{setup: s, classes: map[string]*classResult{}}
 	for i, c := range s.classes {
 		r.classes[c.name] = res[i]
@@ -118,10 +118,10 @@ func (b *bench) isoRun(ctx context.Context, s isoSetup, warmup, measure time.Dur
 func lanesdNotes(l *server) []string {
 	var notes []string
 	if w, e, last := l.log.counts(); w+e > 0 {
-		notes = append(notes, fmt.Sprintf("%s logged %d warnings and %d errors under load; last: %s", l.name, w, e, last))
+		notes = append(notes, fmt.Sprintf("%s logged %d warnings and %d errors under load; last: %s", l.Name, w, e, last))
 	}
-	if l.forced {
-		notes = append(notes, fmt.Sprintf("%s did not stop within %s of SIGTERM and was killed", l.name, l.grace))
+	if l.Forced() {
+		notes = append(notes, fmt.Sprintf("%s did not stop within %s of SIGTERM and was killed", l.Name, l.Grace()))
 	}
 	return notes
 }

@@ -45,7 +45,7 @@ func (b *bench) kills(ctx context.Context) (func(io.Writer), error) {
 	if err != nil {
 		return nil, err
 	}
-	defer l.stop()
+	defer l.Stop()
 	span := time.Duration(b.opt.kills) * b.opt.killEvery
 	var phases []*killPhase
 
@@ -138,7 +138,7 @@ func (p *killPhase) account(before, after *api.Status) {
 		return
 	}
 	p.retries = after.Front.Retries - before.Front.Retries
-	a, b := laneStatus(after, "default"), laneStatus(before, "default")
+	a, b := after.Lane("default"), before.Lane("default")
 	if a != nil && b != nil {
 		p.respawns = a.Respawns - b.Respawns
 	}
@@ -160,7 +160,7 @@ func killSome(ctx context.Context, l *server, n int, every, first time.Duration)
 		if err != nil {
 			return killed, err
 		}
-		ln := laneStatus(st, "default")
+		ln := st.Lane("default")
 		if ln == nil {
 			return killed, fmt.Errorf("no lane default")
 		}

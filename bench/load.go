@@ -292,9 +292,9 @@ func (w wrk) run(b *bench, addr, path string, d time.Duration) (throughput, erro
 	if err != nil {
 		return throughput{}, err
 	}
-	<-p.done
-	if p.err != nil {
-		return throughput{}, startupFailure("wrk", p.err, log)
+	<-p.Done()
+	if p.Err() != nil {
+		return throughput{}, startupFailure("wrk", p.Err(), log)
 	}
 	return parseWrk(out.String())
 }

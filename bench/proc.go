@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lanes-dev/lanes/internal/lanestest"
 )
 
 // children owns every process the bench starts, so that each is stopped
@@ -19,48 +21,57 @@ import (
 //
 // Each child runs in its own process group (a terminal's Ctrl-C reaches the
 // bench alone, which then stops the children in order) with Pdeathsig, so
-// a bench that is itself SIGKILLed takes them along.
+// a bench that is itself SIGKILLed takes them along; a child that outlives
+// its grace gets SIGKILL with its whole group.
 type children struct {
 	mu     sync.Mutex
-	procs  []*child
+	procs  []*lanestest.Proc
 	closed bool
 }
 
-// child is one started process.
-type child struct {
-	name  string
-	cmd   *exec.Cmd
-	done  chan struct{} // closed once the process is reaped
-	err   error         // cmd.Wait's; valid after done
-	sig   syscall.Signal
-	grace time.Duration
-
-	stopOnce sync.Once
-	forced   bool // needed SIGKILL; valid after stop
+// procOptions is how the bench starts and stops a child: sig, then
+// SIGKILL to its group after grace.
+func procOptions(sig syscall.Signal, grace time.Duration) lanestest.ProcOptions {
+	return lanestest.ProcOptions{
+		Signal: sig, Grace: grace, KillGroup: true, Pdeathsig: true,
+		// A grandchild holding the child's stderr open must not hang Wait.
+		WaitDelay: 2 * time.Second,
+	}
 }
 
-// start starts cmd as a child named name. stop sends it sig, and SIGKILL to
-// its whole process group if it has not exited within grace.
-func (c *children) start(name string, cmd *exec.Cmd, sig syscall.Signal, grace time.Duration) (*child, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// A grandchild holding the child's stderr open must not hang Wait.
-	cmd.WaitDelay = 2 * time.Second
-	ch := &child{name: name, cmd: cmd, done: make(chan struct{}), sig: sig, grace: grace}
+// start starts cmd as a child named name. Its Stop sends it sig, and
+// SIGKILL to its whole process group if it has not exited within grace.
+func (c *children) start(name string, cmd *exec.Cmd, sig syscall.Signal, grace time.Duration) (*lanestest.Proc, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, errors.New("bench: stopping")
+		return nil, errStopping
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	p, err := lanestest.StartProc(name, cmd, procOptions(sig, grace))
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		ch.err = cmd.Wait()
-		close(ch.done)
-	}()
-	c.procs = append(c.procs, ch)
-	return ch, nil
+	c.procs = append(c.procs, p)
+	return p, nil
 }
+
+// launchLanesd starts lanesd as a child (lanestest.Launch), without
+// waiting for it to be ready.
+func (c *children) launchLanesd(o lanestest.Options, config string) (*lanestest.Lanesd, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, errStopping
+	}
+	l, err := lanestest.Launch(o, config)
+	if err != nil {
+		return nil, err
+	}
+	c.procs = append(c.procs, l.Proc)
+	return l, nil
+}
+
+var errStopping = errors.New("bench: stopping")
 
 // stopAll stops every child still running, the last started first, and
 // refuses new ones. Safe to call more than once and from any goroutine.
@@ -71,39 +82,7 @@ func (c *children) stopAll() {
 	c.mu.Unlock()
 	slices.Reverse(procs)
 	for _, p := range procs {
-		p.stop()
-	}
-}
-
-// stop ends the process politely, then by force. It returns once the
-// process is reaped. Safe to call twice.
-func (p *child) stop() {
-	p.stopOnce.Do(func() {
-		select {
-		case <-p.done:
-			return
-		default:
-		}
-		_ = p.cmd.Process.Signal(p.sig)
-		t := time.NewTimer(p.grace)
-		defer t.Stop()
-		select {
-		case <-p.done:
-		case <-t.C:
-			p.forced = true
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-	})
-}
-
-// exited reports whether the process has ended, and how.
-func (p *child) exited() (bool, error) {
-	select {
-	case <-p.done:
-		return true, p.err
-	default:
-		return false, nil
+		p.Stop()
 	}
 }
 

@@ -233,7 +233,7 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 	if err != nil {
 		return nil, err
 	}
-	defer origin.stop()
+	defer origin.Stop()
 	if err := probe(origin.addr, "/", len(originBody)); err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}
@@ -241,7 +241,7 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 	if err != nil {
 		return nil, err
 	}
-	defer l.stop()
+	defer l.Stop()
 	out := &proxyResults{}
 	size := fmt.Sprintf("%d workers × concurrency %d", b.opt.proxyWorkers, b.opt.proxyConc)
 	rows := make([]tpRow, numTargets)
@@ -255,7 +255,7 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 	if err != nil {
 		rows[tgLanesDirect].err = err
 	} else {
-		defer ld.stop()
+		defer ld.Stop()
 		addrs[tgLanesDirect] = ld.addr
 	}
 
@@ -269,14 +269,14 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 	if err != nil {
 		rows[tgApp].err = err
 	} else {
-		defer app.stop()
+		defer app.Stop()
 		addrs[tgApp] = app.addr
 	}
 
 	rows[tgBare].name = "bare fasthttp proxy (one Go hop, reference)"
 	bare, err := b.startSelf("bare proxy", bareProxyFlag, origin.addr)
 	if err == nil {
-		defer bare.stop()
+		defer bare.Stop()
 		err = probe(bare.addr, "/", len(originBody))
 	}
 	if err != nil {
@@ -292,7 +292,7 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 		rows[tgNginx].name = nginxVersion(b.nginx) + " (workers auto, upstream keepalive 64)"
 		n, err := b.startNginx(b.nginx, origin.addr)
 		if err == nil {
-			defer n.stop()
+			defer n.Stop()
 			err = probe(n.addr, "/", len(originBody))
 		}
 		if err != nil {
@@ -353,7 +353,7 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 			continue
 		}
 		s.log.mark()
-		s.stop()
+		s.Stop()
 		out.notes = append(out.notes, lanesdNotes(s)...)
 	}
 	return out, ctx.Err()

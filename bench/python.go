@@ -146,7 +146,7 @@ func (b *bench) startGunicorn(name, bind, probePath string, opts ...string) (*se
 		}
 		if bind == "" && probePath != "" {
 			if err := probe(s.addr, probePath, -1); err != nil {
-				s.stop()
+				s.Stop()
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
 		}
@@ -173,16 +173,16 @@ func (b *bench) tryGunicorn(name, addr string, argv []string) (*server, error) {
 	}
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if done, werr := p.exited(); done {
+		if done, werr := p.Exited(); done {
 			return nil, startupFailure(name, fmt.Errorf("exited (%v)", werr), log)
 		}
 		c, err := net.DialTimeout(network, dial, time.Second)
 		if err == nil {
 			c.Close()
-			return &server{child: p, addr: addr, log: log}, nil
+			return &server{Proc: p, addr: addr, log: log}, nil
 		}
 		if time.Now().After(deadline) {
-			p.stop()
+			p.Stop()
 			return nil, startupFailure(name, fmt.Errorf("not accepting on %s: %w", addr, err), log)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -193,10 +193,10 @@ func (b *bench) tryGunicorn(name, addr string, argv []string) (*server, error) {
 func gunicornNotes(s *server) []string {
 	var notes []string
 	if w, e, last := s.log.counts(); w+e > 0 {
-		notes = append(notes, fmt.Sprintf("%s logged %d warnings and %d errors; last: %s", s.name, w, e, last))
+		notes = append(notes, fmt.Sprintf("%s logged %d warnings and %d errors; last: %s", s.Name, w, e, last))
 	}
-	if s.forced {
-		notes = append(notes, fmt.Sprintf("%s did not stop within %s of SIGTERM and was killed", s.name, s.grace))
+	if s.Forced() {
+		notes = append(notes, fmt.Sprintf("%s did not stop within %s of SIGTERM and was killed", s.Name, s.Grace()))
 	}
 	return notes
 }
@@ -252,7 +252,7 @@ func (b *bench) pyIsolation(ctx context.Context) (func(io.Writer), error) {
 		res := openLoop{addr: srv.addr, classes: s.classes, warmup: b.opt.isoWarmup, measure: b.opt.pyIsoMeasure,
 			grace: 3 * time.Second}.run(ctx)
 		srv.log.mark()
-		srv.stop()
+		srv.Stop()
 		r := isoResult{setup: isoSetup{key: s.key, label: s.label, workers: s.workers, classes: s.classes}, classes: map[string]*classResult{}}
 		for i, c := range s.classes {
 			r.classes[c.name] = res[i]
@@ -431,7 +431,7 @@ func (b *bench) pyHang(ctx context.Context) (func(io.Writer), error) {
 		l, err := b.startReady("lanesd (pyhang, "+r.name+")", conf, lanesdOpts{watch: watch}, pyHangFast.path, -1)
 		if err != nil {
 			if upstream != nil {
-				upstream.stop()
+				upstream.Stop()
 			}
 			r.failed = err
 			firstErr = cmpErr(firstErr, err)
@@ -443,11 +443,11 @@ func (b *bench) pyHang(ctx context.Context) (func(io.Writer), error) {
 			grace: pyHangWithin}.run(ctx)
 		r.fast, r.hang = res[0], res[1]
 		l.log.mark()
-		l.stop()
+		l.Stop()
 		r.notes = append(r.notes, lanesdNotes(l)...)
 		if upstream != nil {
 			upstream.log.mark()
-			upstream.stop()
+			upstream.Stop()
 			r.notes = append(r.notes, gunicornNotes(upstream)...)
 		}
 	}
@@ -621,11 +621,11 @@ func (b *bench) pyThroughput(ctx context.Context) (func(io.Writer), error) {
 	addrs := make([]string, len(rows))
 	g, err := b.startGunicorn(fmt.Sprintf("gunicorn --workers %d (behind nginx)", n), "unix:"+sock, "", "--workers", strconv.Itoa(n))
 	if err == nil {
-		defer g.stop()
+		defer g.Stop()
 		var ng *server
 		ng, err = b.startNginx(b.nginx, "unix:"+sock)
 		if err == nil {
-			defer ng.stop()
+			defer ng.Stop()
 			err = probe(ng.addr, path, len(originBody))
 		}
 		if err == nil {
@@ -639,7 +639,7 @@ func (b *bench) pyThroughput(ctx context.Context) (func(io.Writer), error) {
 	var notes []string
 	l, err := b.startReady("lanesd (pythroughput, exec)", conf, lanesdOpts{}, path, len(originBody))
 	if err == nil {
-		defer l.stop()
+		defer l.Stop()
 		addrs[1] = l.addr
 		for i, s := range []string{"nginx", "lanes"} {
 			if addrs[i] != "" && closesConn(addrs[i], path) {
@@ -652,7 +652,7 @@ func (b *bench) pyThroughput(ctx context.Context) (func(io.Writer), error) {
 
 	direct, err := b.startGunicorn(fmt.Sprintf("gunicorn --workers %d (direct)", n), "", path, "--workers", strconv.Itoa(n))
 	if err == nil {
-		defer direct.stop()
+		defer direct.Stop()
 		addrs[2] = direct.addr
 	}
 	rows[2].err = err
@@ -677,7 +677,7 @@ func (b *bench) pyThroughput(ctx context.Context) (func(io.Writer), error) {
 	}
 	if l != nil {
 		l.log.mark()
-		l.stop()
+		l.Stop()
 		notes = append(notes, lanesdNotes(l)...)
 	}
 	var failed error

@@ -3,17 +3,16 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/lanes-dev/lanes/internal/lanestest"
 	"github.com/valyala/fasthttp"
 )
 
@@ -22,18 +21,14 @@ const startTimeout = 30 * time.Second
 
 // server is a running server under test: lanesd, the origin or nginx.
 type server struct {
-	*child
+	*lanestest.Proc
 	addr  string // host:port clients connect to
 	admin string // lanesd: the admin listener's host:port
 	conf  string // lanesd: the config file, rewritten for a reload
 	log   *logTail
 
-	follow *fileFollower // lanesd logging to a file; nil otherwise
+	lanesd *lanestest.Lanesd // lanesd only
 }
-
-// lanesdListening is the line lanesd logs, at info level, once both of its
-// listeners accept and every lane's first workers are ready.
-var lanesdListening = regexp.MustCompile(`lanesd: listening: front=(\S+) admin=(\S+)`)
 
 // configHeader starts every config the bench gives lanesd. The log level is
 // info, not warn, because the ports are only known from the "listening"
@@ -90,105 +85,35 @@ func (b *bench) startLanesdWith(name, config string, o lanesdOpts) (*server, err
 	if err != nil {
 		return nil, err
 	}
-	file := filepath.Join(dir, "lanes.hcl")
-	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
-		return nil, err
+	log := &logTail{watch: o.watch}
+	lo := lanestest.Options{
+		Name:   name,
+		Bin:    b.opt.lanesd,
+		Dir:    dir,
+		Output: log,
+		// lanesd stops gracefully on SIGTERM within shutdown_timeout (2 s)
+		// plus the time its workers take to exit.
+		Proc:         procOptions(syscall.SIGTERM, 15*time.Second),
+		StartTimeout: startTimeout,
+		HTTP:         adminClient,
 	}
-	ready := make(chan [2]string, 1)
-	log := &logTail{watch: func(line string) {
-		if m := lanesdListening.FindStringSubmatch(line); m != nil {
-			select {
-			case ready <- [2]string{m[1], m[2]}:
-			default:
-			}
-		}
-		if o.watch != nil {
-			o.watch(line)
-		}
-	}}
-	cmd := exec.Command(b.opt.lanesd, "-config", file)
-	var logf *os.File
 	if o.logFile {
-		if logf, err = os.Create(filepath.Join(dir, "lanesd.log")); err != nil {
-			return nil, err
-		}
-		defer logf.Close() // the child has its own descriptor
-		cmd.Stderr = logf
-	} else {
-		cmd.Stderr = log
+		lo.LogFile = filepath.Join(dir, "lanesd.log")
 	}
-	// lanesd stops gracefully on SIGTERM within shutdown_timeout (2 s) plus
-	// the time its workers take to exit.
-	p, err := b.kids.start(name, cmd, syscall.SIGTERM, 15*time.Second)
+	l, err := b.kids.launchLanesd(lo, config)
 	if err != nil {
 		return nil, err
 	}
-	var follow *fileFollower
-	if logf != nil {
-		follow = &fileFollower{file: logf.Name(), log: log, stop: make(chan struct{})}
-		go follow.run()
-		defer close(follow.stop) // only until lanesd listens: see catchUp
+	if err := l.WaitReady(); err != nil {
+		l.Stop()
+		return nil, err
 	}
-	select {
-	case a := <-ready:
-		return &server{child: p, addr: a[0], admin: a[1], conf: file, log: log, follow: follow}, nil
-	case <-p.done:
-		return nil, startupFailure(name, fmt.Errorf("exited before listening (%v)", p.err), log)
-	case <-time.After(startTimeout):
-		p.stop()
-		return nil, startupFailure(name, errors.New("not listening after "+startTimeout.String()), log)
-	}
-}
-
-// fileFollower copies what lanesd appends to its log file into a logTail,
-// polling, until stop is closed: the bench reads a log file only until
-// lanesd listens, so that it spends no CPU on it under load, and catches up
-// on the rest once the load is over (catchUp).
-type fileFollower struct {
-	file string
-	log  *logTail
-	stop chan struct{}
-
-	mu  sync.Mutex
-	off int64
-}
-
-func (f *fileFollower) run() {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		f.read()
-		select {
-		case <-f.stop:
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// read copies whatever was appended since the last read.
-func (f *fileFollower) read() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fh, err := os.Open(f.file)
-	if err != nil {
-		return
-	}
-	defer fh.Close()
-	if _, err := fh.Seek(f.off, io.SeekStart); err != nil {
-		return
-	}
-	n, _ := io.Copy(f.log, fh)
-	f.off += n
+	return &server{Proc: l.Proc, addr: l.Front, admin: l.Admin, conf: l.Config, log: log, lanesd: l}, nil
 }
 
 // catchUp reads what a lanesd that logs to a file wrote since it started
 // listening, so that its warnings count in lanesdNotes.
-func (s *server) catchUp() {
-	if s.follow != nil {
-		s.follow.read()
-	}
-}
+func (s *server) catchUp() { s.lanesd.CatchUp() }
 
 // originListening is the line the origin (this binary, -origin) and the
 // bare proxy (-bare-proxy) write.
@@ -224,11 +149,11 @@ func (b *bench) startSelf(name string, args ...string) (*server, error) {
 	}
 	select {
 	case addr := <-ready:
-		return &server{child: p, addr: addr, log: log}, nil
-	case <-p.done:
-		return nil, startupFailure(name, fmt.Errorf("exited before listening (%v)", p.err), log)
+		return &server{Proc: p, addr: addr, log: log}, nil
+	case <-p.Done():
+		return nil, startupFailure(name, fmt.Errorf("exited before listening (%v)", p.Err()), log)
 	case <-time.After(startTimeout):
-		p.stop()
+		p.Stop()
 		return nil, startupFailure(name, errors.New("not listening"), log)
 	}
 }
@@ -348,16 +273,16 @@ func (b *bench) tryNginx(bin, origin string) (*server, error) {
 	// exits, as it does when the port was taken meanwhile).
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if done, werr := p.exited(); done {
+		if done, werr := p.Exited(); done {
 			return nil, startupFailure("nginx", fmt.Errorf("exited (%v)", werr), log)
 		}
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return &server{child: p, addr: addr, log: log}, nil
+			return &server{Proc: p, addr: addr, log: log}, nil
 		}
 		if time.Now().After(deadline) {
-			p.stop()
+			p.Stop()
 			return nil, startupFailure("nginx", fmt.Errorf("not accepting on %s: %w", addr, err), log)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -384,7 +309,7 @@ func (b *bench) startReady(name, config string, o lanesdOpts, path string, wantL
 		return nil, err
 	}
 	if err := probe(l.addr, path, wantLen); err != nil {
-		l.stop()
+		l.Stop()
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return l, nil

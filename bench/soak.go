@@ -45,8 +45,8 @@ func (b *bench) soak(ctx context.Context) (func(io.Writer), error) {
 	if err != nil {
 		return nil, err
 	}
-	defer l.stop()
-	pid := l.cmd.Process.Pid
+	defer l.Stop()
+	pid := l.PID
 	r := &soakResult{dur: b.opt.soakTime}
 	mem, _ := readMem(pid)
 	r.startRSS, r.startFDs = mem.rss, fdCount(pid)
@@ -68,7 +68,7 @@ func (b *bench) soak(ctx context.Context) (func(io.Writer), error) {
 			case <-sctx.Done():
 				return
 			case <-t.C:
-				if l.cmd.Process.Signal(syscall.SIGUSR2) == nil {
+				if l.Signal(syscall.SIGUSR2) == nil {
 					r.drains++
 				}
 			}

@@ -287,13 +287,13 @@ func (b *bench) theming(ctx context.Context) (func(io.Writer), error) {
 	if err != nil {
 		return nil, err
 	}
-	defer origin.stop()
+	defer origin.Stop()
 	cache := filepath.Join(b.tmp, "fetchd-theming")
 	l, err := b.startLanesd("lanesd (themed)", b.themeConfig(origin.addr, "http://"+to.addr+"/theme.html", cache, "main", ""))
 	if err != nil {
 		return nil, err
 	}
-	defer l.stop()
+	defer l.Stop()
 	if err := checkThemed(l.addr); err != nil {
 		return nil, err
 	}
@@ -331,7 +331,7 @@ func (b *bench) theming(ctx context.Context) (func(io.Writer), error) {
 	r.hungFetches = to.fetches.Load() - f0
 	to.unhang()
 	l.log.mark()
-	l.stop()
+	l.Stop()
 	r.notes = append(r.notes, lanesdNotes(l)...)
 
 	if ctx.Err() == nil {
@@ -395,7 +395,7 @@ func (b *bench) fetchdRSS(ctx context.Context, origin string, to *themeOrigin) f
 		r.err = err
 		return r
 	}
-	defer l.stop()
+	defer l.Stop()
 	pid, err := waitFetchd(ctx, l, 0, 10*time.Second)
 	if err == nil {
 		r.how = fmt.Sprintf("%d theme blocks, each fetched through fetchd's ThemeService, then fetchd SIGKILLed, respawned, and every page served again from its badger cache", n)
@@ -430,7 +430,7 @@ func (b *bench) fetchdRSS(ctx context.Context, origin string, to *themeOrigin) f
 	}
 	r.notes = append(r.notes, fmt.Sprintf("fetchd does not start with %d theme blocks: %s", n, why))
 	l.log.mark()
-	l.stop()
+	l.Stop()
 
 	cache = filepath.Join(b.tmp, "fetchd-rss-filled")
 	c, err := fetchd.OpenCache(cache, fetchd.CacheOptions{})
@@ -458,7 +458,7 @@ func (b *bench) fetchdRSS(ctx context.Context, origin string, to *themeOrigin) f
 		r.err = err
 		return r
 	}
-	defer l.stop()
+	defer l.Stop()
 	if pid, err = waitFetchd(ctx, l, 0, 10*time.Second); err != nil {
 		r.err = err
 		return r

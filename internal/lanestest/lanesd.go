@@ -25,7 +25,10 @@ const ConfigName = "lanes.hcl"
 
 // Options say how to run lanesd.
 type Options struct {
-	// Bin is the lanesd binary.
+	// Name names the process in errors; default "lanesd".
+	Name string
+	// Bin is the lanesd binary; a relative path is taken from the
+	// caller's working directory.
 	Bin string
 	// Dir gets the config file, and is lanesd's working directory: files
 	// the config names relative to itself are found there.
@@ -104,11 +107,20 @@ func Launch(o Options, config string) (*Lanesd, error) {
 			}
 		}
 	})
+	bin := o.Bin
+	if strings.ContainsRune(bin, '/') {
+		// lanesd runs in Dir: a path relative to here must still find it.
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return nil, err
+		}
+		bin = abs
+	}
 	var cmd *exec.Cmd
 	if o.Command != nil {
 		cmd = o.Command(path)
 	} else {
-		cmd = exec.Command(o.Bin, "-config", path)
+		cmd = exec.Command(bin, "-config", path)
 	}
 	cmd.Dir = o.Dir
 	cmd.Env = append(os.Environ(), o.Env...)
@@ -123,7 +135,10 @@ func Launch(o Options, config string) (*Lanesd, error) {
 		defer logf.Close() // the child has its own descriptor
 		cmd.Stderr = logf
 	}
-	p, err := StartProc("lanesd", cmd, o.Proc)
+	if o.Name == "" {
+		o.Name = "lanesd"
+	}
+	p, err := StartProc(o.Name, cmd, o.Proc)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +188,7 @@ func (l *Lanesd) WaitReady() error {
 
 func (l *Lanesd) failure(err error) error {
 	l.CatchUp()
-	return fmt.Errorf("lanesd %d %w; its log:\n%s", l.PID, err, l.Log)
+	return fmt.Errorf("%s (pid %d) %w; its log:\n%s", l.Name, l.PID, err, l.Log)
 }
 
 // URL is the front's URL for path.

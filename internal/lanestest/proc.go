@@ -159,5 +159,8 @@ func (p *Proc) Stop() (forced bool) {
 	return p.forced.Load()
 }
 
+// Grace is how long Stop waits after the polite signal.
+func (p *Proc) Grace() time.Duration { return p.opt.Grace }
+
 // Forced reports whether Stop needed SIGKILL; valid after Stop.
 func (p *Proc) Forced() bool { return p.forced.Load() }
