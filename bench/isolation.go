@@ -62,6 +62,13 @@ type isoResult struct {
 }
 
 // isolation runs every setup, each on a fresh lanesd.
+// isolationScenario runs isolation and keeps its results for automap.
+func (b *bench) isolationScenario(ctx context.Context) (func(io.Writer), error) {
+	rs, err := b.isolation(ctx)
+	b.iso = rs
+	return func(w io.Writer) { b.printIsolation(w, rs) }, err
+}
+
 func (b *bench) isolation(ctx context.Context) ([]isoResult, error) {
 	var out []isoResult
 	for _, s := range isoSetups() {

@@ -108,11 +108,42 @@ type options struct {
 	soakTime     time.Duration
 }
 
-// scenarioNames are the scenarios in the order they run and print.
-var scenarioNames = []string{
-	"isolation", "throughput", "latency", "automap", "burst", "drain", "kills",
-	"slowreaders", "uploads", "theming", "accesslog", "breakdown", "download",
-	"pyisolation", "pyhang", "pythroughput", "soak",
+// scenario is one entry of the bench, in the file of its name: it runs
+// when -only names any of names (every scenario runs without -only), and
+// returns what to print.
+type scenario struct {
+	names []string
+	run   func(b *bench, ctx context.Context) (func(io.Writer), error)
+}
+
+// scenarioTable is every scenario, in the order they run and print.
+var scenarioTable = []scenario{
+	{[]string{"isolation"}, (*bench).isolationScenario},
+	// One set of servers, measured for either or both.
+	{[]string{"throughput", "latency"}, (*bench).throughputLatency},
+	{[]string{"automap"}, (*bench).autoMap},
+	{[]string{"burst"}, (*bench).burst},
+	{[]string{"drain"}, (*bench).drainReload},
+	{[]string{"kills"}, (*bench).kills},
+	{[]string{"slowreaders"}, (*bench).slowReaders},
+	{[]string{"uploads"}, (*bench).uploads},
+	{[]string{"theming"}, (*bench).theming},
+	{[]string{"accesslog"}, (*bench).accessLog},
+	{[]string{"breakdown"}, (*bench).breakdown},
+	{[]string{"download"}, (*bench).download},
+	{[]string{"pyisolation"}, (*bench).pyIsolation},
+	{[]string{"pyhang"}, (*bench).pyHang},
+	{[]string{"pythroughput"}, (*bench).pyThroughput},
+	{[]string{"soak"}, (*bench).soak},
+}
+
+// scenarioNames are the names -only takes, in the order they run.
+func scenarioNames() []string {
+	var out []string
+	for _, sc := range scenarioTable {
+		out = append(out, sc.names...)
+	}
+	return out
 }
 
 // bench is one run: its options, the processes it started, and where
@@ -127,38 +158,13 @@ type bench struct {
 	args  []string
 
 	report *strings.Builder // the report so far
+	want   map[string]bool  // the scenarios to run, by name
 	iso    []isoResult      // isolation's results, which automap reuses
-}
-
-// scenario is one of the scenarios added after the first three: it runs,
-// and returns what to print.
-type scenario struct {
-	name string
-	run  func(ctx context.Context) (func(io.Writer), error)
-}
-
-func (b *bench) scenarios() []scenario {
-	return []scenario{
-		{"automap", b.autoMap},
-		{"burst", b.burst},
-		{"drain", b.drainReload},
-		{"kills", b.kills},
-		{"slowreaders", b.slowReaders},
-		{"uploads", b.uploads},
-		{"theming", b.theming},
-		{"accesslog", b.accessLog},
-		{"breakdown", b.breakdown},
-		{"download", b.download},
-		{"pyisolation", b.pyIsolation},
-		{"pyhang", b.pyHang},
-		{"pythroughput", b.pyThroughput},
-		{"soak", b.soak},
-	}
 }
 
 func main() {
 	// The origin server, and the app-in-worker lane's worker, are this
-	// binary run again; see proxy.go.
+	// binary run again; see origin.go.
 	if len(os.Args) == 3 && os.Args[1] == originFlag {
 		os.Exit(runOrigin(os.Args[2]))
 	}
@@ -178,7 +184,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.lanesd, "lanesd", "bin/lanesd", "lanesd `binary` to measure (make bench builds it)")
 	fs.StringVar(&o.nginx, "nginx", "", "nginx `binary` (default: nginx on PATH, else /usr/sbin/nginx)")
 	fs.StringVar(&o.gen, "gen", "auto", "closed-loop generator: wrk, go, or auto (wrk when on PATH)")
-	fs.StringVar(&o.only, "only", "", "comma-separated scenarios to run: "+strings.Join(scenarioNames, ", ")+" (default all)")
+	fs.StringVar(&o.only, "only", "", "comma-separated scenarios to run: "+strings.Join(scenarioNames(), ", ")+" (default all)")
 	fs.DurationVar(&o.isoWarmup, "iso-warmup", 2*time.Second, "isolation: warm-up per setup, not counted")
 	fs.DurationVar(&o.isoMeasure, "iso-time", 15*time.Second, "isolation: measured time per setup")
 	fs.IntVar(&o.tpRounds, "tp-rounds", 3, "throughput: rounds, each measuring every target once")
@@ -222,7 +228,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	want, err := scenarios(o.only)
+	want, err := parseOnly(o.only)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 2
@@ -232,7 +238,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	b := &bench{opt: o, kids: &children{}, log: stderr, args: args}
+	b := &bench{opt: o, kids: &children{}, log: stderr, args: args, want: want}
 	if b.tmp, err = os.MkdirTemp("", "lanes-bench-"); err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
@@ -267,45 +273,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	b.report = &report
 	b.printHeader(&report)
 	failed := false
-	if want["isolation"] {
-		rs, err := b.isolation(ctx)
-		b.iso = rs
-		b.printIsolation(&report, rs)
-		if err != nil {
-			fmt.Fprintf(&report, "   isolation stopped: %v\n\n", err)
-			failed = true
-		}
-	}
-	if want["throughput"] || want["latency"] {
-		rs, err := b.proxy(ctx, want["throughput"], want["latency"])
-		if rs != nil {
-			b.printProxy(&report, rs)
-		}
-		if err != nil {
-			fmt.Fprintf(&report, "   proxy scenarios stopped: %v\n\n", err)
-			failed = true
-		}
+	for _, sc := range scenarioTable {
 		var ran []string
-		for _, n := range []string{"throughput", "latency"} {
+		for _, n := range sc.names {
 			if want[n] {
 				ran = append(ran, n)
 			}
 		}
-		fmt.Fprintf(&report, "   reproduce: %s\n\n", b.commandFor(strings.Join(ran, ",")))
-	}
-	for _, sc := range b.scenarios() {
-		if !want[sc.name] || ctx.Err() != nil {
+		if len(ran) == 0 || ctx.Err() != nil {
 			continue
 		}
-		print, err := sc.run(ctx)
+		name := strings.Join(ran, ",")
+		print, err := sc.run(b, ctx)
 		if print != nil {
 			print(&report)
 		}
 		if err != nil {
-			fmt.Fprintf(&report, "   %s stopped: %v\n\n", sc.name, err)
+			fmt.Fprintf(&report, "   %s stopped: %v\n\n", name, err)
 			failed = true
 		}
-		fmt.Fprintf(&report, "   reproduce: %s\n\n", b.commandFor(sc.name))
+		fmt.Fprintf(&report, "   reproduce: %s\n\n", b.commandFor(name))
 	}
 	fmt.Fprintf(&report, "bench took %s; loadavg at the end: %s\n", time.Since(start).Round(time.Second), loadavg())
 	fmt.Fprintf(&report, "reproduce: make bench   (or: %s)\n", b.command())
@@ -316,10 +303,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// scenarios parses -only.
-func scenarios(only string) (map[string]bool, error) {
+// parseOnly parses -only.
+func parseOnly(only string) (map[string]bool, error) {
 	all := map[string]bool{}
-	for _, n := range scenarioNames {
+	for _, n := range scenarioNames() {
 		all[n] = true
 	}
 	if only == "" {
@@ -329,7 +316,7 @@ func scenarios(only string) (map[string]bool, error) {
 	for _, s := range strings.Split(only, ",") {
 		s = strings.TrimSpace(s)
 		if !all[s] {
-			return nil, fmt.Errorf("-only: unknown scenario %q (want %s)", s, strings.Join(scenarioNames, ", "))
+			return nil, fmt.Errorf("-only: unknown scenario %q (want %s)", s, strings.Join(scenarioNames(), ", "))
 		}
 		want[s] = true
 	}

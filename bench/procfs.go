@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -134,4 +135,70 @@ func childPIDs(pid int) []int {
 // fmtMB formats bytes as megabytes with one decimal.
 func fmtMB(n int64) string {
 	return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+}
+
+// procMem is one process's memory across a scenario.
+type procMem struct {
+	role   string // "front" or "worker"
+	pid    int
+	before int64   // VmRSS before; 0 when the process is new
+	after  memInfo // at the end
+}
+
+func (p procMem) growth() int64 { return p.after.hwm - p.before }
+
+// memSnapshot returns lanesd's own and its workers' memory.
+func memSnapshot(l *server) ([]procMem, error) {
+	st, err := l.status()
+	if err != nil {
+		return nil, err
+	}
+	out := []procMem{{role: "front", pid: l.PID}}
+	for _, pid := range workerPIDs(st, "default") {
+		out = append(out, procMem{role: "worker", pid: pid})
+	}
+	for i := range out {
+		m, err := readMem(out[i].pid)
+		if err != nil {
+			return nil, err
+		}
+		out[i].after = m
+	}
+	return out, nil
+}
+
+// memGrowth pairs a snapshot before with one after.
+func memGrowth(before, after []procMem) []procMem {
+	was := map[int]int64{}
+	for _, p := range before {
+		was[p.pid] = p.after.rss
+	}
+	for i := range after {
+		after[i].before = was[after[i].pid]
+	}
+	return after
+}
+
+// printMem writes each process's growth and the ≤ 64 MB target.
+func printMem(w io.Writer, procs []procMem) {
+	worst := printMemTable(w, procs)
+	fmt.Fprintf(w, "\n   target: no process grows by more than 64 MB: largest %s → %s\n", fmtMB(worst), verdict(worst <= 64<<20))
+}
+
+// printMemTable writes each process's growth and returns the largest.
+func printMemTable(w io.Writer, procs []procMem) int64 {
+	fmt.Fprintf(w, "\n   memory (VmRSS before, VmHWM = peak, VmRSS after; growth = peak − before):\n\n")
+	var t table
+	t.row("process", "pid", "RSS before", "peak", "RSS after", "growth")
+	worst := int64(0)
+	for _, p := range procs {
+		before := fmtMB(p.before)
+		if p.before == 0 {
+			before = "(new)"
+		}
+		t.row(p.role, strconv.Itoa(p.pid), before, fmtMB(p.after.hwm), fmtMB(p.after.rss), fmtMB(p.growth()))
+		worst = max(worst, p.growth())
+	}
+	t.write(w, "   ")
+	return worst
 }

@@ -1,7 +1,7 @@
 // Package api is the admin API's wire types: the one definition of every
 // document the admin listener serves or accepts, shared by the supervisor
-// (which fills them), the admin server (which encodes them) and lanectl
-// (which decodes them). Field names are the external contract that users
+// (which fills them), the admin server (which encodes them) and Client
+// (which decodes them for lanectl, the bench and the integration tests). Field names are the external contract that users
 // and outside tests rely on (the README's admin API table); add fields
 // freely, never rename one.
 package api

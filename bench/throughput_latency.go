@@ -5,16 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
-
-	"github.com/valyala/fasthttp"
-
-	"github.com/lanes-dev/lanes/worker"
 )
 
 // Scenarios 2 and 3: what the extra hop costs. One origin serves a small
@@ -23,120 +16,6 @@ import (
 // fourth target has no hop to the origin: lanes with the same handler in
 // its workers, which is what nginx in front of the origin compares with
 // for an application written on worker.Serve.
-
-// originFlag makes this binary the origin server; main checks for it
-// before parsing flags, so it stays out of -help.
-const originFlag = "-origin"
-
-// appWorkerFlag makes this binary a lanes worker that answers what the
-// origin answers on "/"; lanesd runs it as a lane's command. main checks
-// for it like originFlag.
-const appWorkerFlag = "-app-worker"
-
-// runAppWorker serves originBody as a lane worker; worker.Serve never
-// returns.
-func runAppWorker() {
-	worker.Serve(func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("text/plain; charset=utf-8")
-		ctx.SetBody(originBody)
-	})
-}
-
-// bareProxyFlag makes this binary the bare proxy: a fasthttp server that
-// forwards every request to the origin with a fasthttp client, and nothing
-// else. It is the cost of one Go process hop, for reference.
-const bareProxyFlag = "-bare-proxy"
-
-// runBareProxy serves 127.0.0.1 on a port the kernel picks, forwarding to
-// origin, until killed.
-func runBareProxy(origin string) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "bare proxy: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(os.Stderr, "bare proxy listening on %s\n", ln.Addr())
-	hc := &fasthttp.HostClient{Addr: origin, MaxConns: 1024}
-	err = fasthttp.Serve(ln, func(ctx *fasthttp.RequestCtx) {
-		if err := hc.Do(&ctx.Request, &ctx.Response); err != nil {
-			ctx.Error("bad gateway\n", fasthttp.StatusBadGateway)
-		}
-	})
-	fmt.Fprintf(os.Stderr, "bare proxy: %v\n", err)
-	return 1
-}
-
-// originBody is the origin's answer: 100 bytes, a typical small API reply.
-var originBody = []byte(strings.Repeat("x", 99) + "\n")
-
-// runOrigin serves addr until killed: originBody on every path but the
-// few below, which scenarios 8 to 10 use.
-//
-//	/big?mb=N   N MB (default 20), streamed: the slow readers' response
-//	/sink       reads the request body to its end and drops it: uploads
-//	/page       a 50 KB HTML page, themed by lanes when a theme is set
-//	/plain      the same page, opted out of theming (X-Lanes-Theme: off)
-func runOrigin(addr string) int {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "origin: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(os.Stderr, "origin listening on %s\n", ln.Addr())
-	page := contentPage(50 << 10)
-	s := &fasthttp.Server{
-		Handler: func(ctx *fasthttp.RequestCtx) {
-			switch string(ctx.Path()) {
-			case "/big":
-				mb := ctx.QueryArgs().GetUintOrZero("mb")
-				if mb == 0 {
-					mb = 20
-				}
-				ctx.SetContentType("application/octet-stream")
-				ctx.SetBodyStream(&zeros{n: int64(mb) << 20}, mb<<20)
-				return
-			case "/sink":
-				n, _ := io.Copy(io.Discard, ctx.RequestBodyStream())
-				ctx.SetContentType("text/plain; charset=utf-8")
-				fmt.Fprintf(ctx, "%d\n", n)
-				return
-			case "/page", "/plain":
-				if string(ctx.Path()) == "/plain" {
-					ctx.Response.Header.Set("X-Lanes-Theme", "off")
-				}
-				ctx.SetContentType("text/html; charset=utf-8")
-				ctx.SetBody(page)
-				return
-			}
-			ctx.SetContentType("text/plain; charset=utf-8")
-			ctx.SetBody(originBody)
-		},
-		Name:                  "origin",
-		NoDefaultServerHeader: true,
-		NoDefaultDate:         true,
-		// /sink's bodies stream through the handler whatever their size.
-		StreamRequestBody:  true,
-		MaxRequestBodySize: 1 << 20,
-	}
-	if err := s.Serve(ln); err != nil {
-		fmt.Fprintf(os.Stderr, "origin: %v\n", err)
-		return 1
-	}
-	return 0
-}
-
-// zeros reads as n zero bytes.
-type zeros struct{ n int64 }
-
-func (z *zeros) Read(p []byte) (int, error) {
-	if z.n <= 0 {
-		return 0, io.EOF
-	}
-	k := int(min(int64(len(p)), z.n))
-	clear(p[:k])
-	z.n -= int64(k)
-	return k, nil
-}
 
 // proxyLanesConfig is the lanes config measured: the built-in worker as a
 // reverse proxy to origin, in one default lane of the -proxy-workers
@@ -228,6 +107,16 @@ type proxyResults struct {
 // mode, and the app in the worker) and nginx when installed, all started
 // up front so that the rounds of scenario 2 can alternate between them: a
 // neighbour's burst on a shared machine then costs every target alike.
+// throughputLatency measures the targets for scenario 2, 3 or both, as
+// -only asks.
+func (b *bench) throughputLatency(ctx context.Context) (func(io.Writer), error) {
+	rs, err := b.proxy(ctx, b.want["throughput"], b.want["latency"])
+	if rs == nil {
+		return nil, err
+	}
+	return func(w io.Writer) { b.printProxy(w, rs) }, err
+}
+
 func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, error) {
 	origin, err := b.startOrigin()
 	if err != nil {
