@@ -157,7 +157,7 @@ func (l *Lanesd) WaitReady() error {
 	deadline := time.NewTimer(l.opt.StartTimeout)
 	defer deadline.Stop()
 	if l.follow != nil {
-		defer close(l.follow.stop)
+		defer l.follow.stopOnce.Do(func() { close(l.follow.stop) })
 	}
 	select {
 	case a := <-l.listening:

@@ -74,7 +74,8 @@ func (l *Log) Count(s string) int { return strings.Count(l.String(), s) }
 type follower struct {
 	file string
 	log  *Log
-	stop chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
 
 	mu  sync.Mutex
 	off int64
