@@ -72,8 +72,8 @@ func (l *Log) Count(s string) int { return strings.Count(l.String(), s) }
 // listens, so that reading it costs nothing under load, and the rest is
 // read by CatchUp once the load is over.
 type follower struct {
-	file string
-	log  *Log
+	file     string
+	log      *Log
 	stop     chan struct{}
 	stopOnce sync.Once
 
