@@ -160,3 +160,28 @@ func TestEphemeral(t *testing.T) {
 		}
 	}
 }
+
+// With LogFile, lanesd's stderr goes to the file: the listening line is
+// still found there, and CatchUp reads the rest into the Log.
+func TestLogFile(t *testing.T) {
+	o := fakeOptions(t, "ok")
+	o.LogFile = filepath.Join(t.TempDir(), "lanesd.log")
+	l, err := Start(o, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ListeningRE.MatchString(l.Log.String()) {
+		t.Errorf("log before CatchUp: %q, want the listening line", l.Log)
+	}
+	l.Stop()
+	if strings.Contains(l.Log.String(), "fake: stopping") {
+		t.Errorf("the log file was read after listening without CatchUp")
+	}
+	l.CatchUp()
+	if !strings.Contains(l.Log.String(), "fake: stopping") {
+		t.Errorf("log after CatchUp: %q", l.Log)
+	}
+	if b, _ := os.ReadFile(o.LogFile); !strings.Contains(string(b), "fake: stopping") {
+		t.Errorf("log file: %q", b)
+	}
+}
