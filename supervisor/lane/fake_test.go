@@ -312,7 +312,8 @@ func TestHealthStatsInStatus(t *testing.T) {
 	if ws := l.Status().Workers[0]; ws.Allocs != 0 || ws.Goroutines != 0 {
 		t.Fatalf("before any health check: %+v", ws)
 	}
-	l.check(w)
+	w.child.CheckNow()
+	waitUntil(t, "a health check", func() bool { return l.Status().Workers[0].Goroutines != 0 })
 	ws := l.Status().Workers[0]
 	if ws.Goroutines != 7 || ws.Allocs != uint64(ws.PID)*10 {
 		t.Errorf("after a health check: goroutines %d allocs %d; want 7 and %d", ws.Goroutines, ws.Allocs, ws.PID*10)
