@@ -325,3 +325,19 @@ func TestChildStopsOnCancel(t *testing.T) {
 	}
 	r.none(t)
 }
+
+// BenchmarkChildLife is what a Child costs one worker's life, without the
+// process: start, the Started event, a kill from the handler, the Exited
+// event. (A real worker's fork and handshake take milliseconds.)
+func BenchmarkChildLife(b *testing.B) {
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		p := newChildProc(i)
+		c := NewChild(ChildSpec{Policy: WorkerPolicy, New: func() Proc { return p }, On: func(ev Event) {
+			if ev.Kind == Started {
+				ev.Proc.Kill()
+			}
+		}})
+		c.Run(context.Background())
+	}
+}
