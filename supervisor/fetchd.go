@@ -17,8 +17,9 @@ import (
 )
 
 // fetchdSup keeps the fetchd process running while the app uses a theme:
-// it starts it through package proc like a worker (no orphans), checks its
-// health, respawns it with a back-off when it dies, and stops it last.
+// a restarting proc.Child starts it like a worker (no orphans), checks its
+// health, respawns it with a back-off when it dies, and stops it last;
+// fetchdSup turns the child's events into fetchd's state and log lines.
 // Workers talk to fetchd themselves, over its ThemeService socket; they
 // keep serving their last theme while it is down.
 type fetchdSup struct {
@@ -29,12 +30,13 @@ type fetchdSup struct {
 	inUse  func(dir string) error
 	client shared.FetchdService
 	close  func()
-	ctx    context.Context
+	child  *proc.Child
+	first  chan struct{} // closed once the first start has ended either way
+	once   sync.Once
 	cancel context.CancelFunc
 	done   chan struct{}
 
 	mu       sync.Mutex
-	p        *proc.Process
 	state    string
 	restarts uint64
 	lastErr  string
@@ -79,107 +81,71 @@ func (s *Supervisor) startFetchd(cfg *config.Config) *fetchdSup {
 		inUse:  s.opt.FetchdCacheInUse,
 		client: client,
 		close:  closeClient,
+		first:  make(chan struct{}),
 		done:   make(chan struct{}),
 		state:  "starting",
 	}
-	f.ctx, f.cancel = context.WithCancel(context.Background())
-	first := make(chan struct{})
-	go f.run(first)
-	<-first
+	f.child = proc.NewChild(proc.ChildSpec{
+		Policy:  proc.FetchdPolicy,
+		New:     func() proc.Proc { return proc.New(f.spec) },
+		Restart: true,
+		Hold:    f.cacheInUse,
+		On:      f.on,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	go func() {
+		defer close(f.done)
+		f.child.Run(ctx)
+	}()
+	select {
+	case <-f.first:
+	case <-f.done:
+	}
 	return f
 }
 
-// run keeps fetchd up until stop.
-func (f *fetchdSup) run(first chan struct{}) {
-	defer close(f.done)
-	var once sync.Once
-	started := func() { once.Do(func() { close(first) }) }
-	defer started()
-	loop := proc.CrashLoop{Policy: proc.FetchdPolicy}
-	blocked := time.Duration(0)
-	for f.ctx.Err() == nil {
+// on keeps fetchd's state and log from its child's events.
+func (f *fetchdSup) on(ev proc.Event) {
+	if ev.Kind != proc.Health {
+		f.once.Do(func() { close(f.first) })
+	}
+	switch ev.Kind {
+	case proc.Held:
 		// A cache_dir held by another lanesd's fetchd would make every
-		// fetchd of ours wait for the lock and exit: a crash loop. Probe
-		// the lock (no process) until the other lets go; soon at first, as
-		// the holder may be the fetchd of a lanesd that just died.
-		if err := f.cacheInUse(); err != nil {
-			blocked = min(max(2*blocked, 250*time.Millisecond), loop.Policy.BackoffMax)
-			f.mu.Lock()
-			was := f.state
-			f.state, f.lastErr = "blocked", err.Error()
-			f.mu.Unlock()
-			started()
-			if was != "blocked" {
-				f.log.Error("fetchd not started: its cache_dir is in use; the site runs unthemed until it is free",
-					"error", err)
-			}
-			select {
-			case <-f.ctx.Done():
-				return
-			case <-time.After(blocked):
-			}
-			continue
-		}
-		blocked = 0
-		p := proc.New(f.spec)
+		// fetchd of ours wait for the lock and exit: a crash loop. The
+		// child probes the lock (no process) until the other lets go.
 		f.mu.Lock()
-		f.p = p
+		was := f.state
+		f.state, f.lastErr = "blocked", ev.Err.Error()
 		f.mu.Unlock()
-		err := p.Start(f.ctx)
-		started()
-		backoff := time.Duration(0)
-		if err != nil {
-			f.setState("restarting", err.Error())
-			f.log.Error("fetchd failed to start", "error", err)
-			backoff = loop.Early(err.Error(), time.Now())
-		} else {
-			f.setState("ready", "")
-			f.log.Info("fetchd ready", "pid", p.PID())
-			up := time.Now()
-			f.watch(p)
-			if f.ctx.Err() != nil {
-				return
-			}
-			f.setState("restarting", p.ExitErr())
-			f.log.Warn("fetchd exited; restarting", "pid", p.PID(), "status", p.ExitErr())
-			if time.Since(up) >= loop.Policy.StableAfter {
-				loop.Reset()
-			} else {
-				backoff = loop.Early(p.ExitErr(), time.Now())
-			}
+		if was != "blocked" {
+			f.log.Error("fetchd not started: its cache_dir is in use; the site runs unthemed until it is free",
+				"error", ev.Err)
 		}
-		f.mu.Lock()
-		f.restarts++
-		f.mu.Unlock()
-		select {
-		case <-f.ctx.Done():
-			return
-		case <-time.After(backoff):
+	case proc.Failed:
+		f.setState("restarting", ev.Err.Error())
+		f.log.Error("fetchd failed to start", "error", ev.Err)
+		f.restarted()
+	case proc.Started:
+		f.setState("ready", "")
+		f.log.Info("fetchd ready", "pid", ev.Proc.PID())
+	case proc.Health:
+		if ev.Err != nil {
+			f.log.Error("fetchd failed its health check; killing", "pid", ev.Proc.PID(), "error", ev.Err)
+			ev.Proc.Kill()
 		}
+	case proc.Exited:
+		f.setState("restarting", ev.Proc.ExitErr())
+		f.log.Warn("fetchd exited; restarting", "pid", ev.Proc.PID(), "status", ev.Proc.ExitErr())
+		f.restarted()
 	}
 }
 
-// watch returns when p has exited, or when the supervisor stops (after
-// stopping p). A fetchd that fails its health check is killed.
-func (f *fetchdSup) watch(p *proc.Process) {
-	t := time.NewTicker(proc.FetchdPolicy.HealthInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.Exited():
-			return
-		case <-f.ctx.Done():
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			p.Stop(ctx)
-			cancel()
-			return
-		case <-t.C:
-			if _, err := p.Health(f.ctx); err != nil && f.ctx.Err() == nil {
-				f.log.Error("fetchd failed its health check; killing", "pid", p.PID(), "error", err)
-				p.Kill()
-			}
-		}
-	}
+func (f *fetchdSup) restarted() {
+	f.mu.Lock()
+	f.restarts++
+	f.mu.Unlock()
 }
 
 // cacheInUse reports that another lanesd's fetchd holds the cache_dir.
@@ -213,10 +179,10 @@ func (f *fetchdSup) status() (api.Fetchd, []api.Theme) {
 	}
 	f.mu.Lock()
 	out := api.Fetchd{Enabled: true, State: f.state, Restarts: f.restarts, LastError: f.lastErr}
-	if f.p != nil {
-		out.PID = f.p.PID()
-	}
 	f.mu.Unlock()
+	if p := f.child.Proc(); p != nil {
+		out.PID = p.PID()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	st, err := f.client.Status(ctx)

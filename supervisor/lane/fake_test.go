@@ -32,6 +32,8 @@ type fakeProc struct {
 	started chan struct{}
 	crashed atomic.Bool // it died by itself (exit status 2), not of a SIGKILL
 	rss     atomic.Int64
+	checks  atomic.Int32          // health checks it was asked
+	sick    atomic.Pointer[error] // its health checks fail with this
 }
 
 func (f *fakeProc) Start(ctx context.Context) error {
@@ -66,6 +68,10 @@ func (f *fakeProc) Signaled() (syscall.Signal, bool) {
 // crash makes the process die by itself, as a panic or a segfault does.
 func (f *fakeProc) crash() { f.crashed.Store(true); f.end() }
 func (f *fakeProc) Health(context.Context) (shared.WorkerStats, error) {
+	f.checks.Add(1)
+	if err := f.sick.Load(); err != nil {
+		return shared.WorkerStats{}, *err
+	}
 	return shared.WorkerStats{PID: f.pid, Goroutines: 7, Allocs: uint64(f.pid) * 10}, nil
 }
 func (f *fakeProc) Kill() { f.kills.Add(1); f.end() }
@@ -312,7 +318,8 @@ func TestHealthStatsInStatus(t *testing.T) {
 	if ws := l.Status().Workers[0]; ws.Allocs != 0 || ws.Goroutines != 0 {
 		t.Fatalf("before any health check: %+v", ws)
 	}
-	l.check(w)
+	w.child.CheckNow()
+	waitUntil(t, "a health check", func() bool { return l.Status().Workers[0].Goroutines != 0 })
 	ws := l.Status().Workers[0]
 	if ws.Goroutines != 7 || ws.Allocs != uint64(ws.PID)*10 {
 		t.Errorf("after a health check: goroutines %d allocs %d; want 7 and %d", ws.Goroutines, ws.Allocs, ws.PID*10)
@@ -462,4 +469,45 @@ func TestMaxRSSAfterEachRequest(t *testing.T) {
 		t.Fatalf("%d processes right after the request that passed max_rss; want its replacement started", n)
 	}
 	waitUntil(t, "the leaking worker retired", func() bool { return p.stopped.Load() == 1 })
+}
+
+// A worker that fails its health check (and does not die by itself
+// within the grace) is killed and replaced, and the lane says so.
+func TestFailedHealthCheckKillsWorker(t *testing.T) {
+	l, fs := fakeLane(t, config.Lane{MinWorkers: 1, MaxWorkers: 1}, time.Millisecond)
+	l.mu.Lock()
+	w := l.workers[0]
+	l.mu.Unlock()
+	first := fs.all()[0]
+	err := errors.New("context deadline exceeded")
+	first.sick.Store(&err)
+	w.child.CheckNow()
+	waitUntil(t, "a replacement ready", func() bool { return len(fs.all()) == 2 && l.count(Ready) == 1 })
+	if first.kills.Load() == 0 {
+		t.Error("the worker that failed its health check was not killed")
+	}
+	if st := l.Status(); st.Killed != 1 || st.CrashLoop {
+		t.Errorf("killed %d crash_loop %v; want 1 kill and no crash loop", st.Killed, st.CrashLoop)
+	}
+}
+
+// A busy exec worker is not asked for its health (a single-threaded app
+// would answer only after its request), but its size is still read; once
+// idle, it is asked again.
+func TestBusyExecWorkerNotAsked(t *testing.T) {
+	l, fs := fakeLane(t, config.Lane{MinWorkers: 1, MaxWorkers: 1, Exec: []string{"app"}}, time.Millisecond)
+	p := fs.all()[0]
+	w, err := l.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.rss.Store(123 << 20)
+	w.child.CheckNow()
+	waitUntil(t, "the size read", func() bool { return l.Status().Workers[0].RSS == 123<<20 })
+	if n := p.checks.Load(); n != 0 {
+		t.Errorf("a busy exec worker was asked for its health %d times", n)
+	}
+	l.Release(w, &Outcome{Result: Answered, Started: time.Now()})
+	w.child.CheckNow()
+	waitUntil(t, "an idle exec worker asked", func() bool { return p.checks.Load() == 1 })
 }

@@ -6,8 +6,11 @@
 // when requests wait and every worker is busy, shrinks after idle_timeout,
 // resizes and drains on demand (a replacement is ready before the worker it
 // replaces leaves rotation), and recycles workers by max_requests and
-// max_rss the same way. Processes are started through package proc; Env.New
-// is the seam that lets the state machine be tested without them.
+// max_rss the same way. Each worker process is supervised by a proc.Child
+// (its start, exit and health checks, delivered to the lane as events);
+// the lane keeps the placement rules: how many, which to stop, drain and
+// probation order, idle, max_requests. Env.New is the seam that lets the
+// state machine be tested without processes.
 //
 // Every request leaves the lane through one call, Release, with its
 // Outcome; Release feeds the lane's stats and the supervisor's Trace hook
@@ -48,16 +51,17 @@ var (
 )
 
 // The supervision policy of workers (health interval, stable-after,
-// probation of replacements, crash-loop back-off) is proc.WorkerPolicy,
-// shared with fetchd. A worker counts toward a crash loop only when it
-// dies before it answered any request and within StableAfter of its
-// start: one that served and then died (a request that crashes it, the
-// OOM killer) is replaced at once, so requests that crash workers can
-// never empty a lane.
+// probation of replacements, crash-loop back-off) is proc.WorkerPolicy;
+// fetchd's Child follows the same rules with its own numbers. The lane's
+// workers share one CrashLoop, which gates every spawn (reconcileLocked),
+// since the lane, not a child, decides what starts next. A worker counts
+// toward a crash loop only when it dies before it answered any request
+// and within StableAfter of its start: one that served and then died (a
+// request that crashes it, the OOM killer) is replaced at once, so
+// requests that crash workers can never empty a lane.
 const (
-	retireTimeout = 10 * time.Second
-	rssInterval   = 500 * time.Millisecond // max_rss checks besides the per-request one
-	exitGrace     = time.Second            // for a worker that failed a check to be reaped
+	rssInterval = 500 * time.Millisecond // max_rss checks besides the per-request one
+	exitGrace   = time.Second            // for an exec worker that broke an answer to be reaped (as policy.ExitGrace after a failed check)
 	// The two-phase kill of a hung worker: SIGQUIT, at most quitGrace for
 	// its stacks, then SIGKILL; at most stackMax bytes of them are logged.
 	quitGrace = 200 * time.Millisecond
@@ -194,7 +198,6 @@ func (l *Lane) Start(ctx context.Context) error {
 		l.spawnLocked(nil)
 	}
 	l.started = true
-	l.goCounted(l.healthLoop)
 	l.goCounted(l.idleLoop)
 	l.goCounted(l.rssLoop)
 	l.mu.Unlock()
@@ -273,7 +276,13 @@ func (l *Lane) spawnLocked(replaces *Worker) *Worker {
 		w.proc = proc.New(spec)
 	}
 	l.workers = append(l.workers, w)
-	l.goCounted(func() { l.run(w, w.conc) })
+	w.child = proc.NewChild(proc.ChildSpec{
+		Policy: l.policy,
+		New:    func() proc.Proc { return w.proc },
+		Skip:   func() bool { return l.skipCheck(w) },
+		On:     func(ev proc.Event) { l.on(w, ev) },
+	})
+	l.goCounted(func() { w.child.Run(l.ctx) })
 	return w
 }
 
@@ -305,69 +314,86 @@ func (l *Lane) execSpecLocked(name string) proc.ExecSpec {
 	}
 }
 
-// run starts w, puts it in rotation, and handles its exit.
-func (l *Lane) run(w *Worker, conc int) {
-	err := w.proc.Start(l.ctx)
+// on handles the events of w's proc.Child, in order, on the child's
+// goroutine: w's start, its health checks, its exit. The lane's rules
+// (rotation, replacement, crash loops) are applied here, under the lane's
+// lock.
+func (l *Lane) on(w *Worker, ev proc.Event) {
+	switch ev.Kind {
+	case proc.Failed:
+		l.startFailed(w, ev.Err)
+	case proc.Started:
+		l.ready(w, ev.RSS)
+	case proc.Health:
+		l.checked(w, ev)
+	case proc.Exited:
+		l.exited(w, ev)
+	}
+}
+
+// startFailed handles a worker that could not start.
+func (l *Lane) startFailed(w *Worker, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w.pid = w.proc.PID()
+	deliberate := l.stopping || w.state == Stopping // killed while starting
+	l.removeLocked(w)
+	w.state = Dead
+	if r := w.replaces; r != nil {
+		r.replacement = nil
+	}
+	if !deliberate {
+		l.crashLocked(err.Error())
+		l.lastErr = err.Error()
+		l.log.Error("worker failed to start", "error", err, "consecutive", l.crash.Count())
+		l.event(api.Event{Kind: api.EventCrash, PID: w.pid, Detail: "failed to start: " + err.Error()})
+		l.reconcileLocked()
+	}
+	l.notifyLocked()
+}
+
+// ready puts a started worker in rotation; size is its resident size,
+// shown from the start, not from the first health check.
+func (l *Lane) ready(w *Worker, size int64) {
 	var hc *fasthttp.HostClient
 	if ep, ok := w.proc.(*proc.ExecProcess); ok {
 		// A program we did not write may close an idle connection after
 		// a keep-alive timeout of its own (2 s in gunicorn's gthread, 5 s
 		// in uvicorn and node): keep idle connections for less.
 		network, addr := ep.DataAddr()
-		hc = dataClient(network, addr, conc, execMaxIdle)
+		hc = dataClient(network, addr, w.conc, execMaxIdle)
 	} else {
-		hc = newDataClient(w.proc.Socket(), conc)
-	}
-	var size int64
-	if err == nil {
-		size = w.proc.RSS() // shown from the start, not from the first health check
+		hc = newDataClient(w.proc.Socket(), w.conc)
 	}
 	l.mu.Lock()
 	w.pid = w.proc.PID()
 	w.rss = size
-	if err != nil {
-		deliberate := l.stopping || w.state == Stopping // killed while starting
-		l.removeLocked(w)
-		w.state = Dead
-		if r := w.replaces; r != nil {
-			r.replacement = nil
-		}
-		if !deliberate {
-			l.crashLocked(err.Error())
-			l.lastErr = err.Error()
-			l.log.Error("worker failed to start", "error", err, "consecutive", l.crash.Count())
-			l.event(api.Event{Kind: api.EventCrash, PID: w.pid, Detail: "failed to start: " + err.Error()})
-			l.reconcileLocked()
-		}
-		l.notifyLocked()
-		l.mu.Unlock()
-		<-w.proc.Exited()
-		return
-	}
 	w.hc = hc
 	if l.stopping || w.state == Stopping {
 		w.state = Stopping
 		l.mu.Unlock()
 		w.proc.Kill()
-	} else {
-		w.state = Ready
-		w.ready = time.Now()
-		w.idleSince = w.ready
-		l.lastErr = ""
-		l.log.Debug("worker ready", "pid", w.pid, "start", logging.Dur(w.ready.Sub(w.started)))
-		if w.replaces != nil {
-			// The old worker leaves rotation only once its replacement
-			// has stayed up for its probation.
-			l.goCounted(func() { l.probation(w) })
-		}
-		l.feedLocked(w)
-		l.notifyLocked()
-		l.mu.Unlock()
+		return
 	}
+	w.state = Ready
+	w.ready = time.Now()
+	w.idleSince = w.ready
+	l.lastErr = ""
+	l.log.Debug("worker ready", "pid", w.pid, "start", logging.Dur(w.ready.Sub(w.started)))
+	if w.replaces != nil {
+		// The old worker leaves rotation only once its replacement
+		// has stayed up for its probation.
+		l.goCounted(func() { l.probation(w) })
+	}
+	l.feedLocked(w)
+	l.notifyLocked()
+	l.mu.Unlock()
+}
 
-	<-w.proc.Exited()
-
+// exited handles the exit of a worker that had started.
+func (l *Lane) exited(w *Worker, ev proc.Event) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	prev := w.state
 	w.state = Dead
 	l.removeLocked(w)
@@ -375,17 +401,18 @@ func (l *Lane) run(w *Worker, conc int) {
 		l.owed++ // to be replaced: a respawn, not growth (a condemned one was counted then)
 	}
 	if prev == Ready || prev == Starting {
-		up := time.Since(w.ready)
+		up := ev.Uptime
 		l.log.Warn("worker exited", "pid", w.pid, "status", w.proc.ExitErr(), "uptime", logging.Dur(up.Round(time.Millisecond)), "inflight", w.inflight, "served", w.served)
 		l.event(api.Event{Kind: api.EventCrash, PID: w.pid,
 			Detail: fmt.Sprintf("%s after %s, %d served", w.proc.ExitErr(), up.Round(time.Millisecond), w.served)})
 		// A worker that answered requests proved the program works: its
 		// death (a request that crashes it, the OOM killer, an operator's
 		// kill) says nothing about the next one, which starts at once.
-		// One that dies young without answering anything may be a loop.
+		// One that dies young (ev.Early: within StableAfter) without
+		// answering anything may be a loop.
 		sig, signaled := w.proc.Signaled()
 		killed := signaled && sig == syscall.SIGKILL && w.served > 0
-		if up < l.policy.StableAfter && w.answered == 0 && !killed {
+		if ev.Early && w.answered == 0 && !killed {
 			l.crashLocked(w.proc.ExitErr())
 		} else {
 			l.crash.Reset()
@@ -404,7 +431,6 @@ func (l *Lane) run(w *Worker, conc int) {
 	w.hc.CloseIdleConnections()
 	l.reconcileLocked()
 	l.notifyLocked()
-	l.mu.Unlock()
 }
 
 // crashLocked records an early death toward a crash loop and sets the
@@ -991,7 +1017,7 @@ func (l *Lane) suspect(w *Worker, err error) {
 		err = errors.New("the worker closed the connection before answering")
 	}
 	l.log.Warn("worker failed a request; out of rotation until healthy", "pid", w.pid, "error", err)
-	l.goCounted(func() { l.check(w) })
+	w.child.CheckNow()
 }
 
 // replaceLocked starts a worker to take w's place; w stays in rotation
@@ -1020,7 +1046,7 @@ func (l *Lane) retireLocked(w *Worker, why string) {
 // retire stops an idle retiring worker, bounded like a lane stop.
 func (l *Lane) retire(w *Worker) {
 	l.mu.Lock()
-	limit := retireTimeout
+	limit := l.policy.StopTimeout
 	if w.exec { // its stop_timeout, then the SIGKILL's reap
 		limit = max(limit, l.cfg.StopTimeout+5*time.Second)
 	}
@@ -1030,60 +1056,34 @@ func (l *Lane) retire(w *Worker) {
 	w.proc.Stop(ctx)
 }
 
-// healthLoop checks every ready worker over the control plane, each call
-// with its own deadline; a worker that does not answer is killed (its
-// control plane is wedged, so its data plane cannot be trusted), one above
-// max_rss is replaced.
-func (l *Lane) healthLoop() {
-	t := time.NewTicker(l.policy.HealthInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.ctx.Done():
-			return
-		case <-t.C:
-		}
-		l.mu.Lock()
-		for _, w := range l.workers {
-			if w.state == Ready && !l.stopping {
-				l.goCounted(func() { l.check(w) })
-			}
-		}
-		l.mu.Unlock()
-	}
-}
-
-func (l *Lane) check(w *Worker) {
-	l.mu.Lock()
-	busy := w.exec && w.inflight >= w.conc
-	l.mu.Unlock()
-	if busy {
-		// Its health path would wait behind the requests it runs (a
-		// single-threaded app server): a slow request must not get a
-		// healthy worker killed. The hard timeout bounds a hung one.
-		select {
-		case <-w.proc.Exited():
-		default:
-			l.checkRSS(w, w.proc.RSS())
-		}
-		return
-	}
-	ws, err := w.proc.Health(l.ctx)
-	if err != nil {
-		// A worker that is dying fails its check too: let its exit be
-		// reaped and handled (and counted as a crash) rather than kill it.
-		select {
-		case <-w.proc.Exited():
-			return
-		case <-time.After(exitGrace):
-		}
-	}
-	size := w.proc.RSS()
+// skipCheck says w's child is not to ask w for its health now: only a
+// ready worker is checked (over the control plane, or its health path),
+// and not a busy exec worker, whose health path would wait behind the
+// requests it runs (a single-threaded app server): a slow request must
+// not get a healthy worker killed. The hard timeout bounds a hung one.
+// Its resident size is still read.
+func (l *Lane) skipCheck(w *Worker) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	w.rss = size
+	return l.stopping || w.state != Ready || (w.exec && w.inflight >= w.conc)
+}
+
+// checked handles a health check of w (every policy.HealthInterval, and at
+// once after a data-plane failure made w suspect): a worker that does not
+// answer is killed (its control plane is wedged, so its data plane cannot
+// be trusted), a suspect one that does is back in rotation, one above
+// max_rss is replaced.
+func (l *Lane) checked(w *Worker, ev proc.Event) {
+	if !ev.Probed {
+		l.checkRSS(w, ev.RSS)
+		return
+	}
+	err := ev.Err
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w.rss = ev.RSS
 	if err == nil {
-		w.goroutines, w.allocs = ws.Goroutines, ws.Allocs
+		w.goroutines, w.allocs = ev.Stats.Goroutines, ev.Stats.Allocs
 	}
 	if w.state != Ready {
 		return
@@ -1107,7 +1107,7 @@ func (l *Lane) check(w *Worker) {
 		w.hung = nil
 		l.condemnLocked(w, "health check: "+err.Error())
 		w.proc.Kill() // its requests cannot be trusted to end
-	case l.cfg.MaxRSS > 0 && size > l.cfg.MaxRSS && w.replacement == nil:
+	case l.cfg.MaxRSS > 0 && ev.RSS > l.cfg.MaxRSS && w.replacement == nil:
 		l.replaceLocked(w, "max_rss")
 	}
 }

@@ -1,15 +1,12 @@
 package lane
 
 import (
-	"context"
 	"net"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/supervisor/proc"
 )
 
@@ -47,25 +44,21 @@ func (s State) String() string {
 // states lists every State, for counts by state.
 var states = [...]State{Starting, Ready, Retiring, Killing, Stopping, Dead}
 
-// Proc is a worker process as the lane sees it: package proc's Process, or
-// a fake in the lane's unit tests. Kill may be called at any time, even
-// while Start runs.
+// Proc is a worker process as the lane sees it: what its proc.Child
+// supervises, plus the data socket and the two-phase kill of a hung
+// worker. Package proc's Process and ExecProcess, or a fake in the lane's
+// unit tests.
 type Proc interface {
-	Start(ctx context.Context) error
-	PID() int
+	proc.Proc
 	Socket() string
-	Exited() <-chan struct{}
-	ExitErr() string
-	Signaled() (syscall.Signal, bool)
-	Health(ctx context.Context) (shared.WorkerStats, error)
-	Kill()
 	Quit(grace time.Duration, max int) string
-	Stop(ctx context.Context)
-	RSS() int64
 	WhereHung() (wchan, sysc string)
 }
 
-var _ Proc = (*proc.Process)(nil)
+var (
+	_ Proc = (*proc.Process)(nil)
+	_ Proc = (*proc.ExecProcess)(nil)
+)
 
 // Worker is one worker process of a lane. Its state and counters are
 // guarded by the lane's mutex.
@@ -73,6 +66,7 @@ type Worker struct {
 	lane    *Lane
 	seq     int
 	proc    Proc
+	child   *proc.Child // supervises proc: start, exit, health checks
 	hc      *fasthttp.HostClient
 	started time.Time
 	pid     int // set when it leaves Starting

@@ -741,3 +741,5 @@ func groupPIDs(pgid int) []int {
 	}
 	return pids
 }
+
+var _ Proc = (*ExecProcess)(nil)

@@ -2,10 +2,11 @@ package proc
 
 import "time"
 
-// Policy is how lanesd supervises one kind of child (lane workers, fetchd):
-// how often its health is checked, how long a new process must live to be
-// trusted, and how its restarts back off when it dies young again and
-// again. Every kind uses the same rules; only the numbers differ.
+// Policy is how a Child supervises one kind of child of lanesd (lane
+// workers, fetchd): how often its health is checked, how long a new
+// process must live to be trusted, and how its restarts back off when it
+// dies young again and again. Every kind uses the same rules; only the
+// numbers differ.
 type Policy struct {
 	HealthInterval time.Duration
 	// StableAfter is how long a process must have run for its death to
@@ -21,11 +22,19 @@ type Policy struct {
 	// consecutive early deaths are shown as a crash loop.
 	BackoffBase, BackoffMax time.Duration
 	LoopAt                  int
+	// ExitGrace is how long a process that failed its health check is
+	// given to exit by itself before the failure is reported: a dying
+	// process fails its check too, and its death must count as a crash,
+	// not as a kill (0: reported at once).
+	ExitGrace time.Duration
+	// StopTimeout bounds a graceful stop by the supervisor (a lane's
+	// retiring worker, fetchd at shutdown) before the SIGKILL.
+	StopTimeout time.Duration
 }
 
 // WorkerPolicy is the policy of lane workers; FetchdPolicy that of fetchd,
 // whose back-off is capped lower (a fetchd that cannot start only costs
-// theming).
+// theming) and which is killed at once when it fails a health check.
 var (
 	WorkerPolicy = Policy{
 		HealthInterval: 5 * time.Second,
@@ -34,6 +43,8 @@ var (
 		BackoffBase:    100 * time.Millisecond,
 		BackoffMax:     30 * time.Second,
 		LoopAt:         3,
+		ExitGrace:      time.Second,
+		StopTimeout:    10 * time.Second,
 	}
 	FetchdPolicy = Policy{
 		HealthInterval: 5 * time.Second,
@@ -41,6 +52,7 @@ var (
 		BackoffBase:    100 * time.Millisecond,
 		BackoffMax:     10 * time.Second,
 		LoopAt:         3,
+		StopTimeout:    5 * time.Second,
 	}
 )
 

@@ -398,3 +398,5 @@ func (c capturing) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+var _ Proc = (*Process)(nil)
