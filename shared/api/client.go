@@ -160,3 +160,15 @@ func (c *Client) Events(ctx context.Context, since uint64) ([]Event, error) {
 	var es []Event
 	return es, c.Call(ctx, http.MethodGet, "/api/events?since="+strconv.FormatUint(since, 10), nil, &es)
 }
+
+// Samples is GET /api/samples?lane=NAME&since=SEQ; an empty lane asks for
+// every lane.
+func (c *Client) Samples(ctx context.Context, lane string, since uint64) (*Samples, error) {
+	q := url.Values{}
+	if lane != "" {
+		q.Set("lane", lane)
+	}
+	q.Set("since", strconv.FormatUint(since, 10))
+	var s Samples
+	return &s, c.Call(ctx, http.MethodGet, "/api/samples?"+q.Encode(), nil, &s)
+}

@@ -178,3 +178,34 @@ func (f *fakeBackend) Events(since uint64) []api.Event {
 	}
 	return out
 }
+
+// Samples serves 15 minutes of samples, one every 5 s up to now, for the
+// lanes "default" and "slowlane": a sample's seq is its time in 5 s steps,
+// so new ones appear as time passes. Lane default answers 2xx at 10/s and
+// 5xx at 1/s, with 2 requests queued; its latencies are known.
+func (f *fakeBackend) Samples(lane string, since uint64) (api.Samples, error) {
+	f.record("samples %s %d", lane, since)
+	now := uint64(time.Now().Unix() / 5)
+	out := api.Samples{IntervalS: 5, WindowS: 900, Seq: now, Lanes: []api.LaneSamples{}}
+	for _, name := range []string{"default", "slowlane"} {
+		if lane != "" && lane != name {
+			continue
+		}
+		ls := api.LaneSamples{Lane: name, Samples: []api.Sample{}}
+		for seq := max(now-179, since+1); seq <= now; seq++ {
+			s := api.Sample{Seq: seq, Time: time.Unix(int64(seq)*5, 0), Ready: 1}
+			if name == "default" {
+				p50, p99, wait := 1.5, 20.0, 3.0
+				s.RPS = &api.StatusRates{S2xx: 10, S5xx: 1}
+				s.Queued, s.Inflight, s.Ready, s.Busy = 2, 1, 2, 1
+				s.LatencyP50, s.LatencyP99, s.QueueWaitP99 = &p50, &p99, &wait
+			}
+			ls.Samples = append(ls.Samples, s)
+		}
+		out.Lanes = append(out.Lanes, ls)
+	}
+	if lane != "" && len(out.Lanes) == 0 {
+		return api.Samples{}, api.NotFound("no lane %q", lane)
+	}
+	return out, nil
+}
