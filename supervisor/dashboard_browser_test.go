@@ -38,7 +38,7 @@ lane "default" {
 lane "slow" {
   min_workers = 1
   max_workers = 2
-  request_timeout = "8s"
+  request_timeout = "10s"
   map = ["GET /hello/sleep"]
   command = [CMD]
 }`, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr}))
@@ -108,7 +108,7 @@ lane "slow" {
 	browsertest.WaitFor(ctx, t, "the hung request in flight",
 		`document.getElementById('inflight').textContent.includes('/hello/sleep')`, 30*time.Second, "#inflight")
 	inflight := browsertest.Text(ctx, t, "#inflight")
-	for _, want := range []string{"slow", "GET", "/hello/sleep", "of 8.0s", "127.0.0.1"} {
+	for _, want := range []string{"slow", "GET", "/hello/sleep", "of 10", "127.0.0.1"} {
 		if !strings.Contains(inflight, want) {
 			t.Errorf("in-flight table lacks %q:\n%s", want, inflight)
 		}
@@ -129,7 +129,7 @@ lane "slow" {
 	browsertest.WaitFor(ctx, t, "the hung request gone from the in-flight table",
 		`!document.getElementById('inflight').textContent.includes('/hello/sleep')`, 30*time.Second, "#inflight")
 	events := browsertest.Text(ctx, t, "#events")
-	for _, want := range []string{"kill", "slow", "GET /hello/sleep", "request_timeout 8s"} {
+	for _, want := range []string{"kill", "slow", "GET /hello/sleep", "request_timeout 10s"} {
 		if !strings.Contains(events, want) {
 			t.Errorf("events lack %q:\n%s", want, events)
 		}

@@ -10,45 +10,46 @@
 
 // ---- the samples ----
 
-// history holds each lane's samples, oldest first, trimmed to the window.
-let history = { seq: 0, interval: 5, window: 900, lanes: new Map(), changed: false };
+// kept is the page's copy of the ring: each lane's samples, oldest first,
+// trimmed to the window. (Not "history": that is window.history.)
+let kept = { seq: 0, interval: 5, window: 900, lanes: new Map(), changed: false };
 
-function historyReset() {
-  history = { seq: 0, interval: 5, window: 900, lanes: new Map(), changed: true };
+function keptReset() {
+  kept = { seq: 0, interval: 5, window: 900, lanes: new Map(), changed: true };
 }
 
-// historyAdd takes a GET /api/samples answer. Lanes it does not list are
+// keptAdd takes a GET /api/samples answer. Lanes it does not list are
 // gone (a reload removed them) and are dropped.
-function historyAdd(doc) {
+function keptAdd(doc) {
   if (!doc || !Array.isArray(doc.lanes)) return;
-  history.interval = doc.interval_s || history.interval;
-  history.window = doc.window_s || history.window;
+  kept.interval = doc.interval_s || kept.interval;
+  kept.window = doc.window_s || kept.window;
   const seen = new Set();
   for (const ls of doc.lanes) {
     seen.add(ls.lane);
-    const have = history.lanes.get(ls.lane) || [];
+    const have = kept.lanes.get(ls.lane) || [];
     const top = have.length ? have[have.length - 1].seq : 0;
     for (const s of ls.samples || []) {
-      if (s.seq > top) { s.t = when(s.time) / 1000; have.push(s); history.changed = true; }
+      if (s.seq > top) { s.t = when(s.time) / 1000; have.push(s); kept.changed = true; }
     }
-    history.lanes.set(ls.lane, have);
+    kept.lanes.set(ls.lane, have);
   }
-  for (const name of [...history.lanes.keys()]) {
-    if (!seen.has(name)) { history.lanes.delete(name); history.changed = true; }
+  for (const name of [...kept.lanes.keys()]) {
+    if (!seen.has(name)) { kept.lanes.delete(name); kept.changed = true; }
   }
-  history.seq = Math.max(history.seq, doc.seq || 0);
-  const end = historyEnd();
-  for (const have of history.lanes.values()) {
+  kept.seq = Math.max(kept.seq, doc.seq || 0);
+  const end = keptEnd();
+  for (const have of kept.lanes.values()) {
     let drop = 0;
-    while (drop < have.length && have[drop].t < end - history.window) drop++;
+    while (drop < have.length && have[drop].t < end - kept.window) drop++;
     if (drop) have.splice(0, drop);
   }
 }
 
-// historyEnd is the newest sample's time (unix seconds), or now.
-function historyEnd() {
+// keptEnd is the newest sample's time (unix seconds), or now.
+function keptEnd() {
   let end = 0;
-  for (const have of history.lanes.values()) {
+  for (const have of kept.lanes.values()) {
     if (have.length) end = Math.max(end, have[have.length - 1].t);
   }
   return end || Date.now() / 1000;
@@ -144,7 +145,7 @@ function chartOptions(def) {
     { size: 40, font, grid, ticks, values: (u, vs) => vs.map(fmtAxis), splits: def.log ? decades : undefined },
   ];
   const scales = {
-    x: { time: true, range: () => [historyEnd() - history.window, historyEnd()] },
+    x: { time: true, range: () => [keptEnd() - kept.window, keptEnd()] },
     y: def.log ? { distr: 3, log: 10 } : { range: fromZero },
   };
   if (def.twoAxes) {
@@ -179,7 +180,7 @@ function buildCharts(lanes) {
       const cell = el('div', 'chart chart-' + def.id, el('div', 'chart-title', def.title));
       row.append(cell);
       try {
-        const plot = new uPlot(chartOptions(def), chartData(def, history.lanes.get(lane) || []), cell);
+        const plot = new uPlot(chartOptions(def), chartData(def, kept.lanes.get(lane) || []), cell);
         charts.push({ def, lane, plot });
       } catch (e) {
         cell.append(el('p', 'muted', 'chart failed: ' + e.message));
@@ -189,8 +190,8 @@ function buildCharts(lanes) {
   chartLanes = lanes.join('\n');
 }
 
-// drawCharts brings the charts up to date with history: rebuilt when the
-// lanes changed, else given their new data.
+// drawCharts brings the charts up to date with the samples kept: rebuilt
+// when the lanes changed, else given their new data.
 function drawCharts() {
   const box = $('charts');
   if (!box) return;
@@ -201,25 +202,25 @@ function drawCharts() {
     }
     return;
   }
-  const lanes = [...history.lanes.keys()];
+  const lanes = [...kept.lanes.keys()];
   if (lanes.join('\n') !== chartLanes || charts.length === 0) {
     buildCharts(lanes);
-  } else if (history.changed) {
+  } else if (kept.changed) {
     for (const c of charts) {
-      try { c.plot.setData(chartData(c.def, history.lanes.get(c.lane) || [])); } catch (e) { /* keep the last picture */ }
+      try { c.plot.setData(chartData(c.def, kept.lanes.get(c.lane) || [])); } catch (e) { /* keep the last picture */ }
     }
   }
-  history.changed = false;
+  kept.changed = false;
   // What the charts cover, for a reader (and the browser test).
-  const first = lanes.length ? history.lanes.get(lanes[0]) : [];
+  const first = lanes.length ? kept.lanes.get(lanes[0]) : [];
   box.dataset.points = String(first.length);
   box.dataset.since = first.length ? String(first[0].t) : '';
   const key = $('charts-key');
   if (key) {
     key.textContent = first.length
-      ? 'since ' + clock(new Date(first[0].t * 1000).toISOString()) + ', a sample every ' + history.interval +
-        ' s kept by lanesd (rates and percentiles are of each ' + history.interval + ' s); hover a chart for its values'
-      : 'no samples yet: lanesd takes one every ' + history.interval + ' s';
+      ? 'since ' + clock(new Date(first[0].t * 1000).toISOString()) + ', a sample every ' + kept.interval +
+        ' s kept by lanesd (rates and percentiles are of each ' + kept.interval + ' s); hover a chart for its values'
+      : 'no samples yet: lanesd takes one every ' + kept.interval + ' s';
   }
 }
 

@@ -465,7 +465,7 @@ function render(s, maps, reqs) {
 
 function reset() {
   destroyCharts();
-  historyReset();
+  keptReset();
   prev = null;
   rates = {};
   rises = {};
@@ -515,7 +515,7 @@ async function tick() {
 async function poll() {
   try {
     const [s, m, reqs, evs, smp, q] = await Promise.all([get('/api/status'), get('/api/map'), get('/api/requests'),
-      get('/api/events?since=' + lastEvent), samplesSince(history.seq), queueHist()]);
+      get('/api/events?since=' + lastEvent), samplesSince(kept.seq), queueHist()]);
     if (asking) return;
     if (lastPID !== null && s.pid !== lastPID) {
       // A new supervisor: its event ids, sample numbers and counters start
@@ -529,7 +529,7 @@ async function poll() {
       if (e.id > lastEvent) { events.push(e); lastEvent = e.id; }
     }
     if (events.length > MAX_EVENTS) events.splice(0, events.length - MAX_EVENTS);
-    historyAdd(smp);
+    keptAdd(smp);
     record(s, q);
     render(s, m, reqs);
     lastOK = Date.now();
