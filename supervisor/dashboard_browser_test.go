@@ -140,15 +140,12 @@ lane "slow" {
 	browsertest.Screenshot(ctx, t, "2-kill-event")
 
 	// Resize lane default from the page; the lane and the events see it.
-	if err := chromedp.Do(ctx,
-		chromedp.Click(chromedp.CSS(`#lanes button[data-act*='"kind":"resize"'][data-act*='"lane":"default"']`)),
-		chromedp.WaitVisible(chromedp.CSS("#action-max"))); err != nil {
+	browsertest.Click(ctx, t, `#lanes button[data-act*='"kind":"resize"'][data-act*='"lane":"default"']`, 30*time.Second)
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#action-max"))); err != nil {
 		t.Fatalf("opening the resize form: %v", err)
 	}
 	browsertest.Eval[int](ctx, t, `document.getElementById('action-max').value = '5'; 0`)
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#action-go"))); err != nil {
-		t.Fatalf("sending the resize: %v", err)
-	}
+	browsertest.Click(ctx, t, "#action-go", 30*time.Second)
 	browsertest.WaitFor(ctx, t, "the resize's answer",
 		`document.getElementById('action-msg').textContent.includes('Lane default resized: min_workers 2, max_workers 5')`, 30*time.Second, "#action-msg")
 	if st := laneStatus(s, "default"); st.MinWorkers != 2 || st.MaxWorkers != 5 {

@@ -98,6 +98,24 @@ func WaitFor(ctx context.Context, t *testing.T, what, js string, d time.Duration
 	}
 }
 
+// Click clicks the element sel matches. The dashboard rebuilds its tables
+// on every refresh, so the node found may be gone before the click lands
+// ("Could not find node"): then it is found again and clicked again, for
+// at most d.
+func Click(ctx context.Context, t *testing.T, sel string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel)))
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "find node") || time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("click %s: %v", sel, err)
+		}
+	}
+}
+
 // Screenshot saves the whole page as NAME.png among the artefacts and logs
 // where.
 func Screenshot(ctx context.Context, t *testing.T, name string) string {

@@ -227,9 +227,7 @@ func checkActions(ctx context.Context, t *testing.T, f *fakeBackend) {
 	}
 	click := func(sel string) {
 		t.Helper()
-		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel))); err != nil {
-			t.Fatalf("click %s: %v", sel, err)
-		}
+		browsertest.Click(ctx, t, sel, 30*time.Second)
 	}
 	laneButton := func(lane, label string) string {
 		return `#lanes button[data-act*='"lane":"` + lane + `"'][data-act*='"kind":"` + label + `"']`
