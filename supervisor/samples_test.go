@@ -2,6 +2,8 @@ package supervisor
 
 import (
 	"math"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -278,6 +280,27 @@ lane "other" {
 	smp := got.Lanes[0].Samples[0]
 	if smp.RPS == nil || smp.RPS.S2xx <= 0 || smp.LatencyP50 == nil || smp.Ready != 1 {
 		t.Errorf("sample after 3 requests: %+v, rates %+v", smp, smp.RPS)
+	}
+
+	// A reload removes lane other: its samples go with the next sample
+	// (taken here rather than waited for).
+	file := s.state.Load().cfg.File
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, src[:strings.Index(string(src), `lane "other"`)], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	takeSample(&s.samples, time.Now(), s.state.Load().lanes, s.metrics.counts)
+	if _, err := s.Samples("other", 0); api.Code(err) != 404 {
+		t.Errorf("samples of the removed lane: %v, want a 404", err)
+	}
+	if got, _ := s.Samples("", 0); len(got.Lanes) != 1 || got.Lanes[0].Lane != "default" {
+		t.Errorf("samples after the reload: lanes %+v, want default alone", got.Lanes)
 	}
 }
 
