@@ -142,6 +142,26 @@ func checkLive(ctx context.Context, t *testing.T, f *fakeBackend, failStatus *at
 			t.Errorf("lanes table lacks %q:\n%s", want, lanes)
 		}
 	}
+	// Rows by state: the crash loop red; lane default, whose 3 requests
+	// wait at every refresh, amber; its 7 timeouts, which never rise, are
+	// no alarm.
+	row := func(lane string) string {
+		return eval[string](ctx, t, `(() => { for (const tr of document.querySelectorAll('#lanes tr'))
+			if (tr.children[0].textContent === '`+lane+`') return tr.className + '|' + tr.children[1].textContent; return ''; })()`)
+	}
+	browsertest.WaitFor(ctx, t, "lane default queueing at two refreshes in a row", `[...document.querySelectorAll('#lanes tr.row-warn')].length === 1`, 15*time.Second, "#lanes")
+	if got := row("default"); got != "row-warn|queueing" {
+		t.Errorf("lane default's row class|state = %q, want row-warn|queueing", got)
+	}
+	if got := row("slowlane"); !strings.HasPrefix(got, "row-bad|crash loop") {
+		t.Errorf("lane slowlane's row class|state = %q, want row-bad|crash loop...", got)
+	}
+	timeoutsCell := `(() => { const hs = [...document.querySelectorAll('#lanes th')].map(h => h.textContent);
+		const td = document.querySelector('#lanes tr:nth-child(2)').children[hs.indexOf('timeouts')]; return td.textContent + '|' + td.className; })()`
+	if got := eval[string](ctx, t, timeoutsCell); got != "7|" {
+		t.Errorf("lane default's timeouts cell text|class = %q, want 7 with no class (it never rose)", got)
+	}
+
 	// Workers: an exec worker's status line, as text.
 	if w := text(ctx, t, "#workers"); !strings.Contains(w, "warming <i>cache</i>") {
 		t.Errorf("workers table lacks the status line:\n%s", w)

@@ -56,7 +56,7 @@ func (f *fakeBackend) Status() api.Status {
 		PID: 4242, UptimeS: 90, Listen: "127.0.0.1:8080", Config: "configs/example.hcl",
 		Lanes: []api.Lane{
 			{Name: "default", State: "ok", MinWorkers: 2, MaxWorkers: 8, MaxQueue: 100, QueueTimeout: "5s", RequestTimeout: "30s",
-				Served: 1234, Queued: 3, Inflight: 1, LastDrain: "done: 2 replaced",
+				Served: 1234, Queued: 3, Inflight: 1, LastDrain: "done: 2 replaced", Timeouts: 7,
 				Workers: []api.Worker{{PID: 101, State: "ready", Served: 600}, {PID: 102, State: "ready", Inflight: 1, Served: 634}},
 				Latency: api.Percentiles{Count: 10, P50: 1.5, P99: 20}},
 			{Name: "slowlane", State: "crash_loop", MinWorkers: 1, MaxWorkers: 4, MaxQueue: 50, QueueTimeout: "5s", RequestTimeout: "1m0s",

@@ -224,19 +224,20 @@ function record(s, queue) {
   prev = cur;
 }
 
-// rose says a lane's counter rose within RECENT_MS, as this tab saw it:
+// rose says a counter rose within RECENT_MS, as this tab saw it:
 // a rejection an hour ago is no reason for amber now.
-function rose(lane, key, v) {
-  const k = lane + '/' + key, now = Date.now(), r = rises[k];
+function rose(scope, key, v) {
+  const k = scope + '/' + key, now = Date.now(), r = rises[k];
   if (!r || v < r.v) { rises[k] = { v, at: 0 }; return false; }
   if (v > r.v) rises[k] = { v, at: now };
   return now - rises[k].at < RECENT_MS;
 }
 
-// recent is a counter's cell: amber while it rose recently.
-function recent(l, key) {
-  const v = l[key] || 0;
-  return [v, rose(l.name, key, v) ? 'warn' : '', 'amber when it rose in the last ' + RECENT_MS / 60000 + ' minutes'];
+// recent is a counter's cell (key of obj, whose rises are kept under
+// scope): amber while it rose recently.
+function recent(scope, obj, key) {
+  const v = obj[key] || 0;
+  return [v, rose(scope, key, v) ? 'warn' : '', 'amber when it rose in the last ' + RECENT_MS / 60000 + ' minutes'];
 }
 
 // ---- events ----
@@ -299,10 +300,10 @@ function laneRow(l) {
   const [stateText, stateCls, rowCls] = laneState(l, r);
   const row = [l.name, [stateText, stateCls], l.direct ? 'direct' : ready + '/' + l.min_workers + '/' + l.max_workers,
     [l.inflight + '/' + capacity(l), '', 'running / ' + (l.direct ? 'slots' : 'max_workers × concurrency')],
-    [l.queued + '/' + num(l.max_queue), l.queued ? (qfull ? 'bad' : 'warn') : ''], shortDur(l.queue_timeout), shortDur(l.request_timeout),
+    [l.queued + '/' + num(l.max_queue), qfull ? 'bad' : (r.waited ? 'warn' : '')], shortDur(l.queue_timeout), shortDur(l.request_timeout),
     r.rps === undefined ? '' : r.rps.toFixed(1), waitCell(l, r),
     lat.count ? ms(lat.p50) : '', lat.count ? ms(lat.p99) : '', l.served,
-    recent(l, 'rejected'), recent(l, 'timeouts'), recent(l, 'killed'), l.respawns, l.drains,
+    recent(l.name, l, 'rejected'), recent(l.name, l, 'timeouts'), recent(l.name, l, 'killed'), l.respawns, l.drains,
     [l.last_exit || '', 'text ' + (crashing ? 'bad' : 'muted')], [l.last_drain || '', 'text muted'], laneActions(l)];
   row.cls = rowCls;
   return row;
@@ -422,14 +423,15 @@ function renderRest(s, maps) {
   if (f.enabled) {
     d.append(el('h2', '', 'fetchd'));
     d.append(table('fetchd', ['<state', 'pid', 'restarts', 'cache entries', 'cache size', '<last error'],
-      [[[f.state || '', f.state === 'ready' ? 'ok' : 'warn'], num(f.pid), [num(f.restarts), f.restarts ? 'warn' : ''],
+      [[[f.state || '', f.state === 'ready' ? 'ok' : 'warn'], num(f.pid), recent('fetchd', f, 'restarts'),
         num(f.cache_entries), bytes(f.cache_bytes), [f.last_error || '', 'wrap bad']]]));
 
     d.append(el('h2', '', 'Themes'));
     d.append(table('themes', ['<theme', '<url', '<state', 'age', '<version', 'last fetch', '<last error', 'fetches', '304s', 'failures', 'rejected', 'stale serves', 'unthemed serves'],
       (s.themes || []).map((t) => [t.name, [t.url, 'wrap'], themeState(t),
         dur(t.age_s), t.version, ago(t.last_fetch), [t.last_error || '', 'wrap bad'], t.fetches, t.not_modified,
-        [t.failures, t.failures ? 'warn' : ''], [t.rejected, t.rejected ? 'warn' : ''], t.stale_serves, [t.unthemed_serves, t.unthemed_serves ? 'warn' : '']])));
+        recent('theme ' + t.name, t, 'failures'), recent('theme ' + t.name, t, 'rejected'), t.stale_serves,
+        recent('theme ' + t.name, t, 'unthemed_serves')])));
   }
 
   const fr = s.front || {};
