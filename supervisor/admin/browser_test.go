@@ -278,6 +278,7 @@ func checkActions(ctx context.Context, t *testing.T, f *fakeBackend) {
 	setSizes("9", "2")
 	click("#action-go")
 	waitMsg("the refused resize's error", "Refused (400): resize: min_workers 9 is above max_workers 2")
+	browsertest.Screenshot(ctx, t, "refused-resize")
 	if called("resize default 9 2") {
 		t.Error("a resize the admin refused reached the backend")
 	}
