@@ -155,12 +155,6 @@ func (c *Client) Requests(ctx context.Context) ([]InflightRequest, error) {
 	return rs, c.Call(ctx, http.MethodGet, "/api/requests", nil, &rs)
 }
 
-// Events is GET /api/events?since=ID.
-func (c *Client) Events(ctx context.Context, since uint64) ([]Event, error) {
-	var es []Event
-	return es, c.Call(ctx, http.MethodGet, "/api/events?since="+strconv.FormatUint(since, 10), nil, &es)
-}
-
 // Samples is GET /api/samples?lane=NAME&since=SEQ; an empty lane asks for
 // every lane.
 func (c *Client) Samples(ctx context.Context, lane string, since uint64) (*Samples, error) {
@@ -171,4 +165,10 @@ func (c *Client) Samples(ctx context.Context, lane string, since uint64) (*Sampl
 	q.Set("since", strconv.FormatUint(since, 10))
 	var s Samples
 	return &s, c.Call(ctx, http.MethodGet, "/api/samples?"+q.Encode(), nil, &s)
+}
+
+// Events is GET /api/events?since=ID.
+func (c *Client) Events(ctx context.Context, since uint64) ([]Event, error) {
+	var es []Event
+	return es, c.Call(ctx, http.MethodGet, "/api/events?since="+strconv.FormatUint(since, 10), nil, &es)
 }
