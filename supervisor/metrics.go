@@ -37,6 +37,9 @@ type laneMetrics struct {
 	queue, filter, run, total prometheus.Observer
 	m                         *metrics
 	name                      string
+	// counts are the same requests again, in the form the sampler reads
+	// (GET /api/samples).
+	counts laneCounts
 }
 
 // buckets cover 100 µs to 5 min: fast requests and hung ones alike.
@@ -98,6 +101,9 @@ func (m *metrics) lane(name string) *laneMetrics {
 	return v.(*laneMetrics)
 }
 
+// counts returns the lane's running totals for the sampler.
+func (m *metrics) counts(name string) *laneCounts { return &m.lane(name).counts }
+
 // observe records one finished request.
 func (m *metrics) observe(l *lane.Lane, o *lane.Outcome) {
 	lm := m.lane(l.Name())
@@ -112,6 +118,7 @@ func (m *metrics) observe(l *lane.Lane, o *lane.Outcome) {
 		c = &cc
 	}
 	(*c).Inc()
+	lm.counts.observe(o)
 	lm.queue.Observe(o.Queue.Seconds())
 	if o.Result == lane.Refused {
 		return

@@ -86,6 +86,7 @@ type Supervisor struct {
 	reloadMu sync.Mutex // one reload, resize or drain of the lane set at a time
 	lastLoad atomic.Pointer[api.ReloadLog]
 	events   eventLog // recent events, for GET /api/events
+	samples  sampler  // the last 15 minutes of each lane, for GET /api/samples
 
 	front   *fasthttp.Server
 	admin   *admin.Server
@@ -313,6 +314,9 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	close(s.ready)
 	s.opt.Notify.Ready(s.summary())
 	go s.opt.Notify.Run(mctx, s.summary)
+	sdone := make(chan struct{})
+	go func() { defer close(sdone); s.sampleLoop(mctx) }()
+	defer func() { mcancel(); <-sdone }()
 
 	select {
 	case <-ctx.Done():

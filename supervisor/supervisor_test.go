@@ -62,15 +62,20 @@ func startLogging(t testing.TB, lanes string, log hclog.Logger) *Supervisor {
 // ends Run's context and returns what Run returned.
 func startStoppable(t testing.TB, lanes string, log hclog.Logger) (*Supervisor, func() error) {
 	t.Helper()
+	return startAdmin(t, fmt.Sprintf("admin { listen = \"127.0.0.1:0\" }\nlog { level = %q }", log.GetLevel().String()), lanes, log)
+}
+
+// startAdmin is startStoppable with admin and log blocks of its own.
+func startAdmin(t testing.TB, adminAndLog, lanes string, log hclog.Logger) (*Supervisor, func() error) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "lanes.hcl")
 	src := fmt.Sprintf(`
 listen = "127.0.0.1:0"
 debug_headers = true
 shutdown_timeout = "5s"
-admin { listen = "127.0.0.1:0" }
-log { level = %q }
+%s
 app { demo = true }
-%s`, log.GetLevel().String(), strings.ReplaceAll(lanes, "CMD", fmt.Sprintf("%q", helloWorker)))
+%s`, adminAndLog, strings.ReplaceAll(lanes, "CMD", fmt.Sprintf("%q", helloWorker)))
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -295,6 +295,8 @@ func (b *backend) Requests() []api.InflightRequest { return nil }
 
 func (b *backend) Events(uint64) []api.Event { return nil }
 
+func (b *backend) Samples(string, uint64) (api.Samples, error) { return api.Samples{}, nil }
+
 func TestVersionFlag(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"-version"}, &out, &errb); code != 0 {

@@ -178,6 +178,18 @@ func (c *Client) Requests(ctx context.Context) ([]InflightRequest, error) {
 	return rs, c.Call(ctx, http.MethodGet, "/api/requests", nil, &rs)
 }
 
+// Samples is GET /api/samples?lane=NAME&since=SEQ; an empty lane asks for
+// every lane.
+func (c *Client) Samples(ctx context.Context, lane string, since uint64) (*Samples, error) {
+	q := url.Values{}
+	if lane != "" {
+		q.Set("lane", lane)
+	}
+	q.Set("since", strconv.FormatUint(since, 10))
+	var s Samples
+	return &s, c.Call(ctx, http.MethodGet, "/api/samples?"+q.Encode(), nil, &s)
+}
+
 // Events is GET /api/events?since=ID.
 func (c *Client) Events(ctx context.Context, since uint64) ([]Event, error) {
 	var es []Event

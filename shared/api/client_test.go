@@ -27,6 +27,9 @@ func TestClient(t *testing.T) {
 			w.Write([]byte(`{"error":"config has errors","diagnostics":["lanes.hcl:3,7: Invalid duration"]}`))
 		case "/api/events":
 			w.Write([]byte(`[{"id":` + r.URL.Query().Get("since") + `0,"kind":"kill"}]`))
+		case "/api/samples":
+			q := r.URL.Query()
+			w.Write([]byte(`{"seq":` + q.Get("since") + `1,"lanes":[{"lane":"` + q.Get("lane") + `","samples":[{"seq":1,"rps":{"5xx":2.5}}]}]}`))
 		}
 	}))
 	defer srv.Close()
@@ -39,6 +42,10 @@ func TestClient(t *testing.T) {
 	}
 	if es, err := c.Events(ctx, 7); err != nil || len(es) != 1 || es[0].ID != 70 {
 		t.Fatalf("Events(7): %+v %v", es, err)
+	}
+	if sm, err := c.Samples(ctx, "slow lane", 4); err != nil || sm.Seq != 41 || len(sm.Lanes) != 1 || sm.Lanes[0].Lane != "slow lane" ||
+		len(sm.Lanes[0].Samples) != 1 || sm.Lanes[0].Samples[0].RPS == nil || sm.Lanes[0].Samples[0].RPS.S5xx != 2.5 {
+		t.Fatalf("Samples(slow lane, 4): %+v %v", sm, err)
 	}
 	_, err = c.Reload(ctx)
 	var se *ServerError

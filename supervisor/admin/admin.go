@@ -36,6 +36,9 @@ type Backend interface {
 	Reload() (api.ReloadResult, error)
 	Requests() []api.InflightRequest
 	Events(since uint64) []api.Event
+	// Samples are the last minutes of every lane, or of the one named
+	// lane ("": all), after sample since.
+	Samples(lane string, since uint64) (api.Samples, error)
 }
 
 // Options configure the admin server.
@@ -130,6 +133,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /metrics", s.metrics)
 	m.HandleFunc("GET /api/requests", s.requests)
 	m.HandleFunc("GET /api/events", s.events)
+	m.HandleFunc("GET /api/samples", s.samples)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
@@ -147,20 +151,45 @@ func (s *Server) requests(w http.ResponseWriter, r *http.Request) {
 // events answers the recent events after ?since=ID (0 or absent: all that
 // are kept).
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	var since uint64
-	if v := r.URL.Query().Get("since"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("since=%q: give the id of the last event seen, a whole number", v))
-			return
-		}
-		since = n
+	since, ok := sinceParam(w, r, "the id of the last event seen")
+	if !ok {
+		return
 	}
 	es := s.o.Backend.Events(since)
 	if es == nil {
 		es = []api.Event{}
 	}
 	writeJSON(w, http.StatusOK, es)
+}
+
+// samples answers the lanes' samples (?lane=NAME: one lane's) after
+// ?since=SEQ (0 or absent: the whole window).
+func (s *Server) samples(w http.ResponseWriter, r *http.Request) {
+	since, ok := sinceParam(w, r, "the seq of the last sample seen")
+	if !ok {
+		return
+	}
+	res, err := s.o.Backend.Samples(r.URL.Query().Get("lane"), since)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// sinceParam reads ?since=N (absent: 0); on a bad value it has answered
+// 400, saying that N is what.
+func sinceParam(w http.ResponseWriter, r *http.Request, what string) (uint64, bool) {
+	v := r.URL.Query().Get("since")
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("since=%q: give %s, a whole number", v, what))
+		return 0, false
+	}
+	return n, true
 }
 
 func (s *Server) mappings(w http.ResponseWriter, r *http.Request) {

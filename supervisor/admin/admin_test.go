@@ -81,6 +81,9 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/api/events", "", 200, `"kind": "kill"`, "events 0"},
 		{"GET", "/api/events?since=1", "", 200, `"kind": "learned"`, "events 1"},
 		{"GET", "/api/events?since=2", "", 200, `[]`, "events 2"},
+		{"GET", "/api/samples", "", 200, `"lane": "slowlane"`, "samples  0"},
+		{"GET", "/api/samples?lane=default&since=7", "", 200, `"queue_wait_p99_ms": 3`, "samples default 7"},
+		{"GET", "/api/samples?lane=nope", "", 404, `no lane \"nope\"`, "samples nope 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
@@ -100,13 +103,15 @@ func TestRoutes(t *testing.T) {
 }
 
 func TestEventsBadSince(t *testing.T) {
-	s, f := newServer(t, "")
-	rec := do(t, s.Handler(), "GET", "/api/events?since=-1", "")
-	if rec.Code != http.StatusBadRequest || !strings.Contains(errorBody(t, rec).Error, "since") {
-		t.Fatalf("got %d %s, want 400 naming since", rec.Code, rec.Body)
-	}
-	if calls := f.Calls(); len(calls) != 0 {
-		t.Errorf("a refused call reached the backend: %q", calls)
+	for _, path := range []string{"/api/events?since=-1", "/api/samples?since=x", "/api/samples?lane=default&since=1.5"} {
+		s, f := newServer(t, "")
+		rec := do(t, s.Handler(), "GET", path, "")
+		if rec.Code != http.StatusBadRequest || !strings.Contains(errorBody(t, rec).Error, "since") {
+			t.Fatalf("GET %s: got %d %s, want 400 naming since", path, rec.Code, rec.Body)
+		}
+		if calls := f.Calls(); len(calls) != 0 {
+			t.Errorf("GET %s: a refused call reached the backend: %q", path, calls)
+		}
 	}
 }
 
@@ -255,7 +260,7 @@ func TestToken(t *testing.T) {
 		errorBody(t, rec)
 	}
 	// Every API call, the metrics and unknown paths need it too.
-	for _, c := range [][2]string{{"POST", "/api/reload"}, {"POST", "/api/lanes/slow/drain"}, {"GET", "/api/map"}, {"GET", "/metrics"}, {"GET", "/nope"}, {"POST", "/"}} {
+	for _, c := range [][2]string{{"POST", "/api/reload"}, {"POST", "/api/lanes/slow/drain"}, {"GET", "/api/map"}, {"GET", "/api/samples"}, {"GET", "/metrics"}, {"GET", "/nope"}, {"POST", "/"}} {
 		if rec := do(t, h, c[0], c[1], ""); rec.Code != http.StatusUnauthorized {
 			t.Errorf("%s %s without token: %d, want 401", c[0], c[1], rec.Code)
 		}

@@ -2,11 +2,10 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,34 +13,16 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/hashicorp/go-hclog"
-)
 
-// chromium finds a Chromium or Chrome binary: $LANES_CHROMIUM, else the
-// usual names on PATH.
-func chromium() string {
-	if p := os.Getenv("LANES_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
+	"github.com/lanes-dev/lanes/internal/browsertest"
+)
 
 // TestDashboardInBrowser loads the dashboard in headless Chromium against
 // a server with a token: before the token is typed the page shows a form
 // and no data; after, the lanes and the mappings, with a client-supplied
 // pattern shown as text, not markup; a refused token asks again.
 func TestDashboardInBrowser(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test skipped in -short mode")
-	}
-	bin := chromium()
-	if bin == "" {
-		t.Skip("no Chromium binary found (install the Debian package \"chromium\", or set LANES_CHROMIUM); dashboard browser test skipped")
-	}
+	ctx := browsertest.Start(t, 90*time.Second)
 
 	f := newFake()
 	s := New(Options{Token: testToken, Listen: "127.0.0.1:8081", Backend: f, Metrics: fakeMetrics(), Log: hclog.NewNullLogger()})
@@ -61,25 +42,6 @@ func TestDashboardInBrowser(t *testing.T) {
 	go srv.Serve(ln) //nolint:errcheck // returns ErrServerClosed after Close
 	t.Cleanup(func() { _ = srv.Close() })
 	url := "http://" + ln.Addr().String() + "/"
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, tcancel := context.WithTimeout(ctx, 60*time.Second)
-	defer tcancel()
 
 	// Without the token: the form, and nothing of the status.
 	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#login"))); err != nil {
@@ -125,6 +87,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 
 	checkLive(ctx, t, f, &failStatus)
+	browsertest.Screenshot(ctx, t, "dashboard")
+	checkActions(ctx, t, f)
 
 	// A refused token is forgotten and asked for again on the next refresh.
 	eval[int](ctx, t, `sessionStorage.setItem('lanes.admin.token', 'wrong'); 0`)
@@ -178,6 +142,26 @@ func checkLive(ctx context.Context, t *testing.T, f *fakeBackend, failStatus *at
 			t.Errorf("lanes table lacks %q:\n%s", want, lanes)
 		}
 	}
+	// Rows by state: the crash loop red; lane default, whose 3 requests
+	// wait at every refresh, amber; its 7 timeouts, which never rise, are
+	// no alarm.
+	row := func(lane string) string {
+		return eval[string](ctx, t, `(() => { for (const tr of document.querySelectorAll('#lanes tr'))
+			if (tr.children[0].textContent === '`+lane+`') return tr.className + '|' + tr.children[1].textContent; return ''; })()`)
+	}
+	browsertest.WaitFor(ctx, t, "lane default queueing at two refreshes in a row", `[...document.querySelectorAll('#lanes tr.row-warn')].length === 1`, 15*time.Second, "#lanes")
+	if got := row("default"); got != "row-warn|queueing" {
+		t.Errorf("lane default's row class|state = %q, want row-warn|queueing", got)
+	}
+	if got := row("slowlane"); !strings.HasPrefix(got, "row-bad|crash loop") {
+		t.Errorf("lane slowlane's row class|state = %q, want row-bad|crash loop...", got)
+	}
+	timeoutsCell := `(() => { const hs = [...document.querySelectorAll('#lanes th')].map(h => h.textContent);
+		const td = document.querySelector('#lanes tr:nth-child(2)').children[hs.indexOf('timeouts')]; return td.textContent + '|' + td.className; })()`
+	if got := eval[string](ctx, t, timeoutsCell); got != "7|" {
+		t.Errorf("lane default's timeouts cell text|class = %q, want 7 with no class (it never rose)", got)
+	}
+
 	// Workers: an exec worker's status line, as text.
 	if w := text(ctx, t, "#workers"); !strings.Contains(w, "warming <i>cache</i>") {
 		t.Errorf("workers table lacks the status line:\n%s", w)
@@ -196,9 +180,19 @@ func checkLive(ctx context.Context, t *testing.T, f *fakeBackend, failStatus *at
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	// Charts: four, each drawn on a canvas.
-	if n := eval[int](ctx, t, `document.querySelectorAll('#charts .chart canvas').length`); n != 4 {
-		t.Errorf("%d chart canvases, want 4; charts: %s", n, text(ctx, t, "#sec-charts"))
+	// Charts: four per lane, each drawn on a canvas, holding the 15
+	// minutes of samples the page loaded when it opened.
+	if n := eval[int](ctx, t, `document.querySelectorAll('#charts .chart canvas').length`); n != 8 {
+		t.Errorf("%d chart canvases, want 4 for each of the 2 lanes; charts: %s", n, text(ctx, t, "#sec-charts"))
+	}
+	if n := eval[int](ctx, t, `+document.getElementById('charts').dataset.points`); n < 180 {
+		t.Errorf("the charts hold %d samples of lane default, want the ring's 180 and more", n)
+	}
+	if age := eval[float64](ctx, t, `Date.now() / 1000 - document.getElementById('charts').dataset.since`); age < 14*60 || age > 16*60 {
+		t.Errorf("the charts begin %.0f s ago, want 15 minutes", age)
+	}
+	if key := text(ctx, t, "#charts-key"); !strings.Contains(key, "kept by lanesd") || strings.Contains(key, "this tab") {
+		t.Errorf("charts key = %q", key)
 	}
 
 	// Themes: a stale copy at rest is neutral, one whose origin fails is amber.
@@ -240,6 +234,95 @@ func checkLive(ctx context.Context, t *testing.T, f *fakeBackend, failStatus *at
 	f.setFetchdOff(false)
 }
 
+// checkActions drains, resizes and unmaps from the page: each call
+// reaches the backend and its answer shows; a refused one shows the API's
+// error text, and a call the admin refuses before the backend never gets
+// there.
+func checkActions(ctx context.Context, t *testing.T, f *fakeBackend) {
+	t.Helper()
+	waitMsg := func(what, want string) {
+		t.Helper()
+		browsertest.WaitFor(ctx, t, what, `(() => { const m = document.getElementById('action-msg');
+			return !m.hidden && m.textContent.includes(`+jsString(want)+`); })()`, 15*time.Second, "#action-msg")
+	}
+	click := func(sel string) {
+		t.Helper()
+		browsertest.Click(ctx, t, sel, 30*time.Second)
+	}
+	laneButton := func(lane, label string) string {
+		return `#lanes button[data-act*='"lane":"` + lane + `"'][data-act*='"kind":"` + label + `"']`
+	}
+	called := func(call string) bool {
+		for _, c := range f.Calls() {
+			if c == call {
+				return true
+			}
+		}
+		return false
+	}
+
+	// Resize lane default: the form starts at its sizes; 9 > 2 is refused
+	// by the admin with its own words and reaches no backend.
+	click(laneButton("default", "resize"))
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#action-min"))); err != nil {
+		t.Fatalf("no resize form: %v", err)
+	}
+	if got := eval[string](ctx, t, `document.getElementById('action-min').value + '/' + document.getElementById('action-max').value`); got != "2/8" {
+		t.Errorf("resize form starts at %q, want the lane's 2/8", got)
+	}
+	setSizes := func(min, max string) {
+		t.Helper()
+		eval[int](ctx, t, `document.getElementById('action-min').value = `+jsString(min)+`;
+			document.getElementById('action-max').value = `+jsString(max)+`; 0`)
+	}
+	setSizes("9", "2")
+	click("#action-go")
+	waitMsg("the refused resize's error", "Refused (400): resize: min_workers 9 is above max_workers 2")
+	browsertest.Screenshot(ctx, t, "refused-resize")
+	if called("resize default 9 2") {
+		t.Error("a resize the admin refused reached the backend")
+	}
+	setSizes("3", "6")
+	click("#action-go")
+	waitMsg("the resize's answer", "Lane default resized: min_workers 3, max_workers 6")
+	if !called("resize default 3 6") {
+		t.Errorf("the resize did not reach the backend: %q", f.Calls())
+	}
+
+	// Drain: lane slowlane is unknown to the backend (404, its words);
+	// lane default drains.
+	click(laneButton("slowlane", "drain"))
+	click("#action-go")
+	waitMsg("the refused drain's error", `Refused (404): no lane "slowlane"`)
+	click("#action-cancel")
+	click(laneButton("default", "drain"))
+	click("#action-go")
+	waitMsg("the drain's answer", "Drain of lane default started: 2 worker(s) to replace")
+	if !called("drain default") {
+		t.Errorf("the drain did not reach the backend: %q", f.Calls())
+	}
+
+	// Unmap: only runtime and learned mappings have a button; the learned
+	// one goes, and the next refresh shows it gone.
+	if n := eval[int](ctx, t, `document.querySelectorAll('#mappings button[data-act]').length`); n != 1 {
+		t.Errorf("%d remove buttons in the mappings, want 1 (the config mapping has none)", n)
+	}
+	click("#mappings button[data-act]")
+	click("#action-go")
+	waitMsg("the unmap's answer", "Removed POST /report/<b>x</b>")
+	if !called("unmap POST /report/<b>x</b>") {
+		t.Errorf("the unmap did not reach the backend: %q", f.Calls())
+	}
+	browsertest.WaitFor(ctx, t, "the removed mapping gone from the table",
+		`!document.getElementById('mappings').textContent.includes('/report/')`, 15*time.Second, "#mappings")
+}
+
+// jsString quotes s as a JavaScript string.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
 // fakeMetrics serves a lanes_request_queue_seconds histogram for lane
 // "default" that grows by 10 requests and 0.25 s of waiting per scrape.
 func fakeMetrics() http.Handler {
@@ -258,18 +341,10 @@ func fakeMetrics() http.Handler {
 
 func text(ctx context.Context, t *testing.T, sel string) string {
 	t.Helper()
-	s, err := chromedp.Run(ctx, chromedp.TextContent(chromedp.CSS(sel)))
-	if err != nil {
-		t.Fatalf("text of %s: %v", sel, err)
-	}
-	return s
+	return browsertest.Text(ctx, t, sel)
 }
 
 func eval[T any](ctx context.Context, t *testing.T, js string) T {
 	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
-	if err != nil {
-		t.Fatalf("evaluate %s: %v", js, err)
-	}
-	return v
+	return browsertest.Eval[T](ctx, t, js)
 }

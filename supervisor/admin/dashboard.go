@@ -8,10 +8,13 @@ import (
 	"strings"
 )
 
-// The dashboard is one self-contained page: HTML, CSS and script inlined,
+// The dashboard is one self-contained page: HTML, CSS and scripts inlined,
 // no external assets and no build step. It is a shell with no data and no
 // secret — the script fetches the API every two seconds, asking for the
-// token (kept in sessionStorage) when the API answers 401.
+// token (kept in sessionStorage) when the API answers 401. Its script is
+// three files: page.js (the tables, the refresh loop, the login),
+// charts.js (the lanes' samples and their charts) and actions.js (drain,
+// resize, unmap); the last two only define functions that page.js calls.
 //
 // The charts are uPlot (https://github.com/leeoniya/uPlot), MIT licence in
 // dashboard/uPlot.LICENSE, vendored unchanged from the npm package
@@ -26,17 +29,21 @@ var (
 	pageCSS string
 	//go:embed dashboard/page.js
 	pageJS string
+	//go:embed dashboard/charts.js
+	chartsJS string
+	//go:embed dashboard/actions.js
+	actionsJS string
 	//go:embed dashboard/uPlot.iife.min.js
 	chartJS string
 	//go:embed dashboard/uPlot.min.css
 	chartCSS string
 
-	dashboardPage = strings.NewReplacer("{{STYLE}}", pageCSS, "{{SCRIPT}}", pageJS,
-		"{{CHART_STYLE}}", chartCSS, "{{CHART_SCRIPT}}", chartJS).Replace(pageHTML)
+	dashboardPage = strings.NewReplacer("{{STYLE}}", pageCSS, "{{SCRIPT}}", pageJS, "{{CHARTS}}", chartsJS,
+		"{{ACTIONS}}", actionsJS, "{{CHART_STYLE}}", chartCSS, "{{CHART_SCRIPT}}", chartJS).Replace(pageHTML)
 	// dashboardCSP allows exactly the inlined scripts and styles (by hash)
 	// and calls to this listener: an injected tag would not run.
-	dashboardCSP = "default-src 'none'; script-src '" + cspHash(chartJS) + "' '" + cspHash(pageJS) +
-		"'; style-src '" + cspHash(chartCSS) + "' '" + cspHash(pageCSS) +
+	dashboardCSP = "default-src 'none'; script-src '" + cspHash(chartJS) + "' '" + cspHash(chartsJS) + "' '" + cspHash(actionsJS) +
+		"' '" + cspHash(pageJS) + "'; style-src '" + cspHash(chartCSS) + "' '" + cspHash(pageCSS) +
 		"'; connect-src 'self'; img-src data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
 )
 

@@ -56,7 +56,7 @@ func (f *fakeBackend) Status() api.Status {
 		PID: 4242, UptimeS: 90, Listen: "127.0.0.1:8080", Config: "configs/example.hcl",
 		Lanes: []api.Lane{
 			{Name: "default", State: "ok", MinWorkers: 2, MaxWorkers: 8, MaxQueue: 100, QueueTimeout: "5s", RequestTimeout: "30s",
-				Served: 1234, Queued: 3, Inflight: 1, LastDrain: "done: 2 replaced",
+				Served: 1234, Queued: 3, Inflight: 1, LastDrain: "done: 2 replaced", Timeouts: 7,
 				Workers: []api.Worker{{PID: 101, State: "ready", Served: 600}, {PID: 102, State: "ready", Inflight: 1, Served: 634}},
 				Latency: api.Percentiles{Count: 10, P50: 1.5, P99: 20}},
 			{Name: "slowlane", State: "crash_loop", MinWorkers: 1, MaxWorkers: 4, MaxQueue: 50, QueueTimeout: "5s", RequestTimeout: "1m0s",
@@ -177,4 +177,35 @@ func (f *fakeBackend) Events(since uint64) []api.Event {
 		}
 	}
 	return out
+}
+
+// Samples serves 15 minutes of samples, one every 5 s up to now, for the
+// lanes "default" and "slowlane": a sample's seq is its time in 5 s steps,
+// so new ones appear as time passes. Lane default answers 2xx at 10/s and
+// 5xx at 1/s, with 2 requests queued; its latencies are known.
+func (f *fakeBackend) Samples(lane string, since uint64) (api.Samples, error) {
+	f.record("samples %s %d", lane, since)
+	now := uint64(time.Now().Unix() / 5)
+	out := api.Samples{IntervalS: 5, WindowS: 900, Seq: now, Lanes: []api.LaneSamples{}}
+	for _, name := range []string{"default", "slowlane"} {
+		if lane != "" && lane != name {
+			continue
+		}
+		ls := api.LaneSamples{Lane: name, Samples: []api.Sample{}}
+		for seq := max(now-179, since+1); seq <= now; seq++ {
+			s := api.Sample{Seq: seq, Time: time.Unix(int64(seq)*5, 0), Ready: 1}
+			if name == "default" {
+				p50, p99, wait := 1.5, 20.0, 3.0
+				s.RPS = &api.StatusRates{S2xx: 10, S5xx: 1}
+				s.Queued, s.Inflight, s.Ready, s.Busy = 2, 1, 2, 1
+				s.LatencyP50, s.LatencyP99, s.QueueWaitP99 = &p50, &p99, &wait
+			}
+			ls.Samples = append(ls.Samples, s)
+		}
+		out.Lanes = append(out.Lanes, ls)
+	}
+	if lane != "" && len(out.Lanes) == 0 {
+		return api.Samples{}, api.NotFound("no lane %q", lane)
+	}
+	return out, nil
 }

@@ -116,3 +116,35 @@ func (l *Lane) Status() api.Lane {
 	st.Latency = l.lat.percentiles()
 	return st
 }
+
+// Load is the lane's load at one moment, for the supervisor's sampler: a
+// few counts read under the lock, with none of Status's allocations.
+type Load struct {
+	Queued   int // requests waiting for a worker
+	Inflight int // requests running on workers
+	Ready    int // workers in rotation; a direct lane: its slots
+	Busy     int // workers running at least one request, in rotation or not; a direct lane: slots in use
+}
+
+// Load returns the lane's load now.
+func (l *Lane) Load() Load {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ld := Load{Queued: len(l.queue), Inflight: l.inflight}
+	if l.direct != nil {
+		if l.direct.state == Ready {
+			ld.Ready = l.direct.conc
+		}
+		ld.Busy = l.direct.inflight
+		return ld
+	}
+	for _, w := range l.workers {
+		if w.state == Ready {
+			ld.Ready++
+		}
+		if w.inflight > 0 {
+			ld.Busy++
+		}
+	}
+	return ld
+}
