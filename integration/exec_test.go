@@ -448,7 +448,7 @@ lane "default" {
   max_workers = 1
   exec        = ["/bin/sh", "-c", "trap 'echo stop-signal-INT; exit 0' INT; echo started $$; while :; do sleep 0.1; done"]
   stop_signal  = "SIGINT"
-  stop_timeout = "3s"
+  stop_timeout = "20s"
 }
 lane "stubborn" {
   min_workers  = 1
@@ -472,7 +472,9 @@ lane "stubborn" {
 	l.drain(t, "default")
 	start := time.Now()
 	l.drain(t, "stubborn")
-	waitGone(t, "the drained program (stop_signal SIGINT, stop_timeout 3s)", def, 2*time.Second)
+	// Its replacement's probation (1 s) first, then SIGINT ends it at once;
+	// only a lost signal would leave it to stop_timeout's SIGKILL (20 s).
+	waitGone(t, "the drained program (stop_signal SIGINT, stop_timeout 20s)", def, 8*time.Second)
 	l.waitLog(t, 5*time.Second, "stop-signal-INT")
 	waitGone(t, "the program ignoring SIGTERM", stub, 10*time.Second)
 	took := time.Since(start)
