@@ -61,17 +61,18 @@ test-deps:
 bench: build bench-deps
 	$(GO) run ./bench -lanesd $(BIN)/lanesd
 
-# What the bench compares with: nginx (the reverse-proxy baseline) and wrk
-# (the closed-loop load generator); and strace, which counts system calls for
+# What the bench compares with: nginx and HAProxy (the reverse-proxy
+# baselines) and wrk (the closed-loop load generator); and strace, which counts system calls for
 # the per-request breakdown; and gunicorn for /usr/bin/python3, which the
 # Python scenarios (pyisolation, pyhang, pythroughput) run. Installed with
 # apt-get when missing and possible (root, apt-get); never fails: without
-# them the bench uses its Go generator, prints no nginx figures and skips
+# them the bench uses its Go generator, prints no nginx or HAProxy figures, skips
 # the Python scenarios. Note that installing nginx on a
 # host with systemd also enables its default site on port 80.
 bench-deps:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
+	command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
 	/usr/bin/python3 -c 'import gunicorn' >/dev/null 2>&1 || missing="$$missing python3-gunicorn"; \

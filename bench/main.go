@@ -65,6 +65,7 @@ import (
 type options struct {
 	lanesd       string
 	nginx        string
+	haproxy      string
 	gen          string
 	only         string
 	isoWarmup    time.Duration
@@ -155,7 +156,9 @@ type bench struct {
 	log   io.Writer
 	wrk   *wrk   // nil: the Go closed-loop generator
 	nginx string // nginx binary; "" when not installed
-	args  []string
+	// haproxy is the haproxy binary; "" when not installed.
+	haproxy string
+	args    []string
 
 	report *strings.Builder // the report so far
 	want   map[string]bool  // the scenarios to run, by name
@@ -183,6 +186,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.lanesd, "lanesd", "bin/lanesd", "lanesd `binary` to measure (make bench builds it)")
 	fs.StringVar(&o.nginx, "nginx", "", "nginx `binary` (default: nginx on PATH, else /usr/sbin/nginx)")
+	fs.StringVar(&o.haproxy, "haproxy", "", "haproxy `binary` (default: haproxy on PATH, else /usr/sbin/haproxy)")
 	fs.StringVar(&o.gen, "gen", "auto", "closed-loop generator: wrk, go, or auto (wrk when on PATH)")
 	fs.StringVar(&o.only, "only", "", "comma-separated scenarios to run: "+strings.Join(scenarioNames(), ", ")+" (default all)")
 	fs.DurationVar(&o.isoWarmup, "iso-warmup", 2*time.Second, "isolation: warm-up per setup, not counted")
@@ -323,9 +327,10 @@ func parseOnly(only string) (map[string]bool, error) {
 	return want, nil
 }
 
-// pickTools finds wrk and nginx.
+// pickTools finds wrk, nginx and HAProxy.
 func (b *bench) pickTools() error {
 	b.nginx = findNginx(b.opt.nginx)
+	b.haproxy = findHAProxy(b.opt.haproxy)
 	threads := max(1, runtime.NumCPU()/2) // leave the rest to the servers measured
 	switch b.opt.gen {
 	case "auto", "wrk":
@@ -369,6 +374,11 @@ func (b *bench) printHeader(w io.Writer) {
 		nginx = b.nginx + " " + nginxVersion(b.nginx)
 	}
 	fmt.Fprintf(w, "   nginx:   %s\n", nginx)
+	haproxy := "not installed (apt-get install haproxy)"
+	if b.haproxy != "" {
+		haproxy = b.haproxy + " " + haproxyVersion(b.haproxy)
+	}
+	fmt.Fprintf(w, "   haproxy: %s\n", haproxy)
 	fmt.Fprintf(w, "   load:    %s\n", b.generatorName())
 	fmt.Fprintf(w, "   loadavg: %s at the start (the bench's own servers are idle; more means neighbours)\n\n", loadavg())
 }

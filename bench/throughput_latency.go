@@ -12,7 +12,7 @@ import (
 
 // Scenarios 2 and 3: what the extra hop costs. One origin serves a small
 // fixed body; it is measured directly, through lanes (the built-in worker
-// as a reverse proxy) and through nginx, each a process of its own. A
+// as a reverse proxy) and through nginx and HAProxy, each a process of its own. A
 // fourth target has no hop to the origin: lanes with the same handler in
 // its workers, which is what nginx in front of the origin compares with
 // for an application written on worker.Serve.
@@ -57,6 +57,7 @@ const (
 	tgApp                // lanes with the origin's handler in its workers
 	tgBare               // a bare fasthttp proxy: one Go hop, for reference
 	tgNginx              // nginx proxying to the origin
+	tgHAProxy            // HAProxy proxying to the origin
 	numTargets
 )
 
@@ -96,7 +97,7 @@ type latRow struct {
 }
 
 // proxyResults is what scenarios 2 and 3 found, indexed by tgDirect…
-// tgNginx.
+// tgHAProxy.
 type proxyResults struct {
 	tp    []tpRow // nil: throughput not run
 	lat   []latRow
@@ -188,6 +189,23 @@ func (b *bench) proxy(ctx context.Context, doTP, doLat bool) (*proxyResults, err
 			rows[tgNginx].err = fmt.Errorf("nginx: %w", err)
 		} else {
 			addrs[tgNginx] = n.addr
+		}
+	}
+
+	rows[tgHAProxy].name = "HAProxy"
+	if b.haproxy == "" {
+		rows[tgHAProxy].skipped = "HAProxy not installed (apt-get install haproxy)"
+	} else {
+		rows[tgHAProxy].name = haproxyVersion(b.haproxy) + " (threads auto, http-reuse always)"
+		h, err := b.startHAProxy(b.haproxy, origin.addr)
+		if err == nil {
+			defer h.Stop()
+			err = probe(h.addr, "/", len(originBody))
+		}
+		if err != nil {
+			rows[tgHAProxy].err = fmt.Errorf("haproxy: %w", err)
+		} else {
+			addrs[tgHAProxy] = h.addr
 		}
 	}
 
@@ -313,6 +331,12 @@ func (b *bench) printProxy(w io.Writer, r *proxyResults) {
 		default:
 			fmt.Fprintf(w, "   lanes (app in worker) / nginx: %s   target ≥ 1.00× → %s\n", ratio(rps[tgApp], rps[tgNginx]), verdict(rps[tgApp] >= rps[tgNginx]))
 		}
+		if h := rps[tgHAProxy]; h > 0 {
+			fmt.Fprintf(w, "   against HAProxy: lanes %s, lanes direct %s (target ≥ 0.80× → %s), app in worker %s; nginx / HAProxy %s\n",
+				ratio(rps[tgLanes], h), ratio(rps[tgLanesDirect], h), verdict(rps[tgLanesDirect] >= 0.8*h), ratio(rps[tgApp], h), ratio(rps[tgNginx], h))
+		} else {
+			fmt.Fprintf(w, "   against HAProxy: -   (HAProxy not measured)\n")
+		}
 		if rps[tgBare] > 0 && rps[tgNginx] > 0 {
 			fmt.Fprintf(w, "   bare Go hop / nginx: %s   (reference: one fasthttp proxy process, what a Go hop reaches here)\n", ratio(rps[tgBare], rps[tgNginx]))
 		}
@@ -365,6 +389,9 @@ func (b *bench) printProxy(w io.Writer, r *proxyResults) {
 			a50, n50 := svcDelta(app, base, 50), svcDelta(nginx, base, 50)
 			fmt.Fprintf(w, "   added by lanes (app in worker) at p50: %s, by nginx: %s   target: ≤ nginx's → %s\n",
 				fmtMicros(a50), fmtMicros(n50), verdict(a50 <= n50))
+		}
+		if h := r.lat[tgHAProxy].res; h != nil {
+			fmt.Fprintf(w, "   added by HAProxy at p50: %s\n", fmtMicros(svcDelta(h, base, 50)))
 		}
 		if bare := r.lat[tgBare].res; bare != nil {
 			fmt.Fprintf(w, "   added by one bare Go hop at p50: %s   (reference: lanes makes two such hops in upstream mode, one in app mode)\n",
