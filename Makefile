@@ -20,14 +20,15 @@ run: build
 check: build
 	$(BIN)/lanesd -config $(CONFIG) -check
 
-# Every test: unit tests under the race detector (and the two that are too
-# slow for it, without), then the process-level integration tests (real
-# lanesd, workers of Go and Python, sockets and signals).
+# Every test: unit tests under the race detector (and the few it makes too
+# slow, or whose figures it distorts, without), then the process-level
+# integration tests (real lanesd, workers of Go and Python, sockets and
+# signals).
 test: test-deps
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 $(TESTFLAGS) $$($(GO) list ./... | grep -v /integration)
-	$(GO) test -count=1 $(TESTFLAGS) -run 'TestProxyLargeBody|TestWorkerUploadStreams|TestRSS1000Pages' ./worker/app/ ./fetchd/  # -race skips them: too slow, or memory figures it distorts
+	$(GO) test -count=1 $(TESTFLAGS) -run 'TestProxyLargeBody|TestWorkerUploadStreams|TestRSS1000Pages|TestServeAllocs' ./worker/app/ ./fetchd/ ./supervisor/front/  # -race skips them: too slow, or memory and allocation figures it distorts
 	$(GO) test -count=1 -timeout 8m $(TESTFLAGS) ./integration/...
 
 # What the tests need beyond Go: Chromium, for the dashboard's test in a

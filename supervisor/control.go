@@ -14,28 +14,8 @@ import (
 
 	"github.com/lanes-dev/lanes/shared/api"
 	"github.com/lanes-dev/lanes/shared/config"
-	"github.com/lanes-dev/lanes/supervisor/lane"
 	"github.com/lanes-dev/lanes/supervisor/mapping"
 )
-
-// trace is every lane's Trace hook: the one place a finished request is
-// accounted for outside its lane — the access log, the metrics, and the
-// auto_map trace.
-func (s *Supervisor) trace(l *lane.Lane, o *lane.Outcome) {
-	s.retiring.ended(l)
-	if o.Retry {
-		return // the retry is the request; this attempt only fed the lane
-	}
-	st := s.state.Load()
-	s.metrics.observe(l, o)
-	if ref, ok := o.Mapping.(mapping.Ref); ok && o.Result != lane.Refused {
-		// By name: a reload since the match may have moved or removed l.
-		st.tbl.Observe(ref, l.Name(), o.Method, o.Path, o.Filter+o.Run, o.Result == lane.HardTimeout)
-	}
-	if st.access != nil {
-		st.access.log(l, o, st.cfg.Log.AccessFormat)
-	}
-}
 
 // Requests lists the requests running on workers now, longest first.
 func (s *Supervisor) Requests() []api.InflightRequest {

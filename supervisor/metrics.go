@@ -105,8 +105,8 @@ func (m *metrics) lane(name string) *laneMetrics {
 func (m *metrics) counts(name string) *laneCounts { return &m.lane(name).counts }
 
 // observe records one finished request.
-func (m *metrics) observe(l *lane.Lane, o *lane.Outcome) {
-	lm := m.lane(l.Name())
+func (m *metrics) observe(laneName string, o *lane.Outcome) {
+	lm := m.lane(laneName)
 	code := o.Status
 	if code < 100 || code >= len(lm.codes) {
 		code = 0
@@ -232,8 +232,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descAccept, c.s.adminLn.AcceptErrors(), "admin")
 		counter(descOverCap, c.s.adminLn.OverCap(), "admin")
 	}
-	counter(descTruncated, c.s.truncated.Load())
-	counter(descRetries, c.s.retries.Load())
+	counter(descTruncated, c.s.front.Truncated())
+	counter(descRetries, c.s.front.Retries())
 	if c.s.fetchd != nil {
 		c.collectThemes(gauge, counter, b2f)
 	}

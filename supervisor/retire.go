@@ -15,7 +15,7 @@ import (
 // runs there, whole: each lane has a retirer that stops it once its
 // queue and its in-flight requests are done (bounded by its
 // request_timeout and queue_timeout), woken by the end of each of its
-// requests (ended, from the trace hook). Shutdown takes the lanes still
+// requests (ended, from the front's Ended hook). Shutdown takes the lanes still
 // waiting and stops them with the others, and waits for those already
 // stopping.
 type retiring struct {
@@ -54,7 +54,7 @@ func (r *retiring) add(l *lane.Lane) {
 	go r.retire(l, wake)
 }
 
-// ended is the trace hook's news that a request of l left it.
+// ended is the front's news that a request of l left it.
 func (r *retiring) ended(l *lane.Lane) {
 	if r.n.Load() == 0 {
 		return

@@ -1,9 +1,11 @@
-// Package supervisor is the lanes front process: the fasthttp listener,
-// the classification of each request into a lane (package mapping, over
+// Package supervisor is the lanes front process: the front (package
+// front: the fasthttp listener and what it does to each request), the
+// classification of each request into a lane (package mapping, over
 // package router's patterns), the lanes and their worker processes
 // (package lane, package proc), and the admin listener (package admin).
-// A reload builds one immutable state and stores it once. Run owns the
-// process's lifetime; the signal loop in cmd/lanesd drives it.
+// A reload builds one immutable state and stores it once; the front reads
+// it as its Snapshot. Run owns the process's lifetime; the signal loop in
+// cmd/lanesd drives it.
 package supervisor
 
 import (
@@ -30,6 +32,7 @@ import (
 	"github.com/lanes-dev/lanes/shared/config"
 	"github.com/lanes-dev/lanes/shared/logging"
 	"github.com/lanes-dev/lanes/supervisor/admin"
+	"github.com/lanes-dev/lanes/supervisor/front"
 	"github.com/lanes-dev/lanes/supervisor/lane"
 	"github.com/lanes-dev/lanes/supervisor/listener"
 	"github.com/lanes-dev/lanes/supervisor/mapping"
@@ -73,7 +76,7 @@ type Supervisor struct {
 	opt     Options
 	log     hclog.Logger
 	warn    *logging.Limiter // for warnings a flood of requests can repeat: rate-limited
-	access  *accessLog
+	access  *front.AccessLog
 	spawner *proc.Spawner
 	runDir  string
 	started time.Time
@@ -88,13 +91,11 @@ type Supervisor struct {
 	events   eventLog // recent events, for GET /api/events
 	samples  sampler  // the last 15 minutes of each lane, for GET /api/samples
 
-	front   *fasthttp.Server
+	front   *front.Front // made by Run
+	server  *fasthttp.Server
 	admin   *admin.Server
 	frontLn *listener.Listener
 	adminLn *listener.Listener
-
-	retries, truncated atomic.Uint64
-	bufs               *frontBuffers // the front's pools (newFront)
 
 	mu        sync.Mutex
 	frontAddr net.Addr
@@ -111,32 +112,28 @@ type Supervisor struct {
 // same state, and to nothing else. Before Run has started the lanes, the
 // state holds the config alone.
 type state struct {
-	cfg    *config.Config
-	access *accessLog     // nil when access_log = false
-	lanes  []*lane.Lane   // in tbl's lane order
-	tbl    *mapping.Table // compiled for lanes
-	// upstreamTLS says app.upstream is https, which direct lanes' requests
-	// must say to their client.
-	upstreamTLS bool
+	cfg   *config.Config
+	lanes []*lane.Lane   // in tbl's lane order
+	tbl   *mapping.Table // compiled for lanes
+	// front is this same state as the front reads it.
+	front *front.Snapshot
 }
 
 // newState is the state of cfg with tbl, whose lanes are taken from
 // byName.
-func newState(cfg *config.Config, access *accessLog, byName map[string]*lane.Lane, tbl *mapping.Table) *state {
-	st := &state{cfg: cfg, tbl: tbl, upstreamTLS: strings.HasPrefix(cfg.App.Upstream, "https:")}
+func newState(cfg *config.Config, access *front.AccessLog, byName map[string]*lane.Lane, tbl *mapping.Table) *state {
+	st := &state{cfg: cfg, tbl: tbl}
+	snap := &front.Snapshot{Config: cfg, Table: tbl, UpstreamTLS: strings.HasPrefix(cfg.App.Upstream, "https:")}
 	if cfg.Log.AccessLog {
-		st.access = access
+		snap.Access = access
 	}
 	for _, name := range tbl.Lanes() {
-		st.lanes = append(st.lanes, byName[name])
+		l := byName[name]
+		st.lanes = append(st.lanes, l)
+		snap.Lanes = append(snap.Lanes, frontLane{l})
 	}
+	st.front = snap
 	return st
-}
-
-// match returns the request's lane and the mapping that sent it there.
-func (st *state) match(method, path []byte) (*lane.Lane, mapping.Ref) {
-	i, ref := st.tbl.Match(method, path)
-	return st.lanes[i], ref
 }
 
 // byName is st's lanes by name.
@@ -205,7 +202,7 @@ func New(cfg *config.Config, opt Options) (*Supervisor, error) {
 	if opt.LogOutput == nil {
 		opt.LogOutput = os.Stderr
 	}
-	s.access = newAccessLog(s.log.Name()+".access", cfg.Log.JSON, opt.LogOutput)
+	s.access = front.NewAccessLog(s.log.Name()+".access", cfg.Log.JSON, opt.LogOutput)
 	return s, nil
 }
 
@@ -242,6 +239,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	}
 	defer os.RemoveAll(s.runDir)
 	s.spawner = proc.NewSpawner()
+	s.front = s.newFront(cfg)
 
 	// Bind first: a port in use should fail before workers are spawned.
 	fl, al, err := s.listeners(cfg)
@@ -289,7 +287,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 	go func() { defer close(mdone); s.maps.Run(mctx) }()
 	defer func() { mcancel(); <-mdone }()
 
-	s.front = s.newFront()
+	s.server = s.front.Server()
 	adminListen := cfg.Admin.Listen
 	if s.opt.Listeners.Admin != nil {
 		adminListen = al.Addr().String() // what systemd bound is what counts
@@ -305,7 +303,7 @@ func (s *Supervisor) Run(ctx context.Context) (err error) {
 		Log:     s.log.Named("admin"),
 	})
 	errc := make(chan error, 2)
-	go func() { errc <- s.front.Serve(s.frontLn) }()
+	go func() { errc <- s.server.Serve(s.frontLn) }()
 	go func() { errc <- s.admin.Serve(s.adminLn) }()
 	s.mu.Lock()
 	s.frontAddr = fl.Addr()
@@ -387,7 +385,6 @@ func (s *Supervisor) laneEnv(cfg *config.Config) lane.Env {
 		Shim:      s.opt.Shim,
 		WorkerEnv: s.workerEnv(cfg),
 		Log:       s.log,
-		Trace:     s.trace,
 		Event:     s.events.add,
 		Upstream:  cfg.App.Upstream,
 	}
@@ -510,7 +507,7 @@ func (s *Supervisor) shutdown(immediate bool) error {
 		case <-ctx.Done():
 		}
 	}()
-	if err := s.front.ShutdownWithContext(ctx); err != nil {
+	if err := s.server.ShutdownWithContext(ctx); err != nil {
 		s.log.Warn("in-flight requests cut off", "error", err)
 	}
 	stopAll(ctx, lanes, false)
@@ -532,8 +529,10 @@ func (s *Supervisor) Status() api.Status {
 		Listen:  st.cfg.Listen,
 		Config:  st.cfg.File,
 		Lanes:   make([]api.Lane, 0, len(st.lanes)),
-		Front:   api.Front{Retries: s.retries.Load(), Truncated: s.truncated.Load()},
 		Reload:  s.lastLoad.Load(),
+	}
+	if s.front != nil {
+		out.Front.Retries, out.Front.Truncated = s.front.Retries(), s.front.Truncated()
 	}
 	out.Fetchd, out.Themes = s.fetchd.status()
 	if s.frontLn != nil {

@@ -27,7 +27,8 @@ import (
 //
 // A held write that fails (a worker gone: EPIPE) fails the Read instead
 // of the Write, and fasthttp reports any error on an answer's first byte
-// as a closed connection; SendFailed keeps the truth for Undelivered.
+// as a closed connection; SendFailed keeps the truth for Undelivered
+// (Exchange).
 //
 // A worker may be a program we did not write, so a connection carries a
 // new request only when clean (package cleanconn): bytes past the last
@@ -135,27 +136,27 @@ func (c *dataConn) LocalAddr() net.Addr { return c }
 func (c *dataConn) Network() string     { return "unix" }
 func (c *dataConn) String() string      { return c.Conn.Conn.LocalAddr().String() }
 
-// NotSent says the request behind resp, which failed with an error,
+// notSent says the request behind resp, which failed with an error,
 // never fully reached its worker: the write of its last bytes, held back
 // until the answer was awaited, failed.
-func NotSent(resp *fasthttp.Response) bool {
+func notSent(resp *fasthttp.Response) bool {
 	c, ok := resp.LocalAddr().(*dataConn)
 	return ok && c.SendFailed()
 }
 
-// Responded says bytes of an answer to the request behind resp, which
+// responded says bytes of an answer to the request behind resp, which
 // failed with an error, came from its worker: a response began (perhaps
 // not HTTP), and the request is not sent to another worker.
-func Responded(resp *fasthttp.Response) bool {
+func responded(resp *fasthttp.Response) bool {
 	c, ok := resp.LocalAddr().(*dataConn)
 	return ok && c.answered.Load()
 }
 
-// Reached says a byte of the request behind resp, which failed with an
+// reached says a byte of the request behind resp, which failed with an
 // error, was taken by its worker's socket: the worker may have read it and
 // passed the request on, so a request that must not run twice cannot be
 // sent again. A request that never got a connection reached nothing.
-func Reached(resp *fasthttp.Response) bool {
+func reached(resp *fasthttp.Response) bool {
 	c, ok := resp.LocalAddr().(*dataConn)
 	return ok && c.Sent() > c.mark.Load()
 }

@@ -12,9 +12,11 @@
 // probation order, idle, max_requests. Env.New is the seam that lets the
 // state machine be tested without processes.
 //
-// Every request leaves the lane through one call, Release, with its
-// Outcome; Release feeds the lane's stats and the supervisor's Trace hook
-// (access log, metrics, auto_map).
+// A request given a worker leaves the lane through one call, Release,
+// with its Outcome, which feeds the lane's stats; the front (package front)
+// does the rest of the request's accounting. The front reaches the lane
+// through Acquire and the Worker's request-path methods (Do, Exchange,
+// Begin, Handoff, Release): it never holds a worker's client.
 package lane
 
 import (
@@ -80,10 +82,6 @@ type Env struct {
 	Shim      []string     // argv of the shim that runs an exec worker (lanesd's exec-shim subcommand)
 	WorkerEnv []string     // extra environment for every worker (shared.WorkerEnv.Encode)
 	Log       hclog.Logger // the supervisor's logger; the lane names its own
-	// Trace, when set, is called once for every request that leaves the
-	// lane (Release and Refuse), after the lane's own accounting. It must
-	// not keep o or its byte slices.
-	Trace func(l *Lane, o *Outcome)
 	// Event, when set, receives the lane's events (kills, crashes,
 	// drains, resizes) with Lane filled in. It must not call the lane.
 	Event func(api.Event)
@@ -648,11 +646,12 @@ const (
 	// streaming; the worker did nothing wrong.
 	ClientGone
 	// Refused: no worker was given (queue full, queue timeout, stopping).
+	// The lane never sees such an Outcome; the front's accounting does.
 	Refused
 )
 
-// Outcome is everything the lane and the supervisor's trace need to know
-// about one request that leaves the lane.
+// Outcome is what the lane, and the front's accounting after it, need to
+// know about one request that leaves the lane.
 type Outcome struct {
 	Result Result
 	Err    error
@@ -672,14 +671,6 @@ type Outcome struct {
 	Client   netip.Addr
 	Started  time.Time
 	Deadline time.Time
-	// Mapping is the router's reference to the mapping that sent the
-	// request here (nil: the default lane, nothing matched).
-	Mapping any
-	// For the access log, set only while it is on: the request's
-	// protocol, Host, User-Agent, Referer and query string (when
-	// access_log_query), each cut to a bound. Valid as Method and Path are.
-	Proto                           string
-	Host, UserAgent, Referer, Query []byte
 }
 
 // Release returns w's slot after a request and records how it ended. It is
@@ -788,9 +779,6 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 		// After every request, not only on the health interval: a worker
 		// that leaks 50 MB a request must not reach many times max_rss.
 		l.checkRSS(w, w.proc.RSS())
-	}
-	if l.env.Trace != nil {
-		l.env.Trace(l, o)
 	}
 }
 
@@ -929,15 +917,6 @@ func (l *Lane) event(e api.Event) {
 	if l.onEvent != nil {
 		e.Lane = l.name
 		l.onEvent(e)
-	}
-}
-
-// Refuse records a request that got no worker (Acquire failed): it feeds
-// the trace like Release does.
-func (l *Lane) Refuse(o *Outcome) {
-	o.Result = Refused
-	if l.env.Trace != nil {
-		l.env.Trace(l, o)
 	}
 }
 

@@ -110,10 +110,6 @@ func (w *Worker) PID() int { return w.pid }
 // whose answers the front treats as an upstream's.
 func (w *Worker) Exec() bool { return w.exec }
 
-// Client returns the data-plane client: persistent HTTP/1.1 connections over
-// the worker's unix socket, no retries, streamed response bodies.
-func (w *Worker) Client() *fasthttp.HostClient { return w.hc }
-
 // execMaxIdle is how long an idle data connection to an exec worker is
 // kept: below the common keep-alive timeouts of app servers.
 const execMaxIdle = time.Second
@@ -147,10 +143,10 @@ func dataClient(network, addr string, conc int, maxIdle time.Duration) *fasthttp
 	}
 }
 
-// Truncated says resp's streamed chunked body ended in io.EOF only because
+// truncated says resp's streamed chunked body ended in io.EOF only because
 // its worker closed the connection before the terminating chunk: the body
 // is cut short, not complete.
-func Truncated(resp *fasthttp.Response) bool {
+func truncated(resp *fasthttp.Response) bool {
 	c, ok := resp.LocalAddr().(*dataConn)
 	return ok && resp.Header.ContentLength() == -1 && c.closed.Load()
 }

@@ -1,4 +1,4 @@
-package supervisor
+package front
 
 import (
 	"bytes"
@@ -27,16 +27,16 @@ type reqBody struct {
 // readBody reads ctx's request body, if it streams one, into rb and makes
 // the request carry rb. max_body_size is enforced here: fasthttp does not
 // once bodies stream.
-func (s *Supervisor) readBody(req *fasthttp.Request, rb *reqBody) *refusal {
+func (f *Front) readBody(req *fasthttp.Request, rb *reqBody) *refusal {
 	if !req.IsBodyStream() {
 		return nil
 	}
-	max := int64(s.state.Load().cfg.Front.MaxBodySize)
+	max := int64(f.cfg.MaxBodySize)
 	if int64(req.Header.ContentLength()) > max {
 		return refuseBodyLarge
 	}
 	r := req.BodyStream()
-	rb.mem = s.bufs.body.Get().(*[]byte)
+	rb.mem = f.bufs.body.Get().(*[]byte)
 	buf := (*rb.mem)[:cap(*rb.mem)]
 	n, err := io.ReadFull(r, buf)
 	rb.n, rb.size = n, int64(n)
@@ -46,9 +46,9 @@ func (s *Supervisor) readBody(req *fasthttp.Request, rb *reqBody) *refusal {
 	case err == nil:
 		// Full: the rest goes to a file. One byte more than the limit
 		// tells a body of exactly max_body_size from a longer one.
-		rb.file, err = s.tempFile("body-")
+		rb.file, err = f.tempFile("body-")
 		if err != nil {
-			s.warn.Warn("cannot spool a request body", "error", err)
+			f.warn.Warn("cannot spool a request body", "error", err)
 			return refuseSpool
 		}
 		var m int64
@@ -85,9 +85,9 @@ func (rb *reqBody) attach(req *fasthttp.Request) {
 }
 
 // release returns rb's buffer and removes its file.
-func (s *Supervisor) releaseBody(rb *reqBody) {
+func (f *Front) releaseBody(rb *reqBody) {
 	if rb.mem != nil {
-		s.bufs.body.Put(rb.mem)
+		f.bufs.body.Put(rb.mem)
 	}
 	if rb.file != nil {
 		rb.file.Close()
@@ -101,13 +101,13 @@ type readOnly struct{ io.Reader }
 
 // tempFile returns a new temporary file in the run directory, already
 // unlinked: it goes away with its last descriptor, even on a crash.
-func (s *Supervisor) tempFile(prefix string) (*os.File, error) {
-	f, err := os.CreateTemp(s.runDir, prefix)
+func (f *Front) tempFile(prefix string) (*os.File, error) {
+	file, err := os.CreateTemp(f.opt.RunDir, prefix)
 	if err != nil {
 		return nil, err
 	}
-	_ = os.Remove(f.Name())
-	return f, nil
+	_ = os.Remove(file.Name())
+	return file, nil
 }
 
 // bufPool returns a pool of byte slices of capacity n.

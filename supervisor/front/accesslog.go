@@ -1,4 +1,4 @@
-package supervisor
+package front
 
 import (
 	"bytes"
@@ -16,14 +16,14 @@ import (
 	"github.com/lanes-dev/lanes/supervisor/lane"
 )
 
-// accessLog writes the access log: one line per request, in hclog's text
+// AccessLog writes the access log: one line per request, in hclog's text
 // or JSON format (so it reads and parses like every other line lanesd
 // writes), or in the combined format of Apache and nginx (which goaccess
 // and log shippers parse), without hclog's per-call formatting cost. Lines are appended to
 // a buffer under a lock and written out in whole lines, at most
 // accessFlush after they were logged or as soon as accessChunk bytes are
 // waiting; a request costs no write syscall of its own.
-type accessLog struct {
+type AccessLog struct {
 	name string // logger name, as hclog prints it
 	json bool
 	out  io.Writer
@@ -44,24 +44,26 @@ const (
 	accessChunk = 4096
 )
 
-func newAccessLog(name string, json bool, out io.Writer) *accessLog {
-	a := &accessLog{name: name, json: json, out: out, buf: make([]byte, 0, 2*accessChunk), spare: make([]byte, 0, 2*accessChunk)}
+// NewAccessLog returns an access log whose lines are named name (as
+// hclog names a logger), in JSON or text, written to out.
+func NewAccessLog(name string, json bool, out io.Writer) *AccessLog {
+	a := &AccessLog{name: name, json: json, out: out, buf: make([]byte, 0, 2*accessChunk), spare: make([]byte, 0, 2*accessChunk)}
 	a.timer = time.AfterFunc(time.Hour, a.Flush)
 	a.timer.Stop()
 	return a
 }
 
 // log writes the line of one request.
-func (a *accessLog) log(l *lane.Lane, o *lane.Outcome, f config.AccessFormat) {
+func (a *AccessLog) log(laneName string, o *record, f config.AccessFormat) {
 	now := time.Now()
 	a.mu.Lock()
 	switch {
 	case f == config.AccessCombined:
-		a.buf = appendCombined(a.buf, now, l, o)
+		a.buf = appendCombined(a.buf, now, laneName, o)
 	case a.json:
-		a.buf = appendJSON(a.buf, a.name, now, l, o)
+		a.buf = appendJSON(a.buf, a.name, now, laneName, o)
 	default:
-		a.buf = a.appendText(a.buf, now, l, o)
+		a.buf = a.appendText(a.buf, now, laneName, o)
 	}
 	switch {
 	case len(a.buf) >= accessChunk:
@@ -74,13 +76,13 @@ func (a *accessLog) log(l *lane.Lane, o *lane.Outcome, f config.AccessFormat) {
 }
 
 // Flush writes out what is buffered.
-func (a *accessLog) Flush() {
+func (a *AccessLog) Flush() {
 	a.mu.Lock()
 	a.flushLocked()
 	a.mu.Unlock()
 }
 
-func (a *accessLog) flushLocked() {
+func (a *AccessLog) flushLocked() {
 	if a.armed {
 		a.timer.Stop()
 		a.armed = false
@@ -125,7 +127,7 @@ const (
 // ctx's (valid until serve returns; a spool copies them, keepAccess).
 // User-Agent and Referer come from the raw header, whatever their case
 // (fasthttp's Peek matches the exact name when names are not normalized).
-func captureAccess(ctx *fasthttp.RequestCtx, o *lane.Outcome, query bool) {
+func captureAccess(ctx *fasthttp.RequestCtx, o *record, query bool) {
 	o.Proto = protoHTTP10
 	if ctx.Request.Header.IsHTTP11() {
 		o.Proto = protoHTTP11
@@ -157,7 +159,7 @@ func bound(v []byte) []byte { return v[:min(len(v), accessFieldMax)] }
 // keepAccess copies o's access-log fields into buf (a spool's, reused) and
 // points o at the copies: a streamed response's line is written after the
 // request's ctx is gone.
-func keepAccess(buf []byte, o *lane.Outcome) []byte {
+func keepAccess(buf []byte, o *record) []byte {
 	buf = slices.Grow(buf[:0], len(o.Host)+len(o.UserAgent)+len(o.Referer)+len(o.Query))
 	for _, f := range [...]*[]byte{&o.Host, &o.UserAgent, &o.Referer, &o.Query} {
 		if *f != nil {
@@ -172,7 +174,7 @@ func keepAccess(buf []byte, o *lane.Outcome) []byte {
 // appendText writes the line in hclog's text shape. The key=value fields
 // of older releases keep their order and form (scripts and tests parse
 // them); the fields added since come where they read best.
-func (a *accessLog) appendText(b []byte, now time.Time, l *lane.Lane, o *lane.Outcome) []byte {
+func (a *AccessLog) appendText(b []byte, now time.Time, laneName string, o *record) []byte {
 	b = now.AppendFormat(b, "2006-01-02T15:04:05.000Z0700")
 	b = append(b, " [INFO]  "...)
 	b = append(b, a.name...)
@@ -208,7 +210,7 @@ func (a *accessLog) appendText(b []byte, now time.Time, l *lane.Lane, o *lane.Ou
 	}
 	num := func(b []byte, k string, v int64) []byte { return strconv.AppendInt(key(b, k), v, 10) }
 	dur := func(b []byte, k string, d time.Duration) []byte { return appendDuration(key(b, k), d) }
-	b = appendTextValue(key(b, "lane"), l.Name())
+	b = appendTextValue(key(b, "lane"), laneName)
 	if o.Client.IsValid() {
 		b = o.Client.AppendTo(key(b, "client"))
 	}
@@ -241,7 +243,7 @@ func (a *accessLog) appendText(b []byte, now time.Time, l *lane.Lane, o *lane.Ou
 
 // appendJSON writes the line as hclog's JSON format would, but with
 // durations in seconds (as logging.Dur writes them).
-func appendJSON(b []byte, name string, now time.Time, l *lane.Lane, o *lane.Outcome) []byte {
+func appendJSON(b []byte, name string, now time.Time, laneName string, o *record) []byte {
 	key := func(b []byte, k string) []byte {
 		b = append(b, ',', '"')
 		b = append(b, k...)
@@ -255,7 +257,7 @@ func appendJSON(b []byte, name string, now time.Time, l *lane.Lane, o *lane.Outc
 	b = append(b, `,"@timestamp":"`...)
 	b = now.AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
 	b = append(b, '"')
-	b = appendJSONString(key(b, "lane"), l.Name())
+	b = appendJSONString(key(b, "lane"), laneName)
 	if o.Client.IsValid() {
 		b = append(o.Client.AppendTo(append(key(b, "client"), '"')), '"')
 	}
@@ -291,7 +293,7 @@ func appendJSON(b []byte, name string, now time.Time, l *lane.Lane, o *lane.Outc
 // parsers of the combined format ignore:
 //
 //	CLIENT - - [TIME] "METHOD PATH?QUERY PROTO" STATUS BYTES "REFERER" "USER_AGENT" lane=L queue=S filter=S run=S total=S [failed=F] host=H
-func appendCombined(b []byte, now time.Time, l *lane.Lane, o *lane.Outcome) []byte {
+func appendCombined(b []byte, now time.Time, laneName string, o *record) []byte {
 	if o.Client.IsValid() {
 		b = o.Client.AppendTo(b)
 	} else {
@@ -320,7 +322,7 @@ func appendCombined(b []byte, now time.Time, l *lane.Lane, o *lane.Outcome) []by
 	b = appendCombinedField(append(b, ' '), o.Referer)
 	b = appendCombinedField(append(b, ' '), o.UserAgent)
 	b = append(b, " lane="...)
-	b = appendTextValue(b, l.Name())
+	b = appendTextValue(b, laneName)
 	sec := func(b []byte, k string, d time.Duration) []byte {
 		b = append(b, ' ')
 		b = append(b, k...)
@@ -377,7 +379,7 @@ func appendSeconds(b []byte, d time.Duration) []byte {
 
 // failure names how a request failed after its status line was sent, for
 // the access log ("": it did not).
-func failure(o *lane.Outcome) string {
+func failure(o *record) string {
 	switch {
 	case o.Truncated:
 		return "truncated"

@@ -1,7 +1,8 @@
-package supervisor
+package front
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync"
@@ -26,19 +27,19 @@ import (
 // The buffer restarts from empty whenever the client has taken all of it,
 // so a response streamed at the client's pace never grows it.
 type spool struct {
-	s    *Supervisor
-	l    *lane.Lane
-	w    *lane.Worker
+	f    *Front
+	lane Lane
+	slot Slot
 	resp *fasthttp.Response
 	r    io.Reader
-	o    lane.Outcome
+	rec  record
 	// deadline is the request's hard deadline, which fasthttp set on the
 	// worker connection.
 	deadline time.Time
 	start    time.Time
 	method   []byte
 	path     []byte
-	access   []byte // the access log's fields of o (keepAccess)
+	access   []byte // the access log's fields of rec (keepAccess)
 
 	mu     sync.Mutex
 	cond   sync.Cond
@@ -56,24 +57,27 @@ var spoolPool = sync.Pool{New: func() any { sp := new(spool); sp.cond.L = &sp.mu
 // errClientGone ends the pump when the client's response was abandoned.
 var errClientGone = errors.New("client went away")
 
-// pump reads the worker's body into the spool until it ends, then ends
-// the request's account with the lane.
+// errTruncated is a worker response body that ended before its end.
+var errTruncated = fmt.Errorf("worker closed the connection before the end of the body: %w", io.ErrUnexpectedEOF)
+
+// pump reads the worker's body into the spool until it ends, then
+// finishes the request.
 func (sp *spool) pump() {
-	bp := sp.s.bufs.read.Get().(*[]byte)
+	bp := sp.f.bufs.read.Get().(*[]byte)
 	buf := *bp
 	var rerr error
 	late := false
 	for {
 		late = !time.Now().Before(sp.deadline)
 		n, err := sp.r.Read(buf)
-		sp.o.Bytes += n
+		sp.rec.Bytes += n
 		if n > 0 {
 			if perr := sp.put(buf[:n]); perr != nil {
 				rerr = perr
 				break
 			}
 		}
-		if err == io.EOF && truncated(sp.resp) {
+		if err == io.EOF && sp.slot.Exchange(sp.resp).Truncated {
 			// The worker closed between two chunks: fasthttp reads that
 			// as the end. Failing the body closes the client's connection
 			// without the terminating chunk.
@@ -86,12 +90,12 @@ func (sp *spool) pump() {
 			break
 		}
 	}
-	sp.s.bufs.read.Put(bp)
+	sp.f.bufs.read.Put(bp)
 	closeStream(sp.resp, sp.r, rerr)
 	fasthttp.ReleaseResponse(sp.resp)
 	sp.resp, sp.r = nil, nil
 
-	o := &sp.o
+	o := &sp.rec
 	o.Total = time.Since(sp.start)
 	o.Run = o.Total - o.Queue - o.Filter
 	var cut error // what the client's response ends with
@@ -103,22 +107,22 @@ func (sp *spool) pump() {
 		// The deadline passed while the pump waited for the client to
 		// make room: the body is cut, but the worker did nothing wrong.
 		o.Result, o.Err, cut = lane.ClientGone, rerr, rerr
-		sp.s.warn.Warn("client read the response slower than request_timeout allows past max_temp_file; response cut",
-			"lane", sp.l.Name(), "method", logging.Quote(sp.method), "path", logging.Quote(sp.path), "bytes", o.Bytes)
+		sp.f.warn.Warn("client read the response slower than request_timeout allows past max_temp_file; response cut",
+			"lane", sp.lane.Name(), "method", logging.Quote(sp.method), "path", logging.Quote(sp.path), "bytes", o.Bytes)
 	case isTimeout(rerr):
 		// The worker stalled mid-body past the hard timeout: the client
 		// already has its status line, so all that is left is the kill.
 		o.Result, o.Err, o.Truncated, cut = lane.HardTimeout, rerr, true, rerr
-		sp.s.truncated.Add(1)
+		sp.f.truncated.Add(1)
 	default:
 		// The worker failed mid-body: the client's connection is closed
 		// without the end of the body, and the request counts as failed.
 		o.Result, o.Err, o.Truncated, cut = lane.Broken, rerr, true, rerr
-		sp.s.truncated.Add(1)
-		sp.s.warn.Warn("response cut short: worker failed mid-body", "lane", sp.l.Name(),
-			"method", logging.Quote(sp.method), "path", logging.Quote(sp.path), "pid", sp.w.PID(), "bytes", o.Bytes, "error", rerr)
+		sp.f.truncated.Add(1)
+		sp.f.warn.Warn("response cut short: worker failed mid-body", "lane", sp.lane.Name(),
+			"method", logging.Quote(sp.method), "path", logging.Quote(sp.path), "pid", sp.slot.PID(), "bytes", o.Bytes, "error", rerr)
 	}
-	sp.l.Release(sp.w, o)
+	sp.f.finish(sp.lane, sp.slot, o)
 
 	sp.mu.Lock()
 	sp.done, sp.err = true, cut
@@ -150,15 +154,15 @@ func (sp *spool) put(p []byte) error {
 			sp.cond.Broadcast()
 			return nil
 		}
-		if sp.flen+int64(len(p)) <= sp.s.state.Load().cfg.Front.MaxTempFile {
+		if sp.flen+int64(len(p)) <= sp.f.cfg.MaxTempFile {
 			break
 		}
 		sp.cond.Wait() // full: wait for the client to take it all
 	}
 	if sp.file == nil {
-		f, err := sp.s.tempFile("resp-")
+		f, err := sp.f.tempFile("resp-")
 		if err != nil {
-			sp.s.warn.Warn("cannot buffer a response in a temporary file; the worker waits for the client", "error", err)
+			sp.f.warn.Warn("cannot buffer a response in a temporary file; the worker waits for the client", "error", err)
 			// Without a file, behave as without buffering: wait until
 			// the client has taken what there is.
 			for !sp.closed && sp.rpos < int64(len(*sp.mem)) {
@@ -239,8 +243,8 @@ func (sp *spool) free() {
 		sp.file.Close()
 	}
 	*sp.mem = (*sp.mem)[:0]
-	sp.s.bufs.resp.Put(sp.mem)
-	sp.s, sp.l, sp.w, sp.o = nil, nil, nil, lane.Outcome{}
+	sp.f.bufs.resp.Put(sp.mem)
+	sp.f, sp.lane, sp.slot, sp.rec = nil, nil, nil, record{}
 	sp.method, sp.path, sp.access = sp.method[:0], sp.path[:0], sp.access[:0]
 	sp.mem, sp.file, sp.flen, sp.rpos = nil, nil, 0, 0
 	sp.done, sp.err, sp.closed = false, nil, false

@@ -1,4 +1,4 @@
-package supervisor
+package front
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/lanes-dev/lanes/shared/upstream"
-	"github.com/lanes-dev/lanes/supervisor/lane"
 )
 
 // In direct mode (app.direct) the front is the proxy: a request goes from
@@ -83,14 +82,4 @@ func fromUpstream(dst *fasthttp.ResponseHeader, resp *fasthttp.Response) {
 func failDirect(ctx *fasthttp.RequestCtx, err error) {
 	status, what := upstream.Classify(err)
 	ctx.Error(fmt.Sprintf("%d %s: %s\n", status, fasthttp.StatusMessage(status), what), status)
-}
-
-// reached says a byte of the failed request behind resp reached its
-// worker's or its upstream's socket (lane.Reached, upstream.Reached).
-func reached(resp *fasthttp.Response) bool { return lane.Reached(resp) || upstream.Reached(resp) }
-
-// truncated says resp's body, which ended in io.EOF, was cut short by its
-// worker or upstream closing the connection.
-func truncated(resp *fasthttp.Response) bool {
-	return lane.Truncated(resp) || upstream.Truncated(resp)
 }
