@@ -60,10 +60,11 @@ type Cache struct {
 	log     hclog.Logger
 
 	// mu is write-locked by Close and by unmap: no badger call runs then.
-	mu     sync.RWMutex
-	db     *badger.DB
-	stop   chan struct{}
-	gcDone chan struct{}
+	mu       sync.RWMutex
+	db       *badger.DB
+	stop     chan struct{}
+	stopOnce sync.Once
+	gcDone   chan struct{}
 
 	mapMu    sync.Mutex
 	mapAddrs []uintptr // in value-log pages mapped since the last unmap
@@ -306,13 +307,15 @@ func (c *Cache) runGC() {
 // Close stops the GC and closes badger, flushing the memtable. It is safe to
 // call more than once.
 func (c *Cache) Close() error {
+	// The GC loop stops first: a round it is in takes mu (runGC, unmap),
+	// and would wait forever for a Close that held it.
+	c.stopOnce.Do(func() { close(c.stop) })
+	<-c.gcDone
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.db == nil {
 		return nil
 	}
-	close(c.stop)
-	<-c.gcDone
 	err := c.db.Close()
 	c.db = nil
 	if err != nil {

@@ -324,3 +324,26 @@ func BenchmarkCacheHTML(b *testing.B) {
 		}
 	}
 }
+
+// TestCloseDuringGC closes caches whose value-log GC runs all the time: a
+// GC round waiting for the lock Close held used to hang Close for good.
+func TestCloseDuringGC(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 20 {
+		c, err := OpenCache(dir, CacheOptions{GCInterval: 200 * time.Microsecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(i%7) * 300 * time.Microsecond)
+		done := make(chan error, 1)
+		go func() { done <- c.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Close still waiting after 10 s (round %d): deadlocked with the GC loop", i)
+		}
+	}
+}
