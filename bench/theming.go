@@ -369,9 +369,11 @@ type fetchdRSS struct {
 	how        string // what was measured
 	entries    int
 	cacheBytes int64
-	filled     memInfo // after every page was fetched and served
-	reopened   memInfo // after a restart of fetchd and every page served again from disk
-	originHits int64   // theme origin requests while serving from disk
+	filled     memInfo  // after every page was fetched and served
+	reopened   memInfo  // after a restart of fetchd and every page served again from disk
+	filledBy   rssParts // what the resident sizes are made of
+	reopenedBy rssParts
+	originHits int64 // theme origin requests while serving from disk
 	err        error
 	notes      []string
 }
@@ -390,7 +392,15 @@ func (b *bench) fetchdRSS(ctx context.Context, origin string, to *themeOrigin) f
 		fmt.Fprintf(&extra, "\ntheme \"p%d\" {\n  url = \"http://%s/t/%d\"\n  rule \"replace\" {\n    theme   = \"#content\"\n    content = \"#content\"\n  }\n}\n", i, to.addr, i)
 	}
 	cache := filepath.Join(b.tmp, "fetchd-rss")
-	l, err := b.startLanesd("lanesd (fetchd rss)", b.themeConfig(origin, "http://"+to.addr+"/theme.html", cache, "main", extra.String()))
+	// min_refresh 1h: the restarted fetchd serves every page from disk even
+	// when filling took longer than the theming scenario's 5 s.
+	cfg := b.themeConfig(origin, "http://"+to.addr+"/theme.html", cache, "main", extra.String())
+	from := fmt.Sprintf("min_refresh   = %q", themeMinRefresh.String())
+	if !strings.Contains(cfg, from) {
+		r.err = fmt.Errorf("fetchd rss: no %s in the theming config", from)
+		return r
+	}
+	l, err := b.startLanesd("lanesd (fetchd rss)", strings.Replace(cfg, from, `min_refresh   = "1h"`, 1))
 	if err != nil {
 		r.err = err
 		return r
@@ -402,6 +412,7 @@ func (b *bench) fetchdRSS(ctx context.Context, origin string, to *themeOrigin) f
 		err = askAll(ctx, pid, n)
 		if err == nil {
 			r.filled, err = readMem(pid)
+			r.filledBy = readRSSParts(pid, cache)
 		}
 		if err == nil {
 			h0 := to.pages.Load()
@@ -410,6 +421,7 @@ func (b *bench) fetchdRSS(ctx context.Context, origin string, to *themeOrigin) f
 				if npid, err = waitFetchd(ctx, l, pid, 15*time.Second); err == nil {
 					if err = askAll(ctx, npid, n); err == nil {
 						r.reopened, err = readMem(npid)
+						r.reopenedBy = readRSSParts(npid, cache)
 					}
 				}
 			}
@@ -475,6 +487,67 @@ func (b *bench) fetchdRSS(ctx context.Context, origin string, to *themeOrigin) f
 	}
 	l.log.mark()
 	return r
+}
+
+// rssParts is what a process's resident size is made of, from
+// /proc/PID/smaps: anonymous memory (the Go heap, stacks), its executable
+// mapped from disk (code and read-only data, shared in the page cache with
+// every process of that binary), the cache directory's files (badger's
+// maps), and other files.
+type rssParts struct {
+	anon, binary, cache, other int64
+}
+
+func readRSSParts(pid int, cacheDir string) rssParts {
+	var p rssParts
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return p
+	}
+	bin, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if abs, err := filepath.Abs(cacheDir); err == nil {
+		cacheDir = abs
+	}
+	if r, err := filepath.EvalSymlinks(cacheDir); err == nil {
+		cacheDir = r
+	}
+	var into *int64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") { // a mapping's header
+			path := ""
+			if len(f) >= 6 {
+				path = strings.Join(f[5:], " ")
+			}
+			switch {
+			case path == "" || strings.HasPrefix(path, "["):
+				into = &p.anon
+			case path == bin:
+				into = &p.binary
+			case strings.HasPrefix(path, cacheDir+"/"):
+				into = &p.cache
+			default:
+				into = &p.other
+			}
+			continue
+		}
+		if f[0] == "Rss:" && len(f) >= 2 && into != nil {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			*into += kb << 10
+		}
+	}
+	return p
+}
+
+func (p rssParts) String() string {
+	if p == (rssParts{}) {
+		return ""
+	}
+	return fmt.Sprintf(" = anonymous %s + lanesd binary %s + cache files %s + other files %s",
+		fmtMB(p.anon), fmtMB(p.binary), fmtMB(p.cache), fmtMB(p.other))
 }
 
 func syscallKill(pid int) error {
@@ -630,10 +703,10 @@ func (r *themeResult) print(b *bench) func(io.Writer) {
 		fmt.Fprintf(w, "\n   fetchd RSS with %d cached pages of 50 KB (VmRSS / VmHWM of the fetchd process):\n", rs.pages)
 		fmt.Fprintf(w, "   measured: %s\n", rs.how)
 		if rs.filled.rss > 0 {
-			fmt.Fprintf(w, "     after filling:      RSS %s, peak %s\n", fmtMB(rs.filled.rss), fmtMB(rs.filled.hwm))
+			fmt.Fprintf(w, "     after filling:      RSS %s, peak %s%s\n", fmtMB(rs.filled.rss), fmtMB(rs.filled.hwm), rs.filledBy)
 		}
 		if rs.reopened.rss > 0 {
-			fmt.Fprintf(w, "     reopened from disk: RSS %s, peak %s (theme origin asked %d times meanwhile)\n", fmtMB(rs.reopened.rss), fmtMB(rs.reopened.hwm), rs.originHits)
+			fmt.Fprintf(w, "     reopened from disk: RSS %s, peak %s (theme origin asked %d times meanwhile)%s\n", fmtMB(rs.reopened.rss), fmtMB(rs.reopened.hwm), rs.originHits, rs.reopenedBy)
 		}
 		fmt.Fprintf(w, "     cache: %d entries, %s\n", rs.entries, fmtMB(rs.cacheBytes))
 		worst := max(rs.filled.rss, rs.reopened.rss)

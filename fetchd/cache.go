@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/lanes-dev/lanes/shared/logging"
@@ -53,14 +55,27 @@ type CacheOptions struct {
 // holds "VERSION\n" followed by the HTML, so a reader always gets a version
 // and the HTML it names together. Every method is safe for concurrent use.
 type Cache struct {
-	dir string
-	log hclog.Logger
+	dir     string
+	realDir string // dir as /proc/self/maps names it: absolute, no symlinks
+	log     hclog.Logger
 
-	mu     sync.RWMutex // write-locked only by Close
-	db     *badger.DB
-	stop   chan struct{}
-	gcDone chan struct{}
+	// mu is write-locked by Close and by unmap: no badger call runs then.
+	mu       sync.RWMutex
+	db       *badger.DB
+	stop     chan struct{}
+	stopOnce sync.Once
+	gcDone   chan struct{}
+
+	mapMu    sync.Mutex
+	mapAddrs []uintptr // in value-log pages mapped since the last unmap
+	mapBytes int64     // how much that mapped, at most
+	mapWarn  sync.Once
 }
+
+// unmapAfter is how much of the value log the Cache leaves mapped (pages
+// stored or served) before it unmaps it: each unmap costs a TLB shootdown
+// on every CPU, hundreds of µs on a busy virtual machine.
+const unmapAfter = 2 << 20
 
 // OpenCache opens (creating it if needed) the cache in dir.
 func OpenCache(dir string, o CacheOptions) (*Cache, error) {
@@ -80,7 +95,8 @@ func OpenCache(dir string, o CacheOptions) (*Cache, error) {
 	for {
 		db, err := openDB(dir, log)
 		if err == nil {
-			c := &Cache{dir: dir, log: log, db: db, stop: make(chan struct{}), gcDone: make(chan struct{})}
+			c := &Cache{dir: dir, realDir: realDir(dir), log: log, db: db, stop: make(chan struct{}), gcDone: make(chan struct{})}
+			c.unmap(true) // opening read the newest value-log file whole
 			gc := o.GCInterval
 			if gc <= 0 {
 				gc = 10 * time.Minute
@@ -114,36 +130,81 @@ func OpenCache(dir string, o CacheOptions) (*Cache, error) {
 	}
 }
 
-// openDB opens badger sized for a small process (its defaults hold ~86 MB
-// of heap empty). A panic inside badger on a damaged directory becomes an
-// error, so the caller can move the directory aside.
+// openDB opens badger sized for a small process: its defaults hold ~86 MB
+// of heap empty, and fetchd's goal is 40 MB resident with 1,000 cached
+// pages of 50 KB (issue 16). A panic inside badger on a damaged directory
+// becomes an error, so the caller can move the directory aside.
+//
+// Pages go to the value log, the small Entry records (and the pages'
+// pointers) to the LSM tree. Badger v4 maps both through mmap (its FileIO
+// modes went in badger#1555), so pages in the LSM would not stay out of
+// the resident set either; there they would also pass through the
+// memtable (on the heap, and at least 1/0.15 of the largest page) and be
+// rewritten by every compaction. The value log writes a page once, and
+// the Cache unmaps what it touched there (touched, unmap).
 func openDB(dir string, log hclog.Logger) (db *badger.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			db, err = nil, fmt.Errorf("badger panicked: %v", r)
 		}
 	}()
-	opts := badger.DefaultOptions(dir).
+	return badger.Open(badgerOptions(dir, log, memTableSize(dir)))
+}
+
+// memTable is the size of badger's memtables: the arena of each is heap,
+// allocated whole, and 1 MB holds thousands of Entry records and page
+// pointers.
+const memTable = 1 << 20
+
+// memTableSize is memTable, or the size of the memtable that wrote the
+// largest write-ahead log in dir if that was larger. Badger creates a
+// memtable's log (N.mem) at twice the memtable's size and replays it at
+// open into a memtable of the size open now: the log an unclean exit left
+// of a fetchd with larger memtables (4 MB before issue 16) needs its size
+// back, or badger panics ("Arena too small") and the cache is lost. The
+// next clean close flushes it, and the open after that is back to
+// memTable.
+func memTableSize(dir string) int64 {
+	size := int64(memTable)
+	files, _ := os.ReadDir(dir)
+	for _, f := range files {
+		if filepath.Ext(f.Name()) != ".mem" {
+			continue
+		}
+		if fi, err := f.Info(); err == nil && fi.Size()/2 > size {
+			size = fi.Size() / 2
+		}
+	}
+	return size
+}
+
+// badgerOptions are the options of fetchd's badger, with memtables of
+// memTableSize bytes.
+func badgerOptions(dir string, log hclog.Logger, memTableSize int64) badger.Options {
+	return badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{log.Named("badger")}).
-		WithMemTableSize(4 << 20).
+		WithMemTableSize(memTableSize).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
 		WithBaseTableSize(1 << 20).
 		WithBaseLevelSize(4 << 20).
-		WithBlockCacheSize(2 << 20).
-		WithIndexCacheSize(1 << 20).
-		// Badger reads the newest value-log file whole at open: small files
-		// keep that (and GC rewrites) to a few MB of RSS.
+		// The tables hold only small records: uncompressed, their blocks
+		// are read in place from the map, with no block or index cache on
+		// the heap. (A table written compressed says so in the manifest
+		// and is still read, decompressing on each read.)
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
+		// Badger reads the newest value-log file whole at open, and GC
+		// rewrites a file at a time: small files keep both small.
 		WithValueLogFileSize(4 << 20).
-		// Under 15% of the memtable (or Open fails): pages go to the
-		// value log, the small Entry records stay in the LSM tree.
+		// Under 15% of the memtable (or Open fails).
 		WithValueThreshold(1 << 10).
 		WithNumCompactors(2).
 		WithNumGoroutines(2).
 		WithMetricsEnabled(false).
 		WithDetectConflicts(false)
-	return badger.Open(opts)
 }
 
 // isLockError tells badger's "Cannot acquire directory lock" from other
@@ -156,6 +217,60 @@ func isLockError(err error, dir string) bool {
 	return busy
 }
 
+// realDir is dir absolute and with symlinks resolved, or as given if that
+// fails (then no mapping matches it and nothing is unmapped).
+func realDir(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return dir
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		return r
+	}
+	return abs
+}
+
+// touched notes that a value-log record v, in badger's map, was stored or
+// served; it must run inside badger's Item.Value callback. It reports
+// whether enough is mapped now for an unmap.
+func (c *Cache) touched(v []byte) bool {
+	addr, size := mappedBy(v)
+	if size == 0 {
+		return false
+	}
+	c.mapMu.Lock()
+	defer c.mapMu.Unlock()
+	c.mapAddrs = append(c.mapAddrs, addr)
+	c.mapBytes += size
+	return c.mapBytes >= unmapAfter
+}
+
+// unmap takes the value log's mappings that hold the addresses noted by
+// touched (every one, with every) out of fetchd's resident set; see
+// unmapValueLog. It waits for the badger calls in flight and holds others
+// off meanwhile.
+func (c *Cache) unmap(every bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.db == nil {
+		return
+	}
+	c.mapMu.Lock()
+	addrs := c.mapAddrs
+	c.mapAddrs, c.mapBytes = nil, 0
+	c.mapMu.Unlock()
+	if every {
+		addrs = nil
+	} else if len(addrs) == 0 {
+		return
+	}
+	if err := unmapValueLog(c.realDir, addrs); err != nil {
+		c.mapWarn.Do(func() {
+			c.log.Warn("cannot unmap the value log; fetchd's resident size will grow with the pages it stores and serves", "error", err)
+		})
+	}
+}
+
 func (c *Cache) gcLoop(every time.Duration) {
 	defer close(c.gcDone)
 	t := time.NewTicker(every)
@@ -166,6 +281,7 @@ func (c *Cache) gcLoop(every time.Duration) {
 			return
 		case <-t.C:
 			c.runGC()
+			c.unmap(true) // GC read and rewrote records
 		}
 	}
 }
@@ -191,13 +307,15 @@ func (c *Cache) runGC() {
 // Close stops the GC and closes badger, flushing the memtable. It is safe to
 // call more than once.
 func (c *Cache) Close() error {
+	// The GC loop stops first: a round it is in takes mu (runGC, unmap),
+	// and would wait forever for a Close that held it.
+	c.stopOnce.Do(func() { close(c.stop) })
+	<-c.gcDone
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.db == nil {
 		return nil
 	}
-	close(c.stop)
-	<-c.gcDone
 	err := c.db.Close()
 	c.db = nil
 	if err != nil {
@@ -241,6 +359,7 @@ func (c *Cache) Load(name string) (e Entry, ok bool, err error) {
 // HTML returns the stored page of theme name and the version it is; ok is
 // false when there is none.
 func (c *Cache) HTML(name string) (version string, html []byte, ok bool, err error) {
+	full := false
 	err = c.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(htmlKey(name))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -249,7 +368,12 @@ func (c *Cache) HTML(name string) (version string, html []byte, ok bool, err err
 		if err != nil {
 			return err
 		}
-		v, err := item.ValueCopy(nil)
+		var v []byte
+		err = item.Value(func(in []byte) error {
+			v = append([]byte(nil), in...)
+			full = c.touched(in)
+			return nil
+		})
 		if err != nil {
 			return err
 		}
@@ -262,6 +386,9 @@ func (c *Cache) HTML(name string) (version string, html []byte, ok bool, err err
 	})
 	if err != nil {
 		return "", nil, false, fmt.Errorf("cache: read %s: %w", name, err)
+	}
+	if full {
+		c.unmap(false)
 	}
 	return version, html, ok, nil
 }
@@ -283,6 +410,20 @@ func (c *Cache) Put(name string, e Entry, html []byte) error {
 	})
 	if err != nil {
 		return fmt.Errorf("cache: store %s: %w", name, err)
+	}
+	// Badger wrote the record through its map of the value log: find it
+	// there (a read that maps nothing new) to note what it mapped. The
+	// record is stored whatever this finds.
+	full := false
+	_ = c.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(htmlKey(name))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { full = c.touched(v); return nil })
+	})
+	if full {
+		c.unmap(false)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package fetchd
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/lanes-dev/lanes/shared/config"
 )
@@ -25,8 +29,8 @@ func TestMain(m *testing.M) {
 	if os.Getenv("FETCHD_TEST_MAIN") != "" {
 		os.Exit(Main())
 	}
-	if os.Getenv("FETCHD_TEST_RSS") != "" {
-		rssHelper()
+	if dir := os.Getenv("FETCHD_TEST_OLD_WAL"); dir != "" {
+		writeOldWAL(dir)
 		return
 	}
 	os.Exit(m.Run())
@@ -230,5 +234,116 @@ func TestCheckLiveHost(t *testing.T) {
 	}
 	if diags := Check(ctx, cfg(file)); !diags.HasErrors() || !strings.Contains(diags[0].Detail, "not a directory") {
 		t.Errorf("cache_dir a file: %v; want an error", diags)
+	}
+}
+
+// oldWALEntries is how many Entry records writeOldWAL leaves in its
+// write-ahead log: about 2.5 MB, more than a 1 MB memtable holds.
+const oldWALEntries = 4000
+
+// writeOldWAL writes oldWALEntries Entry records into the cache in dir
+// with the 4 MB memtables fetchd used before issue 16, and exits without
+// closing it, as a SIGKILLed fetchd would: they are all in its memtable's
+// write-ahead log.
+func writeOldWAL(dir string) {
+	db, err := badger.Open(badgerOptions(dir, hclog.NewNullLogger(), 4<<20))
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	for i := range oldWALEntries {
+		e := Entry{URL: fmt.Sprintf("http://origin/%d/%s", i, strings.Repeat("x", 500)), Version: fmt.Sprintf("v%d", i), Fetched: time.Now(), Size: i}
+		meta, _ := json.Marshal(e)
+		if err := db.Update(func(txn *badger.Txn) error { return txn.Set(metaKey(fmt.Sprintf("t%d", i)), meta) }); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+	}
+	fmt.Println("written")
+	os.Exit(0)
+}
+
+// TestOldWriteAheadLog opens a cache that a fetchd with larger memtables
+// left unclosed: every record is there, and nothing is moved aside.
+func TestOldWriteAheadLog(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "FETCHD_TEST_OLD_WAL="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "written") {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	var wal int64
+	files, _ := os.ReadDir(dir)
+	for _, f := range files {
+		if fi, err := f.Info(); err == nil && filepath.Ext(f.Name()) == ".mem" {
+			wal = max(wal, fi.Size())
+		}
+	}
+	if wal <= 2*memTable {
+		t.Fatalf("the helper left no write-ahead log larger than this fetchd's (%d bytes)", wal)
+	}
+	c, err := OpenCache(dir, CacheOptions{MoveCorrupt: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if aside, _ := filepath.Glob(dir + ".corrupt-*"); len(aside) > 0 {
+		t.Fatalf("cache moved aside: %v", aside)
+	}
+	n, _, err := c.Stats()
+	if err != nil || n != oldWALEntries {
+		t.Fatalf("entries after reopening: %d (%v); want %d", n, err, oldWALEntries)
+	}
+	if e, ok, err := c.Load(fmt.Sprintf("t%d", oldWALEntries-1)); err != nil || !ok || e.Version != fmt.Sprintf("v%d", oldWALEntries-1) {
+		t.Errorf("last record: %+v %v %v", e, ok, err)
+	}
+}
+
+// BenchmarkCacheHTML reads 50 KB pages from a cache of 200, each in turn,
+// as fetchd does for a worker that lacks the current version: the value
+// log is paged out after reads, so most of these come from disk (or the
+// page cache) again rather than from fetchd's own mappings.
+func BenchmarkCacheHTML(b *testing.B) {
+	c, err := OpenCache(b.TempDir(), CacheOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	const pages, size = 200, 50 << 10
+	for i := range pages {
+		p := append([]byte(fmt.Sprintf("<html><body><div id=\"content\">%d</div>", i)), strings.Repeat("lorem ipsum ", size/12)...)
+		if err := c.Put(fmt.Sprintf("t%d", i), Entry{URL: "u", Version: version(p), Size: len(p)}, p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(size)
+	for i := 0; b.Loop(); i++ {
+		if _, html, ok, err := c.HTML(fmt.Sprintf("t%d", i%pages)); err != nil || !ok || len(html) < size {
+			b.Fatalf("page %d: %d bytes, %v %v", i%pages, len(html), ok, err)
+		}
+	}
+}
+
+// TestCloseDuringGC closes caches whose value-log GC runs all the time: a
+// GC round waiting for the lock Close held used to hang Close for good.
+func TestCloseDuringGC(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 20 {
+		c, err := OpenCache(dir, CacheOptions{GCInterval: 200 * time.Microsecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(i%7) * 300 * time.Microsecond)
+		done := make(chan error, 1)
+		go func() { done <- c.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Close still waiting after 10 s (round %d): deadlocked with the GC loop", i)
+		}
 	}
 }
