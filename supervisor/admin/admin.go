@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -134,6 +135,15 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/requests", s.requests)
 	m.HandleFunc("GET /api/events", s.events)
 	m.HandleFunc("GET /api/samples", s.samples)
+	// Go's profiles of lanesd itself (goroutines, heap, CPU for ?seconds=N,
+	// at most writeTimeout): what is needed to explain a front that grows
+	// or spins, without restarting it under a debug build. Behind the
+	// token like every call.
+	m.HandleFunc("GET /debug/pprof/", pprof.Index)
+	m.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	m.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

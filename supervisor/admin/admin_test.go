@@ -260,7 +260,7 @@ func TestToken(t *testing.T) {
 		errorBody(t, rec)
 	}
 	// Every API call, the metrics and unknown paths need it too.
-	for _, c := range [][2]string{{"POST", "/api/reload"}, {"POST", "/api/lanes/slow/drain"}, {"GET", "/api/map"}, {"GET", "/api/samples"}, {"GET", "/metrics"}, {"GET", "/nope"}, {"POST", "/"}} {
+	for _, c := range [][2]string{{"POST", "/api/reload"}, {"POST", "/api/lanes/slow/drain"}, {"GET", "/api/map"}, {"GET", "/api/samples"}, {"GET", "/metrics"}, {"GET", "/debug/pprof/heap"}, {"GET", "/nope"}, {"POST", "/"}} {
 		if rec := do(t, h, c[0], c[1], ""); rec.Code != http.StatusUnauthorized {
 			t.Errorf("%s %s without token: %d, want 401", c[0], c[1], rec.Code)
 		}
@@ -276,6 +276,19 @@ func TestToken(t *testing.T) {
 	// The dashboard shell needs no token.
 	if rec := do(t, h, "GET", "/", ""); rec.Code != 200 {
 		t.Errorf("dashboard shell without token: %d", rec.Code)
+	}
+}
+
+// lanesd's own Go profiles are served with the token: the goroutine dump
+// an operator takes to explain a front that grows.
+func TestPprof(t *testing.T) {
+	s, _ := newServer(t, testToken)
+	rec := do(t, s.Handler(), "GET", "/debug/pprof/goroutine?debug=1", "", "Authorization", "Bearer "+testToken)
+	if rec.Code != 200 || !strings.HasPrefix(rec.Body.String(), "goroutine profile: total ") {
+		t.Fatalf("GET /debug/pprof/goroutine?debug=1: %d %.200q", rec.Code, rec.Body)
+	}
+	if rec := do(t, s.Handler(), "POST", "/debug/pprof/heap", "", "Authorization", "Bearer "+testToken); rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /debug/pprof/heap: %d, want 405", rec.Code)
 	}
 }
 
