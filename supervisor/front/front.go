@@ -254,9 +254,9 @@ var requests = sync.Pool{New: func() any { return new(request) }}
 // serve checks and prepares a request, reads its body, and classifies it
 // into a lane; dispatch gets it a slot and its answer, and respond sends
 // that answer on. A request refused before it has a lane (prepare,
-// readBody) is answered at once and accounted for nowhere; every other
-// ends in finish, once: in dispatch, in respond, in the spool's pump, or
-// here when a panic cuts it short.
+// readBody) is answered at once and has only its access log line (lane
+// "-"); every other ends in finish, once: in dispatch, in respond, in the
+// spool's pump, or here when a panic cuts it short.
 func (f *Front) serve(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	rq := requests.Get().(*request)
@@ -270,6 +270,7 @@ func (f *Front) serve(ctx *fasthttp.RequestCtx) {
 	f.bufs.fwd.Put(fw)
 	if r != nil {
 		refuseRequest(ctx, r)
+		f.logRefused(ctx, rq, start)
 		return
 	}
 	// HTTP/1.0 allows a request without Host; the client cannot write one
@@ -281,6 +282,7 @@ func (f *Front) serve(ctx *fasthttp.RequestCtx) {
 	}
 	if r := f.readBody(req, &rq.body); r != nil {
 		refuseRequest(ctx, r)
+		f.logRefused(ctx, rq, start)
 		return
 	}
 
@@ -318,6 +320,26 @@ func (f *Front) serve(ctx *fasthttp.RequestCtx) {
 		f.respond(rq, resp, small)
 	}
 }
+
+// logRefused writes the access log line of a request refused before it
+// had a lane (a smuggling attempt, a body too large or too slow, an
+// upgrade): lane "-", as nginx logs its 400s. No lane or metric counts it.
+func (f *Front) logRefused(ctx *fasthttp.RequestCtx, rq *request, start time.Time) {
+	snap := f.opt.Snapshot()
+	if snap.Access == nil {
+		return
+	}
+	o := &rq.rec
+	o.Method, o.Path, o.Result = ctx.Method(), ctx.Path(), lane.Refused
+	o.Client, _ = netip.AddrFromSlice(ctx.RemoteIP())
+	o.Client = o.Client.Unmap()
+	captureAccess(ctx, o, snap.Config.Log.AccessQuery)
+	o.Status, o.Bytes, o.Total = ctx.Response.StatusCode(), len(ctx.Response.Body()), time.Since(start)
+	snap.Access.log(noLane, o, snap.Config.Log.AccessFormat)
+}
+
+// noLane is the lane an access line names for a request that had none.
+const noLane = "-"
 
 // done returns rq's body buffer and rq itself, once serve has returned:
 // the request, its body included, has been sent, and what a spool still

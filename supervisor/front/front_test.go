@@ -266,7 +266,8 @@ func TestFinishOncePerExit(t *testing.T) {
 }
 
 // A request refused before it has a lane (prepare) costs no slot and is
-// not accounted for: no lane exit, no metrics, no access line.
+// accounted for by its access line only (lane "-"): no lane exit, no
+// metrics.
 func TestRefusedBeforeLaneNotAccounted(t *testing.T) {
 	s := &fakeSlot{hc: worker(t)}
 	h := newHarness(t, &fakeLane{name: config.DefaultLaneName, next: []*fakeSlot{s}})
@@ -277,8 +278,12 @@ func TestRefusedBeforeLaneNotAccounted(t *testing.T) {
 	h.mu.Lock()
 	observed, ended := len(h.observed), h.ended
 	h.mu.Unlock()
-	if n := len(s.releases()); n != 0 || len(h.lines()) != 0 || observed != 0 || ended != 0 {
-		t.Errorf("refused request accounted for: %d releases, %d lines, %d observations, %d exits", n, len(h.lines()), observed, ended)
+	if n := len(s.releases()); n != 0 || observed != 0 || ended != 0 {
+		t.Errorf("refused request accounted for: %d releases, %d observations, %d exits", n, observed, ended)
+	}
+	lines := h.lines()
+	if len(lines) != 1 || !strings.Contains(lines[0], " status=501 ") || !strings.Contains(lines[0], "lane=- ") || !strings.Contains(lines[0], "path=/small") {
+		t.Errorf("access lines %q: want one, lane -, status 501, path /small", lines)
 	}
 }
 
