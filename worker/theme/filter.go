@@ -79,6 +79,8 @@ type Options struct {
 type Filter struct {
 	name       string
 	rules      []rule
+	plan       streamPlan          // the streaming pass's view of rules
+	path       themePath           // tests and benchmarks: force one path
 	svc        shared.ThemeService // nil: every response is unthemed
 	maxBody    int
 	askTimeout time.Duration
@@ -94,6 +96,7 @@ type Filter struct {
 	refusals  atomic.Int64           // theme versions refused so far
 	adoptMu   sync.Mutex             // one parse at a time; see adopt
 	parses    atomic.Int64           // theme parses so far (tests, metrics)
+	fallbacks atomic.Int64           // themed requests that took the DOM path
 	downUntil atomic.Int64           // unix nanos before which fetchd is not asked
 	down      atomic.Bool            // fetchd's last call failed (logged once per change)
 }
@@ -115,6 +118,7 @@ func New(t config.Theme, svc shared.ThemeService, opt Options) (*Filter, error) 
 		retryAfter: opt.RetryAfter,
 		log:        opt.Log,
 		now:        opt.now,
+		plan:       planRules(rules),
 	}
 	if f.maxBody <= 0 {
 		f.maxBody = DefaultMaxBody
@@ -240,7 +244,7 @@ func (f *Filter) Apply(ctx context.Context, head bool, resp *fasthttp.Response) 
 	out := getBuf()
 	defer putBuf(out)
 	out.B = slices.Grow(out.B, len(content)+th.size)
-	if err := f.render(out, th, content); err != nil {
+	if err := f.themePage(out, th, content); err != nil {
 		if errors.Is(err, errNotAPage) {
 			f.log.Trace("page not themed: no replace rule finds its content")
 		} else {
@@ -268,6 +272,35 @@ func (f *Filter) unthemed(resp *fasthttp.Response, raw *buffer) Result {
 	resp.Header.SetContentLength(len(raw.B))
 	return Result{State: shared.ThemeUnthemed}
 }
+
+// themePath selects how pages are themed; tests and benchmarks force one.
+type themePath int
+
+const (
+	pathAuto   themePath = iota // streaming, else the DOM path
+	pathDOM                     // the DOM path only
+	pathStream                  // the streaming pass only: errFallback is an error
+)
+
+// themePage writes content themed with th to out: by the streaming pass
+// when it can follow the page and the rules, else by the DOM path
+// (counted in Fallbacks).
+func (f *Filter) themePage(out *buffer, th *parsed, content []byte) error {
+	if f.path != pathDOM {
+		err := f.renderStream(out, th, content)
+		if err != errFallback || f.path == pathStream {
+			return err
+		}
+		out.B = out.B[:0]
+		f.fallbacks.Add(1)
+	}
+	return f.render(out, th, content)
+}
+
+// Fallbacks returns how many themed pages took the DOM path because the
+// streaming pass could not follow them (a selector it cannot evaluate, a
+// page the HTML parser would rearrange).
+func (f *Filter) Fallbacks() int64 { return f.fallbacks.Load() }
 
 // Refusals returns how many theme versions the filter refused as past its
 // limits or unparsable.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -107,4 +108,58 @@ func BenchmarkThemeCopy(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkPaths50K themes the 50 KB page in the 20 KB theme by the DOM
+// path and by the streaming pass, alternating in batches within one run so
+// that both see the same machine, and reports each path's time and heap
+// allocations per page and their ratio. Apply's other work (asking
+// fetchd, reading the body, headers) is left out: this is the filter's
+// theming alone.
+//
+//	go test -run '^$' -bench Paths50K ./worker/theme/
+func BenchmarkPaths50K(b *testing.B) {
+	f, fd := newFilter(b, testRules, Options{})
+	fd.set("v1", shared.ThemeFresh, benchTheme(b))
+	f.Warm(context.Background())
+	th := f.cur.Load()
+	if th == nil || th.tmpl == nil {
+		b.Fatal("theme not compiled for the streaming pass")
+	}
+	page := []byte(page50K())
+	out := getBuf()
+	const batch = 8
+	run := func(path themePath) (time.Duration, uint64) {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		f.path = path
+		start := time.Now()
+		for range batch {
+			out.B = out.B[:0]
+			if err := f.themePage(out, th, page); err != nil {
+				b.Fatal(err)
+			}
+		}
+		d := time.Since(start)
+		runtime.ReadMemStats(&m1)
+		return d, m1.Mallocs - m0.Mallocs
+	}
+	var domT, strT time.Duration
+	var domA, strA uint64
+	n := 0
+	for b.Loop() {
+		d, a := run(pathDOM)
+		domT, domA = domT+d, domA+a
+		d, a = run(pathStream)
+		strT, strA = strT+d, strA+a
+		n += batch
+	}
+	b.ReportMetric(float64(domT.Nanoseconds())/float64(n), "dom-ns/page")
+	b.ReportMetric(float64(strT.Nanoseconds())/float64(n), "stream-ns/page")
+	b.ReportMetric(float64(domT)/float64(strT), "dom/stream")
+	b.ReportMetric(float64(domA)/float64(n), "dom-allocs/page")
+	b.ReportMetric(float64(strA)/float64(n), "stream-allocs/page")
+	if f.Fallbacks() != 0 {
+		b.Errorf("%d fallbacks", f.Fallbacks())
+	}
 }

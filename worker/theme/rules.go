@@ -43,6 +43,8 @@ type rule struct {
 	desc    string            // for logs: kind and selectors as configured
 	theme   cascadia.Selector // nil when not configured
 	content cascadia.Selector // nil when not configured
+
+	themeSel, contentSel selInfo // for the streaming pass (stream.go)
 }
 
 var (
@@ -63,11 +65,13 @@ func compileRules(t config.Theme) ([]rule, error) {
 			if r.theme, err = cascadia.Compile(cr.Theme); err != nil {
 				return nil, fail("theme selector %q: %v", cr.Theme, err)
 			}
+			r.themeSel = analyze(cr.Theme)
 		}
 		if cr.Content != "" {
 			if r.content, err = cascadia.Compile(cr.Content); err != nil {
 				return nil, fail("content selector %q: %v", cr.Content, err)
 			}
+			r.contentSel = analyze(cr.Content)
 		}
 		switch cr.Kind {
 		case kindReplace, kindAppend:

@@ -19,8 +19,9 @@ type parsed struct {
 	version string
 	fetched time.Time
 	root    *html.Node
-	nodes   int // nodes under root, root included: the clone's arena size
-	size    int // bytes of the page: a guess at what it adds to a themed body
+	nodes   int       // nodes under root, root included: the clone's arena size
+	size    int       // bytes of the page: a guess at what it adds to a themed body
+	tmpl    *template // the streaming pass's chunks; nil: DOM path only
 }
 
 // theme returns the theme copy to use for one request and its state, or nil
@@ -163,6 +164,13 @@ func (f *Filter) adopt(doc shared.ThemeDoc) *parsed {
 			"version", doc.Version, "rule", miss)
 	}
 	p := &parsed{version: doc.Version, fetched: doc.Fetched, root: root, nodes: countNodes(root), size: len(doc.HTML)}
+	if f.plan.reason != "" {
+		f.log.Info("theme rules take the DOM path on every page", "reason", f.plan.reason)
+	} else if tp, why := compileTheme(root, f.rules); tp == nil {
+		f.log.Info("theme version takes the DOM path on every page", "version", doc.Version, "reason", why)
+	} else {
+		p.tmpl = tp
+	}
 	f.cur.Store(p)
 	f.log.Debug("theme version adopted", "version", doc.Version, "bytes", len(doc.HTML), "nodes", p.nodes)
 	return p
