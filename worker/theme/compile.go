@@ -173,6 +173,12 @@ func compileTheme(root *html.Node, rules []rule) (*template, string) {
 			if tp.ruleT[j] < 0 || rj.kind == kindDrop {
 				continue
 			}
+			if r.kind != kindTitle && !r.themeSel.ok {
+				// :empty, :last-child, :has(), sibling combinators...
+				// can change their answer for the theme's own elements
+				// once rule j put content in.
+				return nil, fmt.Sprintf("theme selector of %s is not streamable and follows rule %d", r.desc, j+1)
+			}
 			if rj.kind == kindTitle && !tp.titleNew {
 				continue // sets text: no element
 			}

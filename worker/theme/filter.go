@@ -1,7 +1,17 @@
 // Package theme owns theming in the worker: it wraps an upstream's HTML page
 // in the site's theme page, as the theme's rules say. The theme itself comes
 // from fetchd (shared.ThemeService); this package keeps the last copy it got,
-// parsed once per version, and keeps using it while fetchd is unreachable.
+// parsed and compiled once per version, and keeps using it while fetchd is
+// unreachable.
+//
+// Two paths theme a page, with the same output byte for byte: the
+// streaming pass (stream.go), which reads the content page once with
+// x/net/html's Tokenizer and fills the holes of the theme version's
+// precompiled chunks (compile.go) with the elements the rules take; and
+// the DOM path (rules.go), which parses the page, applies the rules with
+// goquery/cascadia to a clone of the parsed theme and renders it. The DOM
+// path serves what the streaming pass cannot follow (see stream.go),
+// counted in Filter.Fallbacks.
 //
 // Which responses are themed: 2xx (but not 204, 205 or 206) text/html
 // answers to anything but HEAD, with a body no larger than Options.MaxBody

@@ -2,7 +2,9 @@ package theme
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
+	"slices"
 	"sync"
 
 	"golang.org/x/net/html"
@@ -74,16 +76,41 @@ type streamer struct {
 	stack []open
 	attrs []html.Attribute
 	raw   [][2][]byte // the current tag's attributes
+	name  []byte      // the current tag's name
 	buf   []byte
 	cands []cand
 	marks []mark
 	mode  int
 	drop  int // open dropped subtrees
 	dMask uint64
+	// strs interns attribute values and tag names across the requests
+	// that reuse this streamer: pages repeat their classes.
+	strs map[string]string
+}
+
+// Bounds of streamer.strs.
+const (
+	maxInterned    = 1024
+	maxInternedLen = 64
+)
+
+func (s *streamer) intern(b []byte) string {
+	if v, ok := s.strs[string(b)]; ok {
+		return v
+	}
+	v := string(b)
+	if len(b) <= maxInternedLen {
+		if len(s.strs) >= maxInterned {
+			clear(s.strs)
+		}
+		s.strs[v] = v
+	}
+	return v
 }
 
 var streamPool = sync.Pool{New: func() any {
-	return &streamer{nodes: make([]html.Node, 0, maxStreamDepth+1), stack: make([]open, 0, maxStreamDepth+1)}
+	return &streamer{nodes: make([]html.Node, 0, maxStreamDepth+1), stack: make([]open, 0, maxStreamDepth+1),
+		strs: make(map[string]string)}
 }}
 
 func (s *streamer) reset() {
@@ -116,22 +143,43 @@ func (s *streamer) stream(content []byte) error {
 			err = s.comment(s.z.Text())
 		case html.DoctypeToken:
 		case html.StartTagToken, html.SelfClosingTagToken:
-			name, more := s.z.TagName()
+			name := s.tagName(1)
 			s.raw = s.raw[:0]
-			for more {
+			for more := true; more; {
 				var k, v []byte
-				k, v, more = s.z.TagAttr()
-				s.raw = append(s.raw, [2][]byte{k, v})
+				if k, v, more = s.z.TagAttr(); k != nil {
+					s.raw = append(s.raw, [2][]byte{k, v})
+				}
 			}
 			err = s.start(name, atom.Lookup(name))
 		case html.EndTagToken:
-			name, _ := s.z.TagName()
+			name := s.tagName(2)
 			err = s.end(name, atom.Lookup(name))
 		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// tagName is the tokenizer's TagName read from the raw tag ("<" or "</"
+// is skip bytes long) into a scratch buffer: TagName copies every name.
+// The name ends as the tokenizer's readTagName ends it; NUL, which it
+// would replace, never reaches the pass.
+func (s *streamer) tagName(skip int) []byte {
+	raw := s.z.Raw()
+	s.name = s.name[:0]
+	for _, c := range raw[min(skip, len(raw)):] {
+		switch c {
+		case ' ', '\n', '\r', '\t', '\f', '/', '>':
+			return s.name
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		s.name = append(s.name, c)
+	}
+	return s.name
 }
 
 func (s *streamer) top() *open { return &s.stack[len(s.stack)-1] }
@@ -388,8 +436,28 @@ func (s *streamer) bodyStart(name []byte, a atom.Atom) error {
 		if s.top().atom == atom.Option {
 			return errFallback
 		}
+	case atom.B, atom.Big, atom.Code, atom.Em, atom.Font, atom.I, atom.S, atom.Small, atom.Strike, atom.Strong,
+		atom.Tt, atom.U:
+	default:
+		return s.push(a, name, false)
+	}
+	if isFormatting(a) && len(s.raw) > 1 {
+		// The parser sorts a formatting element's attributes (its
+		// Noah's Ark clause compares them so), and renders them so.
+		slices.SortFunc(s.raw, func(x, y [2][]byte) int {
+			return cmp.Or(bytes.Compare(x[0], y[0]), bytes.Compare(x[1], y[1]))
+		})
 	}
 	return s.push(a, name, false)
+}
+
+func isFormatting(a atom.Atom) bool {
+	switch a {
+	case atom.A, atom.B, atom.Big, atom.Code, atom.Em, atom.Font, atom.I, atom.Nobr, atom.S, atom.Small,
+		atom.Strike, atom.Strong, atom.Tt, atom.U:
+		return true
+	}
+	return false
 }
 
 func isHeading(a atom.Atom) bool {
@@ -452,12 +520,12 @@ func (s *streamer) push(a atom.Atom, name []byte, void bool) error {
 	if a != 0 {
 		e.name = a.String()
 	} else {
-		e.name = string(name)
+		e.name = s.intern(name)
 	}
 	for _, kv := range s.raw {
 		for _, k := range f.plan.keys {
 			if string(kv[0]) == k {
-				s.attrs = append(s.attrs, html.Attribute{Key: k, Val: string(kv[1])})
+				s.attrs = append(s.attrs, html.Attribute{Key: k, Val: s.intern(kv[1])})
 				break
 			}
 		}

@@ -89,6 +89,10 @@ var diffRules = map[string][]config.ThemeRule{
 	"body":           {{Kind: "replace", Theme: "main", Content: "body"}, {Kind: "append", Theme: "head", Content: "head"}},
 	"attributes":     {{Kind: "replace", Theme: "#content", Content: `div[id="content"] > *`}, {Kind: "append", Theme: "footer", Content: "[data-x], .Ad"}},
 	"not streamable": {{Kind: "replace", Theme: "#content", Content: "#content > p:first-child"}},
+	"theme selector not streamable": {
+		{Kind: "append", Theme: "header", Content: "p"},
+		{Kind: "replace", Theme: "body > :empty, #content", Content: "#content"},
+	},
 }
 
 var diffThemes = map[string]string{
@@ -136,7 +140,7 @@ func TestStreamMatchesDOM(t *testing.T) {
 	}
 	// Pages 0-6 are ordinary: every rule set that can stream must.
 	for rn := range diffRules {
-		if rn == "not streamable" {
+		if rn == "not streamable" || rn == "theme selector not streamable" {
 			if streamed[rn] != 0 {
 				t.Errorf("%s: %d pages streamed", rn, streamed[rn])
 			}
@@ -207,18 +211,25 @@ func FuzzStreamMatchesDOM(f *testing.F) {
 	for _, p := range diffPages {
 		f.Add(p)
 	}
-	fl, _ := newFilter(f, diffRules["drops"], Options{})
-	fl.Warm(context.Background())
+	// "body" renders all of head and body; "drops" takes parts.
+	var filters []*Filter
+	for _, rn := range []string{"drops", "body"} {
+		fl, _ := newFilter(f, diffRules[rn], Options{})
+		fl.Warm(context.Background())
+		filters = append(filters, fl)
+	}
 	f.Fuzz(func(t *testing.T, page string) {
-		dom, stream, derr, serr := both(t, fl, page)
-		if errors.Is(serr, errFallback) {
-			return
-		}
-		if (derr == nil) != (serr == nil) {
-			t.Fatalf("DOM error %v, streaming error %v", derr, serr)
-		}
-		if !bytes.Equal(dom, stream) {
-			t.Fatalf("differs:\nDOM:    %q\nstream: %q", dom, stream)
+		for _, fl := range filters {
+			dom, stream, derr, serr := both(t, fl, page)
+			if errors.Is(serr, errFallback) {
+				continue
+			}
+			if (derr == nil) != (serr == nil) {
+				t.Fatalf("DOM error %v, streaming error %v", derr, serr)
+			}
+			if !bytes.Equal(dom, stream) {
+				t.Fatalf("differs:\nDOM:    %q\nstream: %q", dom, stream)
+			}
 		}
 	})
 }
