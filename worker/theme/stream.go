@@ -42,14 +42,13 @@ const (
 
 // open is an element on the stack.
 type open struct {
-	atom      atom.Atom
-	name      string
-	attrMark  int  // len(attrs) before its own
-	cand      int  // index in cands, or -1
-	render    bool // rendered: itself or an ancestor is taken
-	dropRoot  bool // a content drop rule removes it
-	kids      bool // has a child node (the parser's FirstChild != nil)
-	pipeStart bool
+	atom     atom.Atom
+	name     string
+	attrMark int  // len(attrs) before its own
+	cand     int  // index in cands, or -1
+	render   bool // rendered: itself or an ancestor is taken
+	dropRoot bool // a content drop rule removes it
+	kids     bool // has a child node (the parser's FirstChild != nil)
 }
 
 // cand is an element some rule may take: its byte ranges in the buffer.
@@ -67,6 +66,7 @@ type mark struct {
 	bits uint64
 }
 
+// streamer is one request's pass; pooled.
 type streamer struct {
 	f     *Filter
 	tp    *template
@@ -77,7 +77,7 @@ type streamer struct {
 	attrs []html.Attribute
 	raw   [][2][]byte // the current tag's attributes
 	name  []byte      // the current tag's name
-	buf   []byte
+	buf   []byte      // the rendered elements the rules may take
 	cands []cand
 	marks []mark
 	mode  int
@@ -115,7 +115,7 @@ var streamPool = sync.Pool{New: func() any {
 
 func (s *streamer) reset() {
 	s.doc = html.Node{Type: html.DocumentNode}
-	clear(s.nodes[:cap(s.nodes)])
+	clear(s.nodes) // pop zeroes what it takes off; this is what a fallback left
 	s.nodes = s.nodes[:0]
 	s.stack = s.stack[:0]
 	clear(s.attrs)
@@ -605,6 +605,7 @@ func (s *streamer) push(a atom.Atom, name []byte, void bool) error {
 	s.stack = append(s.stack, e)
 	if void {
 		s.stack = s.stack[:len(s.stack)-1]
+		s.nodes[len(s.nodes)-1] = html.Node{}
 		s.nodes = s.nodes[:len(s.nodes)-1]
 		clear(s.attrs[e.attrMark:])
 		s.attrs = s.attrs[:e.attrMark]

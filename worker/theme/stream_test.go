@@ -213,7 +213,7 @@ func FuzzStreamMatchesDOM(f *testing.F) {
 	}
 	// "body" renders all of head and body; "drops" takes parts.
 	var filters []*Filter
-	for _, rn := range []string{"drops", "body"} {
+	for _, rn := range []string{"drops", "body", "append then replace"} {
 		fl, _ := newFilter(f, diffRules[rn], Options{})
 		fl.Warm(context.Background())
 		filters = append(filters, fl)
