@@ -16,12 +16,12 @@ import (
 // which every taken element is a byte range. A small tree builder follows
 // the HTML parser exactly for pages as they are usually written (explicit
 // html, head and body or their implied forms, elements closed in order,
-// tables with their tbody); anything where x/net/html's parser would
-// rearrange the tree (a <div> that closes an open <p>, an unclosed <li>
-// before the next, misnested formatting tags, foster-parented table
-// content, foreign content, <select>...) stops the pass, and the request
-// takes the DOM path. The output is the DOM path's, byte for byte: the
-// differential tests hold the two against each other.
+// table rows with or without their tbody); anything where x/net/html's
+// parser would rearrange the tree (a <div> that closes an open <p>, an
+// unclosed <li> before the next, misnested formatting tags,
+// foster-parented table content, foreign content, <select>...) stops the
+// pass, and the request takes the DOM path. The output is the DOM path's,
+// byte for byte: the differential tests hold the two against each other.
 
 // errFallback sends a request to the DOM path.
 var errFallback = errors.New("theme: streaming pass cannot follow this page")
@@ -363,6 +363,15 @@ func (s *streamer) bodyStart(name []byte, a atom.Atom) error {
 		switch a {
 		case atom.Caption, atom.Colgroup, atom.Tbody, atom.Thead, atom.Tfoot, atom.Style, atom.Script:
 			return s.push(a, name, false)
+		case atom.Tr:
+			// <table><tr>: the parser implies a <tbody>.
+			raw := s.raw
+			s.raw = nil
+			if err := s.push(atom.Tbody, nil, false); err != nil {
+				return err
+			}
+			s.raw = raw
+			return s.push(a, name, false)
 		}
 		return errFallback
 	case atom.Tbody, atom.Thead, atom.Tfoot:
@@ -501,6 +510,15 @@ func (s *streamer) end(name []byte, a atom.Atom) error {
 			return nil
 		}
 		t := s.top()
+		if a == atom.Table && len(s.stack) > 1 && s.stack[len(s.stack)-2].atom == atom.Table {
+			switch t.atom {
+			case atom.Tbody, atom.Thead, atom.Tfoot:
+				// </table> closes the table's section first, implied
+				// or not.
+				s.pop()
+				t = s.top()
+			}
+		}
 		if a == atom.Br || t.atom != a || (a == 0 && t.name != string(name)) {
 			return errFallback // the parser would close or open something
 		}

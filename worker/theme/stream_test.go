@@ -47,6 +47,9 @@ text &amp; area</textarea>
 	// Unclosed at EOF.
 	`<html><body><div id="content"><p>open <b>bold`,
 	`<html><body><div id="content"><table><tr><td>no tbody</td></tr></table></div></body></html>`,
+	`<html><body><div id="content"><table class=t><tr><td>a</td></tr><tr><th>b</th></tr></table><table><thead><tr><td>h</td></tr></thead></table></div></body></html>`,
+	`<html><body><div id="content"><table><tbody><tr><td>x</td></tr></tbody><tr><td>y</td></tr></table></div></body></html>`,
+	`<html><body><div id="content"><table><tr><td>open row</table></div></body></html>`,
 	`<html><body><div id="content"><p>para<div>closes p</div></p></div></body></html>`,
 	`<html><body><div id="content"><ul><li>a<li>b</ul></div></body></html>`,
 	`<html><body><div id="content"><b><i>misnested</b></i></div></body></html>`,
