@@ -366,7 +366,7 @@ func (b *bench) themeAllocs(ctx context.Context, l *server) (themed, plain float
 		}
 		var sum uint64
 		var pids []int
-		if ln := laneStatus(st, "default"); ln != nil {
+		if ln := st.Lane("default"); ln != nil {
 			for _, w := range ln.Workers {
 				sum += w.Allocs
 				pids = append(pids, w.PID)
