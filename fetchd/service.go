@@ -189,13 +189,17 @@ func (s *Service) stateLocked(t *theme, now time.Time) (string, Entry) {
 	e := *t.entry
 	age := now.Sub(e.Fetched)
 	switch {
-	case age < max(s.set.MinRefresh, e.MaxAge):
+	case age < s.freshFor(e):
 		return shared.ThemeFresh, e
 	case s.set.MaxStale > 0 && age > s.set.MaxStale:
 		return stateExpired, e
 	}
 	return shared.ThemeStale, e
 }
+
+// freshFor is how long after its fetch copy e is fresh: fetchd fetches it
+// again only after that.
+func (s *Service) freshFor(e Entry) time.Duration { return max(s.set.MinRefresh, e.MaxAge) }
 
 // stateExpired is a copy too old to serve; callers see ThemeUnthemed.
 const stateExpired = "expired"
@@ -222,6 +226,9 @@ func (s *Service) answer(t *theme, st string, e Entry, have string) shared.Theme
 	doc := shared.ThemeDoc{Name: t.cfg.Name, State: st}
 	if st == shared.ThemeFresh || st == shared.ThemeStale {
 		doc.Version, doc.Fetched = e.Version, e.Fetched
+		if st == shared.ThemeFresh {
+			doc.FreshUntil = e.Fetched.Add(s.freshFor(e))
+		}
 		if have != e.Version {
 			v, html, ok, err := s.cache.HTML(t.cfg.Name)
 			if err != nil || !ok {

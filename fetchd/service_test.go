@@ -195,6 +195,11 @@ func TestStaleCopyOneRefresh(t *testing.T) {
 	set.Fetchd.StaleWait = 2 * time.Second
 	s := start(t, t.TempDir(), set)
 	first := ask(t, s)
+	// A fresh answer says until when: the fetch plus min_refresh, the
+	// window in which workers need not ask again.
+	if want := first.Fetched.Add(set.Fetchd.MinRefresh); first.State != shared.ThemeFresh || !first.FreshUntil.Equal(want) {
+		t.Fatalf("first answer: state %q, fresh until %v; want fresh until %v", first.State, first.FreshUntil, want)
+	}
 	time.Sleep(100 * time.Millisecond)
 	o.set(func(o *testOrigin) {
 		o.delay = 200 * time.Millisecond

@@ -25,7 +25,12 @@ type ThemeDoc struct {
 	Version string    `json:"version"` // changes whenever the HTML does; "" when unthemed
 	State   string    `json:"state"`   // ThemeFresh, ThemeStale, ThemeUnthemed
 	Fetched time.Time `json:"fetched"` // when the copy was fetched or last revalidated
-	HTML    []byte    `json:"html,omitempty"`
+	// FreshUntil, on a fresh answer, is when the copy turns stale
+	// (Fetched plus min_refresh, or the origin's max-age): fetchd fetches
+	// nothing before, so until then the version cannot change, and a
+	// worker that holds it need not ask.
+	FreshUntil time.Time `json:"fresh_until,omitzero"`
+	HTML       []byte    `json:"html,omitempty"`
 }
 
 // Theme states, as X-Theme and the admin API show them.

@@ -101,14 +101,15 @@ type Filter struct {
 	limits  themepage.Limits // a theme page past them is refused unparsed
 	limited *logging.Limiter // per-request warnings
 
-	cur       atomic.Pointer[parsed] // last theme copy fetchd gave, parsed
-	refused   atomic.Value           // string: the last version refused (see adopt)
-	refusals  atomic.Int64           // theme versions refused so far
-	adoptMu   sync.Mutex             // one parse at a time; see adopt
-	parses    atomic.Int64           // theme parses so far (tests, metrics)
-	fallbacks atomic.Int64           // themed requests that took the DOM path
-	downUntil atomic.Int64           // unix nanos before which fetchd is not asked
-	down      atomic.Bool            // fetchd's last call failed (logged once per change)
+	cur       atomic.Pointer[parsed]    // last theme copy fetchd gave, parsed
+	fresh     atomic.Pointer[freshness] // until when fetchd said which version is fresh
+	refused   atomic.Value              // string: the last version refused (see adopt)
+	refusals  atomic.Int64              // theme versions refused so far
+	adoptMu   sync.Mutex                // one parse at a time; see adopt
+	parses    atomic.Int64              // theme parses so far (tests, metrics)
+	fallbacks atomic.Int64              // themed requests that took the DOM path
+	downUntil atomic.Int64              // unix nanos before which fetchd is not asked
+	down      atomic.Bool               // fetchd's last call failed (logged once per change)
 }
 
 // New returns the filter for theme t, asking svc for the theme page. svc may

@@ -387,6 +387,57 @@ func TestFetchdDownKeepsLastCopy(t *testing.T) {
 	}
 }
 
+// While fetchd's answer says the copy is fresh until some time, the filter
+// does not ask it again before then (fetchd fetches nothing meanwhile);
+// after that, and after a stale answer, it asks on every request again.
+func TestFreshCopyNotAskedAgain(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	f, fd := newFilter(t, testRules, Options{now: clock})
+	fd.mu.Lock()
+	fd.doc.FreshUntil = now.Add(5 * time.Second)
+	fd.mu.Unlock()
+
+	for i := range 5 {
+		r := htmlResp(testContent)
+		if res := f.Apply(context.Background(), false, r); res.State != shared.ThemeFresh {
+			t.Fatalf("request %d: state %q, want fresh", i, res.State)
+		}
+		contains(t, string(r.Body()), "Site footer")
+	}
+	if n := fd.calls.Load(); n != 1 {
+		t.Errorf("fetchd asked %d times within the fresh window; want 1", n)
+	}
+	// Past the window fetchd is asked; its copy is stale now.
+	advance(6 * time.Second)
+	fd.mu.Lock()
+	fd.doc.State, fd.doc.FreshUntil = shared.ThemeStale, time.Time{}
+	fd.mu.Unlock()
+	for range 2 {
+		if res := f.Apply(context.Background(), false, htmlResp(testContent)); res.State != shared.ThemeStale {
+			t.Fatalf("state %q after the window, want stale", res.State)
+		}
+	}
+	if n := fd.calls.Load(); n != 3 {
+		t.Errorf("fetchd asked %d times; want every request asking once the copy is stale (3)", n)
+	}
+	// A new version, fresh again: adopted, and again not asked meanwhile.
+	fd.set("v2", shared.ThemeFresh, strings.Replace(testTheme, "Site footer", "New footer", 1))
+	fd.mu.Lock()
+	fd.doc.FreshUntil = now.Add(time.Hour)
+	fd.mu.Unlock()
+	for range 3 {
+		r := htmlResp(testContent)
+		f.Apply(context.Background(), false, r)
+		contains(t, string(r.Body()), "New footer")
+	}
+	if n := fd.calls.Load(); n != 4 {
+		t.Errorf("fetchd asked %d times; want 4 (once for the new version)", n)
+	}
+}
+
 func TestWarmKeepsCopyForFetchdOutage(t *testing.T) {
 	f, fd := newFilter(t, testRules, Options{})
 	f.Warm(context.Background())
