@@ -1,14 +1,10 @@
 package main
 
 import (
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
-	"time"
 )
 
 // HAProxy is the second anchor of the proxy rows, beside nginx: the other
@@ -65,57 +61,20 @@ backend origin
     server origin {{origin}}
 `
 
-// startHAProxy runs HAProxy as a reverse proxy to origin on a free port,
-// with startNginx's retries for a port taken meanwhile.
+// startHAProxy runs HAProxy as a reverse proxy to origin on a free port.
 func (b *bench) startHAProxy(bin, origin string) (*server, error) {
-	var last error
-	for attempt := 0; attempt < 3; attempt++ {
-		s, err := b.tryHAProxy(bin, origin)
-		if err == nil {
-			return s, nil
+	return b.startOnFreePort("haproxy", func(addr string) (*exec.Cmd, error) {
+		dir, err := os.MkdirTemp(b.tmp, "haproxy-")
+		if err != nil {
+			return nil, err
 		}
-		last = err
-	}
-	return nil, last
-}
-
-func (b *bench) tryHAProxy(bin, origin string) (*server, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp(b.tmp, "haproxy-")
-	if err != nil {
-		return nil, err
-	}
-	file := filepath.Join(dir, "haproxy.cfg")
-	conf := strings.NewReplacer("{{origin}}", origin, "{{listen}}", addr).Replace(haproxyConf)
-	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	log := &logTail{}
-	// -db: stay in the foreground; -W: master-worker, so that SIGTERM to
-	// the master stops the whole of it.
-	cmd := exec.Command(bin, "-W", "-db", "-f", file)
-	cmd.Stdout, cmd.Stderr = log, log
-	p, err := b.kids.start("haproxy", cmd, syscall.SIGTERM, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(startTimeout)
-	for {
-		if done, werr := p.Exited(); done {
-			return nil, startupFailure("haproxy", fmt.Errorf("exited (%v)", werr), log)
+		file := filepath.Join(dir, "haproxy.cfg")
+		conf := strings.NewReplacer("{{origin}}", origin, "{{listen}}", addr).Replace(haproxyConf)
+		if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+			return nil, err
 		}
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return &server{Proc: p, addr: addr, log: log}, nil
-		}
-		if time.Now().After(deadline) {
-			p.Stop()
-			return nil, startupFailure("haproxy", fmt.Errorf("not accepting on %s: %w", addr, err), log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		// -db: stay in the foreground; -W: master-worker, so that SIGTERM
+		// to the master stops the whole of it.
+		return exec.Command(bin, "-W", "-db", "-f", file), nil
+	})
 }

@@ -223,14 +223,40 @@ http {
 }
 `
 
-// startNginx runs nginx as a reverse proxy to origin on a free port. The
-// port is found by listening on :0 and closing, so another process can take
-// it before nginx binds it: then nginx exits and the next attempt picks
-// another.
+// startNginx runs nginx as a reverse proxy to origin on a free port.
 func (b *bench) startNginx(bin, origin string) (*server, error) {
+	return b.startOnFreePort("nginx", func(addr string) (*exec.Cmd, error) {
+		prefix, err := os.MkdirTemp(b.tmp, "nginx-")
+		if err != nil {
+			return nil, err
+		}
+		// Run as root, nginx's workers switch to nobody, who must reach the
+		// temp paths inside the prefix: through the bench's own directory
+		// (0700 from MkdirTemp; 0711 lets them pass without listing it) into
+		// the prefix. Without that, a response too big for proxy_buffers is
+		// cut where nginx fails to open its temporary file.
+		_ = os.Chmod(b.tmp, 0o711)
+		_ = os.Chmod(prefix, 0o755)
+		conf := strings.NewReplacer("{{prefix}}", prefix, "{{origin}}", origin, "{{listen}}", addr).Replace(nginxConf)
+		file := filepath.Join(prefix, "nginx.conf")
+		if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+			return nil, err
+		}
+		// -e stderr: nginx opens its compiled-in error log before reading
+		// the config unless told otherwise.
+		return exec.Command(bin, "-p", prefix, "-c", file, "-e", "stderr"), nil
+	})
+}
+
+// startOnFreePort runs a server that says nothing when ready (nginx,
+// HAProxy) on a free loopback port, and waits until the port accepts. The
+// port is found by listening on :0 and closing, so another process can
+// take it before the server binds it: then the server exits, and the next
+// of three attempts picks another.
+func (b *bench) startOnFreePort(name string, command func(addr string) (*exec.Cmd, error)) (*server, error) {
 	var last error
 	for attempt := 0; attempt < 3; attempt++ {
-		s, err := b.tryNginx(bin, origin)
+		s, err := b.tryOnFreePort(name, command)
 		if err == nil {
 			return s, nil
 		}
@@ -239,42 +265,25 @@ func (b *bench) startNginx(bin, origin string) (*server, error) {
 	return nil, last
 }
 
-func (b *bench) tryNginx(bin, origin string) (*server, error) {
+func (b *bench) tryOnFreePort(name string, command func(addr string) (*exec.Cmd, error)) (*server, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	prefix, err := os.MkdirTemp(b.tmp, "nginx-")
+	cmd, err := command(addr)
 	if err != nil {
-		return nil, err
-	}
-	// Run as root, nginx's workers switch to nobody, who must reach the
-	// temp paths inside the prefix: through the bench's own directory
-	// (0700 from MkdirTemp; 0711 lets them pass without listing it) into
-	// the prefix. Without that, a response too big for proxy_buffers is
-	// cut where nginx fails to open its temporary file.
-	_ = os.Chmod(b.tmp, 0o711)
-	_ = os.Chmod(prefix, 0o755)
-	conf := strings.NewReplacer("{{prefix}}", prefix, "{{origin}}", origin, "{{listen}}", addr).Replace(nginxConf)
-	file := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
 	log := &logTail{}
-	// -e stderr: nginx opens its compiled-in error log before reading the
-	// config unless told otherwise.
-	cmd := exec.Command(bin, "-p", prefix, "-c", file, "-e", "stderr")
-	cmd.Stderr = log
-	p, err := b.kids.start("nginx", cmd, syscall.SIGTERM, 5*time.Second)
+	cmd.Stdout, cmd.Stderr = log, log
+	p, err := b.kids.start(name, cmd, syscall.SIGTERM, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	// nginx says nothing when ready: wait until its port accepts (or it
-	// exits, as it does when the port was taken meanwhile).
 	deadline := time.Now().Add(startTimeout)
 	for {
 		if done, werr := p.Exited(); done {
-			return nil, startupFailure("nginx", fmt.Errorf("exited (%v)", werr), log)
+			return nil, startupFailure(name, fmt.Errorf("exited (%v)", werr), log)
 		}
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -283,7 +292,7 @@ func (b *bench) tryNginx(bin, origin string) (*server, error) {
 		}
 		if time.Now().After(deadline) {
 			p.Stop()
-			return nil, startupFailure("nginx", fmt.Errorf("not accepting on %s: %w", addr, err), log)
+			return nil, startupFailure(name, fmt.Errorf("not accepting on %s: %w", addr, err), log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
