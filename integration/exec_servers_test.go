@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -171,4 +172,37 @@ lane "default" {
 	waitFor(t, "a worker with the new exec_env", 20*time.Second, func() bool {
 		return l.appEnv(t)["APP_GREETING"] == "bonjour"
 	})
+}
+
+// TestExecKeepAliveClosedAsSent: an app that closes a kept-alive
+// connection as the next request arrives on it, answering nothing (the
+// race every keep-alive client has with a server closing idle
+// connections), costs neither the request nor the worker: a GET goes out
+// again on a fresh connection, and the worker stays. Before, each such
+// close was a "broken response", and the worker was killed and replaced.
+func TestExecKeepAliveClosedAsSent(t *testing.T) {
+	t.Parallel()
+	l := startLanesd(t, fmt.Sprintf(`
+lane "default" {
+  min_workers = 1
+  max_workers = 1
+  exec        = [%q, %q]
+}
+`, python(t), testdata(t, "oneshot_keepalive.py")))
+	first := l.readyPIDs(t, "default", 1, 20*time.Second)
+	waitFor(t, "the app to answer", 20*time.Second, func() bool {
+		r := l.get("/pid")
+		return r.err == nil && r.status == http.StatusOK
+	})
+	for i := range 20 {
+		if r := l.get("/pid"); r.err != nil || r.status != http.StatusOK || string(r.body) != fmt.Sprint(first[0]) {
+			t.Fatalf("GET /pid #%d: %s; want 200 from %d", i, r, first[0])
+		}
+	}
+	if pids := l.lane(t, "default").PIDs(); len(pids) != 1 || pids[0] != first[0] {
+		t.Errorf("workers %v after 20 requests on closing connections; want %v, never replaced", pids, first)
+	}
+	if n := strings.Count(l.Log.String(), "broke a response"); n != 0 {
+		t.Errorf("%d broken-response kills logged", n)
+	}
 }

@@ -72,6 +72,8 @@ func (f *Front) dispatch(rq *request, timeout time.Duration) (resp *fasthttp.Res
 			o.Result = lane.HardTimeout
 		case undelivered(err) || x.NotSent:
 			o.Result = lane.Undelivered
+		case x.Stale:
+			o.Result = lane.StaleConn
 		default:
 			o.Result = lane.Broken
 		}

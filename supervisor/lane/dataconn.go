@@ -44,6 +44,9 @@ type dataConn struct {
 	// write starts a new request, whose first byte is sent counts from mark.
 	answered atomic.Bool
 	mark     atomic.Uint64
+	// reused says the request being sent is not the connection's first:
+	// an answer came on it before.
+	reused atomic.Bool
 	t        cleanconn.Tracker
 	dial     func() (net.Conn, error)
 	wdl      time.Time // the write deadline fasthttp set; a replacement gets it too
@@ -71,6 +74,7 @@ func (c *dataConn) attach(nc net.Conn) {
 	c.Conn = heldconn.New(nc)
 	c.closed.Store(false)
 	c.answered.Store(false)
+	c.reused.Store(false)
 	c.mark.Store(0) // nothing of the request went out on this connection yet
 	var rc syscall.RawConn
 	if sc, ok := nc.(syscall.Conn); ok {
@@ -82,6 +86,7 @@ func (c *dataConn) attach(nc net.Conn) {
 func (c *dataConn) Write(p []byte) (int, error) {
 	if c.answered.Swap(false) {
 		c.mark.Store(c.Sent())
+		c.reused.Store(true)
 	}
 	// Without a dial (unit tests of the held writes) nothing is checked.
 	if c.dial != nil && !c.t.Write(p) {
@@ -150,6 +155,17 @@ func notSent(resp *fasthttp.Response) bool {
 func responded(resp *fasthttp.Response) bool {
 	c, ok := resp.LocalAddr().(*dataConn)
 	return ok && c.answered.Load()
+}
+
+// stale says the request behind resp, which failed with an error, went
+// out on a connection that had carried an answer before, and the worker
+// closed it without a byte of a new answer: an app server that closes
+// idle keep-alive connections closed this one as the request was sent
+// (the race every HTTP client has with keep-alive). Nothing says the
+// worker is broken.
+func stale(resp *fasthttp.Response) bool {
+	c, ok := resp.LocalAddr().(*dataConn)
+	return ok && c.reused.Load() && !c.answered.Load() && c.closed.Load()
 }
 
 // reached says a byte of the request behind resp, which failed with an

@@ -648,6 +648,11 @@ const (
 	// Refused: no worker was given (queue full, queue timeout, stopping).
 	// The lane never sees such an Outcome; the front's accounting does.
 	Refused
+	// StaleConn: the worker closed a reused keep-alive connection as the
+	// request went out, and answered nothing. Nothing says the worker is
+	// broken (nginx retries on such a cached connection too): it is
+	// suspect until a health check, not replaced.
+	StaleConn
 )
 
 // Outcome is what the lane, and the front's accounting after it, need to
@@ -735,6 +740,14 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 		if l.direct == nil {
 			l.suspect(w, o.Err)
 		}
+	case StaleConn:
+		// Out of rotation until a health check all the same: a worker
+		// killed meanwhile looks the same from here, and the front's
+		// retry must go to another.
+		l.failed.Add(1)
+		if l.direct == nil {
+			l.suspect(w, errStaleConn)
+		}
 	}
 	if !o.Retry {
 		l.served.Add(1)
@@ -745,7 +758,7 @@ func (l *Lane) Release(w *Worker, o *Outcome) {
 	delete(l.reqs, o)
 	w.inflight--
 	l.inflight--
-	if o.Result != Undelivered || !o.Retry {
+	if (o.Result != Undelivered && o.Result != StaleConn) || !o.Retry {
 		w.served++
 	}
 	if (o.Result == Answered || o.Result == ClientGone) && !o.Started.IsZero() { // dispatched: it proves the program works
@@ -991,13 +1004,21 @@ func (l *Lane) suspect(w *Worker, err error) {
 		return
 	}
 	w.suspect = true
-	if errors.Is(err, fasthttp.ErrConnectionClosed) {
+	switch {
+	case err == errStaleConn:
+		l.log.Info("worker closed a kept-alive connection as a request went out; out of rotation until a health check", "pid", w.pid)
+	case errors.Is(err, fasthttp.ErrConnectionClosed):
 		// fasthttp's text advises the server to send Connection: close.
 		err = errors.New("the worker closed the connection before answering")
+		fallthrough
+	default:
+		l.log.Warn("worker failed a request; out of rotation until healthy", "pid", w.pid, "error", err)
 	}
-	l.log.Warn("worker failed a request; out of rotation until healthy", "pid", w.pid, "error", err)
 	w.child.CheckNow()
 }
+
+// errStaleConn is suspect's reason for a StaleConn.
+var errStaleConn = errors.New("closed a kept-alive connection as a request went out")
 
 // replaceLocked starts a worker to take w's place; w stays in rotation
 // until the replacement is ready, then retires. The lane never serves with

@@ -38,6 +38,10 @@ type Exchange struct {
 	// Responded: bytes of an answer came; the request is not sent to
 	// another worker.
 	Responded bool
+	// Stale: the worker closed a reused keep-alive connection as the
+	// request went out, answering nothing (see stale): not the worker's
+	// fault, and the request may be sent again as after Undelivered.
+	Stale bool
 	// Truncated: a chunked body that ended in io.EOF did so only because
 	// the peer closed the connection before its end.
 	Truncated bool
@@ -49,6 +53,7 @@ func (w *Worker) Exchange(resp *fasthttp.Response) Exchange {
 		NotSent:   notSent(resp),
 		Reached:   reached(resp) || upstream.Reached(resp),
 		Responded: responded(resp),
+		Stale:     stale(resp),
 		Truncated: truncated(resp) || upstream.Truncated(resp),
 	}
 }
