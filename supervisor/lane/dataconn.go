@@ -47,9 +47,9 @@ type dataConn struct {
 	// reused says the request being sent is not the connection's first:
 	// an answer came on it before.
 	reused atomic.Bool
-	t        cleanconn.Tracker
-	dial     func() (net.Conn, error)
-	wdl      time.Time // the write deadline fasthttp set; a replacement gets it too
+	t      cleanconn.Tracker
+	dial   func() (net.Conn, error)
+	wdl    time.Time // the write deadline fasthttp set; a replacement gets it too
 }
 
 // dialData returns a dataConn dialled with dial, which it also uses to
