@@ -4,13 +4,11 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -151,38 +149,11 @@ func (b *bench) startGunicorn(name, bind, probePath string, opts ...string) (*se
 	return nil, last
 }
 
+// tryGunicorn starts gunicorn with argv, bound to addr. SIGTERM: its
+// arbiter stops its workers within --graceful-timeout, then kills them;
+// past 5 s the bench kills the whole process group.
 func (b *bench) tryGunicorn(name, addr string, argv []string) (*server, error) {
-	log := &logTail{}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stderr = log
-	cmd.Stdout = log
-	// SIGTERM: gunicorn's arbiter stops its workers within
-	// --graceful-timeout, then kills them; past 5 s the bench kills the
-	// whole process group.
-	p, err := b.kids.start(name, cmd, syscall.SIGTERM, 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	network, dial := "tcp", addr
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		network, dial = "unix", path
-	}
-	deadline := time.Now().Add(startTimeout)
-	for {
-		if done, werr := p.Exited(); done {
-			return nil, startupFailure(name, fmt.Errorf("exited (%v)", werr), log)
-		}
-		c, err := net.DialTimeout(network, dial, time.Second)
-		if err == nil {
-			c.Close()
-			return &server{Proc: p, addr: addr, log: log}, nil
-		}
-		if time.Now().After(deadline) {
-			p.Stop()
-			return nil, startupFailure(name, fmt.Errorf("not accepting on %s: %w", addr, err), log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return b.startAccepting(name, exec.Command(argv[0], argv[1:]...), addr)
 }
 
 // gunicornNotes says what a gunicorn started by the bench logged.

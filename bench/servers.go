@@ -274,18 +274,31 @@ func (b *bench) tryOnFreePort(name string, command func(addr string) (*exec.Cmd,
 	if err != nil {
 		return nil, err
 	}
+	return b.startAccepting(name, cmd, addr)
+}
+
+// startAccepting starts cmd, a server that says nothing when ready (nginx,
+// HAProxy, gunicorn), and waits until addr accepts ("unix:PATH" for a unix
+// socket), or the server exits, or startTimeout passes. Its stdout and
+// stderr are kept for the report; SIGTERM stops it, and past 5 s the bench
+// kills its process group.
+func (b *bench) startAccepting(name string, cmd *exec.Cmd, addr string) (*server, error) {
 	log := &logTail{}
 	cmd.Stdout, cmd.Stderr = log, log
 	p, err := b.kids.start(name, cmd, syscall.SIGTERM, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
+	network, dial := "tcp", addr
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		network, dial = "unix", path
+	}
 	deadline := time.Now().Add(startTimeout)
 	for {
 		if done, werr := p.Exited(); done {
 			return nil, startupFailure(name, fmt.Errorf("exited (%v)", werr), log)
 		}
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := net.DialTimeout(network, dial, time.Second)
 		if err == nil {
 			c.Close()
 			return &server{Proc: p, addr: addr, log: log}, nil
