@@ -8,10 +8,39 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/lanes-dev/lanes/shared"
 )
+
+// fetchdChild starts this test binary as fetchd (TestMain runs Main when
+// FETCHD_TEST_MAIN is set), serving set on sock, as lanesd starts it: the
+// settings file beside sock, the environment of shared.FetchdEnv, a
+// go-plugin client. The caller Kills it.
+func fetchdChild(t *testing.T, set Settings, sock, level string, log hclog.Logger) *plugin.Client {
+	t.Helper()
+	wire := shared.FetchdSettings{Fetchd: set.Fetchd.Wire()}
+	for _, th := range set.Themes {
+		wire.Themes = append(wire.Themes, th.Wire())
+	}
+	file := filepath.Join(filepath.Dir(sock), "fetchd-settings.json")
+	if err := shared.WriteFetchdSettings(file, wire); err != nil {
+		t.Fatal(err)
+	}
+	env := shared.FetchdEnv{Socket: sock, Config: file, ParentPID: os.Getpid(), LogLevel: level}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), env.Encode()...)
+	cmd.Env = append(cmd.Env, "FETCHD_TEST_MAIN=1")
+	return plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  shared.Handshake,
+		Plugins:          shared.PluginMap(nil),
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		StartTimeout:     10 * time.Second,
+		Logger:           log,
+	})
+}
 
 // TestMainProcess runs Main as a real go-plugin child, the way lanesd
 // does: handshake, Health, a theme lookup over the socket, Drain, Kill, and
@@ -27,26 +56,7 @@ func TestMainProcess(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "cache")
 	set := settings(o.URL)
 	set.Fetchd.CacheDir = dir
-	wire := shared.FetchdSettings{Fetchd: set.Fetchd.Wire()}
-	for _, th := range set.Themes {
-		wire.Themes = append(wire.Themes, th.Wire())
-	}
-	file := filepath.Join(rundir, "fetchd-settings.json")
-	if err := shared.WriteFetchdSettings(file, wire); err != nil {
-		t.Fatal(err)
-	}
-	env := shared.FetchdEnv{Socket: sock, Config: file, ParentPID: os.Getpid(), LogLevel: "debug"}
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), env.Encode()...)
-	cmd.Env = append(cmd.Env, "FETCHD_TEST_MAIN=1")
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  shared.Handshake,
-		Plugins:          shared.PluginMap(nil),
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		StartTimeout:     10 * time.Second,
-		Logger:           testLog(t),
-	})
+	client := fetchdChild(t, set, sock, "debug", testLog(t))
 	defer client.Kill()
 	rpc, err := client.Client()
 	if err != nil {

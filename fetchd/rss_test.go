@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 
 	"github.com/lanes-dev/lanes/shared"
 	"github.com/lanes-dev/lanes/shared/config"
@@ -145,26 +143,7 @@ func runFetchd(t *testing.T, set Settings, when string, page func(int) string) p
 	}
 	defer os.RemoveAll(rundir)
 	sock := filepath.Join(rundir, "fetchd.sock")
-	wire := shared.FetchdSettings{Fetchd: set.Fetchd.Wire()}
-	for _, th := range set.Themes {
-		wire.Themes = append(wire.Themes, th.Wire())
-	}
-	file := filepath.Join(rundir, "fetchd-settings.json")
-	if err := shared.WriteFetchdSettings(file, wire); err != nil {
-		t.Fatal(err)
-	}
-	env := shared.FetchdEnv{Socket: sock, Config: file, ParentPID: os.Getpid(), LogLevel: "warn"}
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), env.Encode()...)
-	cmd.Env = append(cmd.Env, "FETCHD_TEST_MAIN=1")
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  shared.Handshake,
-		Plugins:          shared.PluginMap(nil),
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		StartTimeout:     10 * time.Second,
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Warn, Output: testWriter{t}}),
-	})
+	client := fetchdChild(t, set, sock, "warn", hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Warn, Output: testWriter{t}}))
 	defer client.Kill()
 	rpc, err := client.Client()
 	if err != nil {
