@@ -234,6 +234,18 @@ type record struct {
 	Host, UserAgent, Referer, Query []byte
 }
 
+// describe records what the metrics and the access log say of ctx's
+// request: method, path, client and, while the access log is on, its
+// fields.
+func (o *record) describe(ctx *fasthttp.RequestCtx, snap *Snapshot) {
+	o.Method, o.Path = ctx.Method(), ctx.Path()
+	o.Client, _ = netip.AddrFromSlice(ctx.RemoteIP())
+	o.Client = o.Client.Unmap()
+	if snap.Access != nil {
+		captureAccess(ctx, o, snap.Config.Log.AccessQuery)
+	}
+}
+
 // request is the front's state of one request, until serve returns.
 type request struct {
 	body   reqBody // read before the lane is chosen (readBody)
@@ -290,12 +302,8 @@ func (f *Front) serve(ctx *fasthttp.RequestCtx) {
 	l, ref := snap.match(ctx.Method(), ctx.Path())
 	rq.ctx, rq.snap, rq.lane, rq.direct, rq.start = ctx, snap, l, l.Direct(), start
 	o := &rq.rec
-	o.Method, o.Path, o.ref = ctx.Method(), ctx.Path(), ref
-	o.Client, _ = netip.AddrFromSlice(ctx.RemoteIP())
-	o.Client = o.Client.Unmap()
-	if snap.Access != nil {
-		captureAccess(ctx, o, snap.Config.Log.AccessQuery)
-	}
+	o.describe(ctx, snap)
+	o.ref = ref
 	timeout := l.RequestTimeout()
 	if rq.direct {
 		app := &snap.Config.App
@@ -330,10 +338,8 @@ func (f *Front) logRefused(ctx *fasthttp.RequestCtx, rq *request, start time.Tim
 		return
 	}
 	o := &rq.rec
-	o.Method, o.Path, o.Result = ctx.Method(), ctx.Path(), lane.Refused
-	o.Client, _ = netip.AddrFromSlice(ctx.RemoteIP())
-	o.Client = o.Client.Unmap()
-	captureAccess(ctx, o, snap.Config.Log.AccessQuery)
+	o.describe(ctx, snap)
+	o.Result = lane.Refused
 	o.Status, o.Bytes, o.Total = ctx.Response.StatusCode(), len(ctx.Response.Body()), time.Since(start)
 	snap.Access.log(noLane, o, snap.Config.Log.AccessFormat)
 }
