@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -45,6 +46,14 @@ const (
 	// at 128 KiB and a site may have many themes.
 	EnvFetchdConfig = "LANES_FETCHD_CONFIG"
 )
+
+// ExecEnvReserved says lanes sets the variable k for an exec worker itself
+// (its socket by socket activation, its lane, sd_notify, its port): lanesd's
+// own value is not passed on, and exec_env may not set it.
+func ExecEnvReserved(k string) bool {
+	return strings.HasPrefix(k, "LANES_") || strings.HasPrefix(k, "LISTEN_") || k == "NOTIFY_SOCKET" || k == "PORT" ||
+		strings.HasPrefix(k, "WATCHDOG_")
+}
 
 // WorkerEnv is the environment of a worker process. The supervisor builds
 // it in parts, each encoded alone: what every worker of a config gets, what

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/lanes-dev/lanes/shared"
 )
 
 // Load reads, decodes and validates the config file at path. It reports every
@@ -727,7 +728,7 @@ func (d *decoder) execEnv(a hcl.Attributes, l *Lane) {
 			d.errorf(kv.Key.Range(), "Invalid exec_env", "%q is not a variable name.", k)
 		case strings.Contains(v, "\x00"):
 			d.errorf(kv.Value.Range(), "Invalid exec_env", "exec_env.%s holds a NUL byte.", k)
-		case reservedEnv(k):
+		case shared.ExecEnvReserved(k):
 			d.errorf(kv.Key.Range(), "Invalid exec_env",
 				"%s is set by lanes for each worker (its socket, its lane, its readiness); it cannot be set in exec_env.", k)
 		default:
@@ -740,12 +741,6 @@ func (d *decoder) execEnv(a hcl.Attributes, l *Lane) {
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		l.ExecEnv = append(l.ExecEnv, k+"="+env[k])
 	}
-}
-
-// reservedEnv says lanes sets the variable k for an exec worker itself.
-func reservedEnv(k string) bool {
-	return strings.HasPrefix(k, "LANES_") || strings.HasPrefix(k, "LISTEN_") || k == "NOTIFY_SOCKET" || k == "PORT" ||
-		strings.HasPrefix(k, "WATCHDOG_")
 }
 
 func (d *decoder) autoMap(b *hcl.Block) *AutoMap {

@@ -291,8 +291,7 @@ func (l *Lane) spawnLocked(replaces *Worker) *Worker {
 func (l *Lane) execSpecLocked(name string) proc.ExecSpec {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		k, _, _ := strings.Cut(kv, "=")
-		return strings.HasPrefix(k, "LANES_") || strings.HasPrefix(k, "LISTEN_") || strings.HasPrefix(k, "PLUGIN_") ||
-			k == "NOTIFY_SOCKET" || k == "PORT" || k == "WATCHDOG_USEC" || k == "WATCHDOG_PID" || k == shared.Handshake.MagicCookieKey
+		return shared.ExecEnvReserved(k) || strings.HasPrefix(k, "PLUGIN_") || k == shared.Handshake.MagicCookieKey
 	})
 	c := l.cfg
 	return proc.ExecSpec{
